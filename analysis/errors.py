@@ -1,0 +1,111 @@
+"""Error and warning classes shared by ``analysis`` and ``fusion``.
+
+Every problem with user input is raised as a :class:`CohortError` (a ``ValueError``)
+whose message is one line that names the file, the spreadsheet row (1-based, header
+counted, as Excel shows it) and the column, then what was expected.  CLIs catch
+:class:`CohortError` and print ``error: <message>`` without a traceback.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Sequence
+
+__all__ = [
+    "CohortError",
+    "SchemaError",
+    "CohortValidationError",
+    "ImageError",
+    "ConfigError",
+    "AnalysisWarning",
+    "ExactTestFallbackWarning",
+    "SeparationWarning",
+    "UndefinedMetricWarning",
+    "did_you_mean",
+    "format_location",
+]
+
+
+def format_location(file=None, row=None, column=None) -> str:
+    """``'cohort.xlsx: row 14, column 'margin''`` from whichever parts are known."""
+    parts = []
+    if row is not None:
+        parts.append(f"row {row}")
+    if column is not None:
+        parts.append(f"column '{column}'")
+    where = ", ".join(parts)
+    if file is not None:
+        return f"{file}: {where}" if where else str(file)
+    return where
+
+
+def did_you_mean(value, choices: Iterable[str]) -> str:
+    """``" (did you mean 'irregular'?)"`` when a close match exists, else ``""``."""
+    choices = [str(c) for c in choices]
+    match = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+    if not match:
+        lowered = {c.lower(): c for c in choices}
+        if str(value).lower().strip() in lowered:
+            match = [lowered[str(value).lower().strip()]]
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+class CohortError(ValueError):
+    """A problem with user input, located by ``file``, ``row`` and ``column``.
+
+    ``str(err)`` is one line: ``"<file>: row <row>, column '<column>': <message>"``.
+    """
+
+    def __init__(self, message: str, *, file=None, row=None, column=None):
+        self.message = message
+        self.file = None if file is None else str(file)
+        self.row = row
+        self.column = column
+        where = format_location(self.file, row, column)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class SchemaError(CohortError):
+    """The schema YAML is malformed (unknown key, bad type, missing field)."""
+
+
+class CohortValidationError(CohortError):
+    """A cohort file breaks its schema; ``problems`` holds every :class:`CohortError` found.
+
+    The message shows the first few problems (one per line) and the total count.
+    """
+
+    def __init__(self, problems: Sequence[CohortError], *, file=None, max_shown: int = 10):
+        self.problems = list(problems)
+        shown = [str(p) for p in self.problems[:max_shown]]
+        more = len(self.problems) - len(shown)
+        text = "; ".join(shown) if len(shown) == 1 else "\n  " + "\n  ".join(shown)
+        summary = f"{len(self.problems)} problem(s) in cohort" + (f" ({more} more not shown)" if more > 0 else "")
+        ValueError.__init__(self, f"{summary}: {text}")
+        self.message = summary
+        self.file = None if file is None else str(file)
+        self.row = self.problems[0].row if self.problems else None
+        self.column = self.problems[0].column if self.problems else None
+
+
+class ImageError(CohortError):
+    """An image is missing, unreadable or of an unsupported mode (names patient, modality, path)."""
+
+
+class ConfigError(CohortError):
+    """A run configuration or command-line combination is invalid."""
+
+
+class AnalysisWarning(UserWarning):
+    """Base class of the toolkit's warnings."""
+
+
+class ExactTestFallbackWarning(AnalysisWarning):
+    """An exact test exceeded its time budget and a seeded Monte Carlo estimate was used."""
+
+
+class SeparationWarning(AnalysisWarning):
+    """A regression model shows (quasi-)complete separation; estimates are unreliable."""
+
+
+class UndefinedMetricWarning(AnalysisWarning):
+    """A metric is undefined on this sample (e.g. AUC with one class); NaN is reported."""

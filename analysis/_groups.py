@@ -1,0 +1,93 @@
+"""Internal helpers: turn user group samples into clean float arrays (missing dropped).
+
+Convention for ``location``, ``effect_sizes`` (``epsilon_squared``, ``eta_squared``) and
+``selection``: groups are given as a sequence of 1-D array-likes, one per group, in group
+order (``[metastatic_values, lymphoma_values, benign_values]``).  A mapping
+``{group_name: values}`` is accepted too and keeps its insertion order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import CohortError
+
+
+@dataclass(frozen=True)
+class CleanSamples:
+    arrays: tuple          # float arrays, NaN removed, empty groups kept (length 0)
+    names: tuple           # group names (str)
+    n_missing: int         # values dropped as missing, all groups together
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.array([a.size for a in self.arrays], dtype=int)
+
+    @property
+    def nonempty(self) -> tuple:
+        return tuple(a for a in self.arrays if a.size > 0)
+
+    @property
+    def n_used(self) -> int:
+        return int(self.sizes.sum())
+
+
+def clean_samples(samples, names=None, variable=None) -> CleanSamples:
+    """Validate ``samples`` and drop missing values (NaN/None/pd.NA), never mutating input."""
+    if isinstance(samples, Mapping):
+        names = list(samples.keys()) if names is None else names
+        samples = list(samples.values())
+    if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence) and not isinstance(samples, (tuple, list)):
+        try:
+            samples = list(samples)
+        except TypeError:
+            raise CohortError(
+                f"expected a list of 1-D arrays (one per group), got {type(samples).__name__}",
+                column=variable) from None
+    samples = list(samples)
+    if names is None:
+        names = [str(i) for i in range(len(samples))]
+    names = [str(n) for n in names]
+    if len(names) != len(samples):
+        raise CohortError(f"got {len(samples)} groups but {len(names)} group names", column=variable)
+    arrays, n_missing = [], 0
+    for name, s in zip(names, samples):
+        ser = pd.Series(np.asarray(s, dtype=object).reshape(-1) if not isinstance(s, pd.Series) else s.to_numpy(dtype=object))
+        num = pd.to_numeric(ser, errors="coerce")
+        bad = num.isna() & ser.notna() & ~ser.map(lambda v: isinstance(v, float) and np.isnan(v))
+        if bad.any():
+            value = ser[bad].iloc[0]
+            raise CohortError(f"group '{name}' holds a non-numeric value {value!r} (expected numbers)",
+                              column=variable)
+        arr = num.to_numpy(dtype=float)
+        if np.isinf(arr).any():
+            raise CohortError(f"group '{name}' holds an infinite value (expected finite numbers)",
+                              column=variable)
+        keep = ~np.isnan(arr)
+        n_missing += int((~keep).sum())
+        arrays.append(arr[keep].copy())
+    return CleanSamples(tuple(arrays), tuple(names), n_missing)
+
+
+def values_groups_to_samples(values, groups, levels=None, variable=None):
+    """``(values, groups)`` -> (list of arrays, level names); rows with missing group dropped."""
+    v = pd.Series(np.asarray(values, dtype=object).reshape(-1))
+    g = pd.Series(np.asarray(groups, dtype=object).reshape(-1))
+    if len(v) != len(g):
+        raise CohortError(f"values ({len(v)}) and groups ({len(g)}) differ in length", column=variable)
+    if levels is None:
+        if isinstance(groups, pd.Series) and isinstance(groups.dtype, pd.CategoricalDtype):
+            levels = list(groups.cat.categories)
+        elif isinstance(groups, pd.Categorical):
+            levels = list(groups.categories)
+        else:
+            levels = list(pd.unique(g.dropna()))
+            try:
+                levels = sorted(levels)
+            except TypeError:
+                pass
+    samples = [v[(g == lev).to_numpy()].to_numpy() for lev in levels]
+    return samples, [str(x) for x in levels]

@@ -1,0 +1,245 @@
+"""Descriptive summaries per group and overall: counts and column percentages for
+categorical / binary / ordinal variables, mean, SD, median, quartiles and range for
+continuous ones.  Tidy, unrounded (rounding lives in :mod:`analysis.formatting`).
+
+Input convention: a DataFrame, the name of its group column, and the variables either as
+``analysis.schema.Variable`` objects (anything with ``name``, ``type`` and ``levels``
+attributes) or as plain column names with ``types={'age': 'continuous', ...}`` and
+optional ``levels={'shape': ['oval', 'round', 'irregular']}``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import CohortError, did_you_mean
+
+__all__ = ["describe", "summarize_categorical", "summarize_continuous", "OVERALL", "VARIABLE_TYPES"]
+
+OVERALL = "overall"
+VARIABLE_TYPES = ("continuous", "categorical", "ordinal", "binary")
+COLUMNS = ["variable", "type", "group", "level", "count", "percent", "n_used", "n_missing",
+           "mean", "sd", "median", "q1", "q3", "min", "max"]
+
+
+def _resolve_levels(series: pd.Series, levels, variable):
+    """Levels in schema order; a value outside them is a CohortError with did-you-mean."""
+    observed = pd.unique(series.dropna())
+    if levels is None:
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            return list(series.cat.categories)
+        try:
+            return sorted(observed)
+        except TypeError:
+            return list(observed)
+    levels = list(levels)
+    as_text = {str(lv) for lv in levels}
+    for value in observed:
+        if value not in levels and str(value) not in as_text:
+            raise CohortError(f"value {value!r} is not a declared level (expected: "
+                              f"{', '.join(map(str, levels))}{did_you_mean(value, map(str, levels))})",
+                              column=variable)
+    return levels
+
+
+def _group_levels(data, group, group_levels):
+    if group not in data.columns:
+        raise CohortError(f"group column '{group}' not found{did_you_mean(group, data.columns)}",
+                          column=group)
+    if group_levels is not None:
+        return list(group_levels)
+    g = data[group]
+    if isinstance(g.dtype, pd.CategoricalDtype):
+        return list(g.cat.categories)
+    try:
+        return sorted(pd.unique(g.dropna()))
+    except TypeError:
+        return list(pd.unique(g.dropna()))
+
+
+def _subsets(data, group, group_levels):
+    """(label, sub-frame) for 'overall' then each group; rows with a missing group are left out."""
+    keep = data[group].notna()
+    yield OVERALL, data.loc[keep]
+    for lev in group_levels:
+        yield str(lev), data.loc[data[group].astype(object) == lev]
+
+
+def summarize_categorical(data: pd.DataFrame, variable: str, group: str, levels=None,
+                          group_levels=None, var_type: str = "categorical") -> pd.DataFrame:
+    """Counts and column percentages of every level, per group and overall.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per patient; not modified.
+    variable, group : str
+        Column names.
+    levels : sequence, optional
+        Levels in schema order (default: categorical order, else sorted observed values).
+        Every level is reported, also those with count 0.
+    group_levels : sequence, optional
+        Group order (default: categorical order, else sorted).
+    var_type : str
+        Written to the ``type`` column (``categorical``, ``binary`` or ``ordinal``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``variable, type, group, level, count, percent, n_used, n_missing`` (plus the
+        continuous columns as NaN); ``group`` is ``'overall'`` then each group level;
+        ``percent`` = 100 * count / n_used (column percent among non-missing), NaN when a
+        group has no non-missing value.
+
+    Raises
+    ------
+    CohortError
+        Unknown column, or a value not among ``levels`` (with did-you-mean).
+    """
+    if variable not in data.columns:
+        raise CohortError(f"variable '{variable}' not found{did_you_mean(variable, data.columns)}",
+                          column=variable)
+    glevels = _group_levels(data, group, group_levels)
+    levels = _resolve_levels(data[variable], levels, variable)
+    rows = []
+    for label, sub in _subsets(data, group, glevels):
+        col = sub[variable].astype(object)
+        n_missing = int(col.isna().sum())
+        n_used = int(col.notna().sum())
+        for lev in levels:
+            count = int(((col == lev) | (col.astype(str) == str(lev)) & col.notna()).sum())
+            rows.append({"variable": variable, "type": var_type, "group": label, "level": lev,
+                         "count": count, "percent": 100.0 * count / n_used if n_used else math.nan,
+                         "n_used": n_used, "n_missing": n_missing})
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def summarize_continuous(data: pd.DataFrame, variable: str, group: str,
+                         group_levels=None) -> pd.DataFrame:
+    """n, mean, SD, median, quartiles, min and max per group and overall.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per patient; not modified.
+    variable, group : str
+        Column names; ``variable`` must be numeric (missing allowed).
+    group_levels : sequence, optional
+        Group order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``variable, type, group, n_used, n_missing, mean, sd, median, q1, q3, min, max``
+        (``level``, ``count``, ``percent`` NaN).  SD uses ddof=1 (NaN for n < 2);
+        quartiles use linear interpolation between order statistics (R ``quantile`` type 7,
+        numpy's default).
+
+    Raises
+    ------
+    CohortError
+        Unknown column or non-numeric values.
+    """
+    if variable not in data.columns:
+        raise CohortError(f"variable '{variable}' not found{did_you_mean(variable, data.columns)}",
+                          column=variable)
+    glevels = _group_levels(data, group, group_levels)
+    raw = data[variable]
+    num = pd.to_numeric(raw, errors="coerce")
+    bad = num.isna() & raw.notna()
+    if bad.any():
+        raise CohortError(f"non-numeric value {raw[bad].iloc[0]!r} in a continuous variable "
+                          "(expected numbers)", column=variable)
+    num = num.astype(float)
+    rows = []
+    for label, sub in _subsets(data.assign(**{"__value__": num}), group, glevels):
+        x = sub["__value__"].to_numpy()
+        n_missing = int(np.isnan(x).sum())
+        x = x[~np.isnan(x)]
+        row = {"variable": variable, "type": "continuous", "group": label,
+               "n_used": int(x.size), "n_missing": n_missing}
+        if x.size:
+            q1, med, q3 = np.quantile(x, [0.25, 0.5, 0.75])
+            row.update(mean=float(x.mean()), sd=float(x.std(ddof=1)) if x.size > 1 else math.nan,
+                       median=float(med), q1=float(q1), q3=float(q3), min=float(x.min()),
+                       max=float(x.max()))
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def _as_specs(variables, types, levels):
+    specs = []
+    types = dict(types or {})
+    levels = dict(levels or {})
+    for v in variables:
+        if hasattr(v, "name") and hasattr(v, "type"):
+            specs.append((v.name, str(v.type), getattr(v, "levels", None) or None))
+            continue
+        name = str(v)
+        if name not in types:
+            raise CohortError(f"no type given for variable '{name}' (expected one of "
+                              f"{', '.join(VARIABLE_TYPES)} in types)", column=name)
+        specs.append((name, str(types[name]), levels.get(name)))
+    for name, vtype, _ in specs:
+        if vtype not in VARIABLE_TYPES:
+            raise CohortError(f"unknown variable type '{vtype}' (expected: {', '.join(VARIABLE_TYPES)}"
+                              f"{did_you_mean(vtype, VARIABLE_TYPES)})", column=name)
+    return specs
+
+
+def describe(data: pd.DataFrame, group: str, variables: Sequence, types: Mapping[str, str] | None = None,
+             levels: Mapping[str, Sequence] | None = None, group_levels=None) -> pd.DataFrame:
+    """Summaries of several variables per group and overall, in the order given.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per patient; never modified.  Rows with a missing group are left out.
+    group : str
+        Group column.
+    variables : sequence of str or analysis.schema.Variable
+        Variables to summarize, in display (schema) order.
+    types : mapping str -> str, optional
+        Type per variable name (``continuous | categorical | ordinal | binary``); needed
+        when ``variables`` are plain names.
+    levels : mapping str -> sequence, optional
+        Levels in schema order for categorical/ordinal/binary names.
+    group_levels : sequence, optional
+        Group order (default: categorical order of the group column, else sorted).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``variable, type, group, level, count, percent, n_used, n_missing, mean,
+        sd, median, q1, q3, min, max``; categorical-type variables give one row per
+        (group, level), continuous ones one row per group; ``group='overall'`` first.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"group": ["a", "a", "b"], "age": [50.0, 60.0, None],
+    ...                    "sex": ["female", "male", "male"]})
+    >>> out = describe(df, "group", ["age", "sex"], types={"age": "continuous", "sex": "binary"},
+    ...                levels={"sex": ["female", "male"]})
+    >>> out.loc[out["variable"] == "sex", ["group", "level", "count", "percent", "n_used"]]
+         group   level  count  percent  n_used
+    3  overall  female      1   33.333333       3
+    4  overall    male      2   66.666667       3
+    5        a  female      1   50.000000       2
+    6        a    male      1   50.000000       2
+    7        b  female      0    0.000000       1
+    8        b    male      1  100.000000       1
+    """
+    frames = []
+    for name, vtype, lv in _as_specs(variables, types, levels):
+        if vtype == "continuous":
+            frames.append(summarize_continuous(data, name, group, group_levels))
+        else:
+            frames.append(summarize_categorical(data, name, group, lv, group_levels, vtype))
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    out["count"] = out["count"].astype("Int64")
+    return out

@@ -1,0 +1,197 @@
+"""analysis.export: xlsx / LaTeX / Markdown / csv writers on a small hand-made Table1Result."""
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import export
+from analysis.table1 import STATS_COLUMNS, Table1Result
+
+
+def small_result(**changes) -> Table1Result:
+    """Two variables (one continuous, one categorical with 2 levels), two tests."""
+    cols = ["Variable", "Overall (n=10)", "a_b (n=6)", "c&d (n=4)", "Missing", "p", "q",
+            "Effect size (95% CI)", "Test"]
+    display = pd.DataFrame([
+        ["Age (years), mean \u00b1 SD", "50.0 \u00b1 10.0", "52.0 \u00b1 9.0", "47.0 \u00b1 11.0",
+         "1 (10.0)", "0.043", "0.086", "0.12 (0.00\u20130.40)", "Welch ANOVA"],
+        ["Margin 100%, n (%)", "", "", "", "0 (0.0)", "<0.001", "<0.001",
+         "0.55 (0.20\u20130.80)", "Fisher\u2013Freeman\u2013Halton exact"],
+        ["smooth_ish", "6 (60.0)", "5 (83.3)", "1 (25.0)", "", "", "", "", ""],
+        ["ill-defined {x}", "4 (40.0)", "1 (16.7)", "3 (75.0)", "", "", "", "", ""],
+    ], columns=cols)
+    row_info = pd.DataFrame({"variable": ["age", "margin", "margin", "margin"],
+                             "level": [None, None, "smooth_ish", "ill-defined {x}"],
+                             "kind": ["variable", "variable", "level", "level"],
+                             "marker": ["a", "b", "", ""]})
+    stats = pd.DataFrame({
+        "variable": ["age", "margin"], "test": ["welch_anova", "fisher_exact"],
+        "statistic": [4.2, math.nan], "df": [1.0, math.nan], "p_value": [0.0431234567891234, 0.000123],
+        "q_value": [0.0862469135782468, 0.000246], "effect_size": [0.1234567, 0.55],
+        "effect_size_name": ["eta_squared", "cramers_v"], "n_used": [9, 10], "n_missing": [1, 0],
+        "ci_low": [0.0, 0.2], "ci_high": [0.4, 0.8], "df2": [7.123456789, math.nan],
+        "method": ["Welch's ANOVA", "Fisher\u2013Freeman\u2013Halton exact test"], "reason": ["x", "y"],
+    })
+    stats = stats[["reason"] + [c for c in stats.columns if c != "reason"]]  # scrambled on purpose
+    posthoc = pd.DataFrame({"variable": ["margin"], "group_a": ["a_b"], "group_b": ["c&d"],
+                            "test": ["fisher_exact"], "p_value": [0.01], "p_adjusted": [0.01]})
+    regression = pd.DataFrame({"variable": ["age"], "term": ["age"], "group": ["a_b"],
+                               "reference": ["c&d"], "model": ["univariable"],
+                               "odds_ratio": [1.05], "ci_low": [0.9], "ci_high": [1.2],
+                               "p_value": [0.3]})
+    odds_display = pd.DataFrame({"Variable": ["Age (per year)"], "a_b vs c&d: OR (95% CI)":
+                                 ["1.05 (0.90\u20131.20)"], "p": ["0.30"]})
+    footnotes = (("", "Data are n (%) or mean \u00b1 SD; 100% of rows used."),
+                 ("a", "Welch's ANOVA (unequal variances)."),
+                 ("b", "Fisher\u2013Freeman\u2013Halton exact test; \u03c7\u00b2 not valid (expected < 5)."))
+    kwargs = dict(display=display, stats=stats, decisions={}, posthoc=posthoc,
+                  regression=regression, exclusions=pd.DataFrame(columns=["row", "patient_id", "column", "reason"]),
+                  methods_text="Groups were compared with Welch's ANOVA & Fisher's test.",
+                  footnotes=footnotes, row_info=row_info, odds_display=odds_display,
+                  group_column="grp", group_label="Group", group_levels=("a_b", "c&d"),
+                  group_counts={"a_b": 6, "c&d": 4}, n_total=10, n_input=11, reference_group="c&d",
+                  software={"python": "3.11", "pandas": pd.__version__})
+    kwargs.update(changes)
+    return Table1Result(**kwargs)
+
+
+def test_stats_csv_has_contract_columns_first_and_full_precision(tmp_path):
+    res = small_result()
+    path = export.write_stats_csv(res, tmp_path / "s.csv")
+    back = pd.read_csv(path)
+    assert tuple(back.columns[:len(STATS_COLUMNS)]) == STATS_COLUMNS
+    assert "reason" in back.columns and "df2" in back.columns
+    assert back.loc[0, "p_value"] == 0.0431234567891234      # exact round trip
+    assert back.loc[0, "df2"] == 7.123456789
+    assert math.isnan(back.loc[1, "statistic"])
+    assert b"\r\n" not in path.read_bytes()
+
+
+def test_stats_csv_is_byte_identical_on_rewrite(tmp_path):
+    a = export.write_stats_csv(small_result(), tmp_path / "a.csv").read_bytes()
+    b = export.write_stats_csv(small_result(), tmp_path / "b.csv").read_bytes()
+    assert a == b
+
+
+def test_writers_do_not_modify_result(tmp_path):
+    res = small_result()
+    before = {k: getattr(res, k).copy() for k in ("display", "stats", "row_info", "posthoc", "regression")}
+    export.write_all(res, tmp_path / "out")
+    for k, frame in before.items():
+        pd.testing.assert_frame_equal(getattr(res, k), frame)
+
+
+def test_write_all_writes_every_file(tmp_path):
+    paths = export.write_all(small_result(), tmp_path / "new" / "dir")
+    assert [p.name for p in paths] == list(export.OUTPUT_FILES)
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_xlsx_layout(tmp_path):
+    from openpyxl import load_workbook
+
+    path = export.write_xlsx(small_result(), tmp_path / "t.xlsx")
+    wb = load_workbook(path, rich_text=True)
+    assert wb.sheetnames[:5] == ["Table 1", "Odds ratios", "Odds ratios (tidy)", "Statistics", "Post hoc"]
+    assert "Methods" in wb.sheetnames
+    ws = wb["Table 1"]
+    header = [c.value for c in ws[2]]
+    assert header[:4] == ["Variable", "Overall (n=10)", "a_b (n=6)", "c&d (n=4)"]
+    assert all(c.font.b for c in ws[2])
+    assert ws.freeze_panes == "B3"
+    # level rows indented, variable header of a multi-row block bold
+    assert ws["A4"].font.b and ws["A5"].alignment.indent == 2
+    # p cell carries the marker as a superscript run
+    p_col = header.index("p") + 1
+    rich = ws.cell(row=3, column=p_col).value
+    assert str(rich) == "0.043a"
+    assert rich[1].font.vertAlign == "superscript"
+    # categorical p merged over its level rows
+    assert any(str(r) == f"{ws.cell(row=4, column=p_col).coordinate}:{ws.cell(row=6, column=p_col).coordinate}"
+               for r in ws.merged_cells.ranges)
+    # footnotes below the table name each test
+    texts = [str(ws.cell(row=r, column=1).value) for r in range(7, ws.max_row + 1)]
+    assert any("Welch" in t for t in texts) and any("Fisher" in t for t in texts)
+    assert ws.column_dimensions["A"].width >= 20
+    stats = wb["Statistics"]
+    assert [c.value for c in stats[1]][:len(STATS_COLUMNS)] == list(STATS_COLUMNS)
+    assert stats.cell(row=2, column=5).value == 0.0431234567891234
+    methods = wb["Methods"]
+    assert "Welch" in methods["A2"].value
+    assert {methods.cell(row=r, column=1).value for r in range(5, 7)} == {"python", "pandas"}
+
+
+def test_xlsx_bytes_do_not_depend_on_the_clock(tmp_path):
+    a = export.write_xlsx(small_result(), tmp_path / "a.xlsx").read_bytes()
+    b = export.write_xlsx(small_result(), tmp_path / "b.xlsx").read_bytes()
+    assert a == b
+
+
+def test_latex_escapes_special_characters(tmp_path):
+    text = export.write_latex(small_result(), tmp_path / "t.tex", standalone=False).read_text()
+    assert r"\begin{tabular}" in text and r"\toprule" in text and r"\bottomrule" in text
+    assert r"\documentclass" not in text
+    assert r"c\&d (n=4)" in text
+    assert r"Margin 100\%" in text and r"smooth\_ish" in text
+    assert r"$\pm$" in text and "\u00b1" not in text
+    assert r"\textless{}0.001\textsuperscript{b}" in text
+    assert r"ill-defined \{x\}" in text
+    assert "0.12 (0.00--0.40)" in text
+    assert not any(ord(ch) > 255 for ch in text)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("a_b", r"a\_b"), ("50%", r"50\%"), ("x & y", r"x \& y"), ("<0.001", r"\textless{}0.001"),
+    ("#1 $", r"\#1 \$"), ("~^", r"\textasciitilde{}\textasciicircum{}"), ("a\\b", r"a\textbackslash{}b"),
+    ("\u03c7\u00b2", r"$\chi$\textsuperscript{2}"), ("Cram\u00e9r", "Cram\u00e9r"),
+])
+def test_latex_escape(raw, expected):
+    assert export.latex_escape(raw) == expected
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_standalone_latex_compiles_with_pdflatex(tmp_path):
+    path = export.write_latex(small_result(), tmp_path / "t.tex", standalone=True)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", path.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (tmp_path / "t.pdf").stat().st_size > 1000
+
+
+def test_markdown_pipe_table_with_footnotes(tmp_path):
+    text = export.write_markdown(small_result(), tmp_path / "t.md").read_text()
+    lines = text.splitlines()
+    table = [ln for ln in lines if ln.startswith("|")]
+    ncols = len(small_result().display.columns)
+    # header, separator, 4 body rows, then odds table (header, sep, 1 row)
+    assert len(table) == 4 + 2 + 3
+    assert all(ln.count(" | ") == ncols - 1 for ln in table[:6] if not ln.startswith("|:"))
+    assert "**Margin 100%, n (%)**" in text
+    assert "&emsp;smooth_ish" in text
+    assert "<0.001<sup>b</sup>" in text and "0.043<sup>a</sup>" in text
+    assert "<sup>a</sup> Welch's ANOVA" in text
+    assert "a_b vs c&d" in text
+
+
+def test_markdown_escapes_pipes(tmp_path):
+    res = small_result()
+    display = res.display.copy()
+    display.loc[2, "Variable"] = "x|y"
+    text = export.write_markdown(small_result(display=display), tmp_path / "t.md").read_text()
+    assert "x\\|y" in text
+
+
+def test_odds_ratios_csv_and_empty_regression(tmp_path):
+    path = export.write_odds_ratios_csv(small_result(), tmp_path / "or.csv")
+    assert pd.read_csv(path).loc[0, "odds_ratio"] == 1.05
+    empty = small_result(regression=pd.DataFrame(), odds_display=pd.DataFrame(),
+                         regression_note="perfect separation on margin")
+    path = export.write_odds_ratios_csv(empty, tmp_path / "or2.csv")
+    assert "perfect separation" in path.read_text()
+    md = export.write_markdown(empty, tmp_path / "e.md").read_text()
+    assert "Not computed: perfect separation on margin." in md
+    export.write_xlsx(empty, tmp_path / "e.xlsx")
+    export.write_latex(empty, tmp_path / "e.tex")

@@ -63,7 +63,7 @@ def normalize_value(value) -> str | None:
     Whitespace is stripped and case folded; numbers compare by value, so ``1``, ``1.0``,
     ``"1"`` and ``" 1.0 "`` all give ``"1"``.  ``None``/NaN give ``None``.
     """
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value)).casefold()

@@ -228,7 +228,7 @@ def _frame_from_rows(rows, merged, file: str) -> pd.DataFrame:
         looks_like_header = second_filled and all(isinstance(second[j], str) for j in second_filled)
         if len(filled) <= max(1, width // 2) and len(second_filled) > len(filled) and looks_like_header:
             title = str(header[filled[0]]) if filled else ""
-            raise CohortError(f"row 1 looks like a title ({title!r}) above the header row; the column "
+            raise CohortError(f"this row looks like a title ({title!r}) above the header row; the column "
                               f"names must be in row 1, so delete the title row(s)", file=file, row=1)
         names = {_clean_name(c) for c in header if not _is_blank(c)}
         repeated = [j for j in second_filled if isinstance(second[j], str) and _clean_name(second[j]) in names

@@ -1,0 +1,163 @@
+"""fusion.engine: batches by index, a learning step, evaluate/predict, early stopping, exact resume."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fusion.engine import (
+    EarlyStopping,
+    balanced_class_weights,
+    batch_indices,
+    evaluate,
+    fit,
+    predict_proba,
+    train_one_epoch,
+)
+from fusion.runtime import set_seed
+
+torch.set_num_threads(1)
+DEVICE = torch.device("cpu")
+
+
+def to_float(x):
+    return x.float() / 255.0
+
+
+class TinyNet(nn.Module):
+    def __init__(self, n_classes=2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4, n_classes)
+        self.num_classes = n_classes
+
+    def forward(self, x):
+        return self.head(self.conv(x).relu().mean((2, 3)))
+
+
+def separable_images(n=40, size=8, seed=0):
+    """Class 1 images are bright, class 0 dark: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    base = torch.where(y[:, None, None, None] == 1, 180, 60)
+    noise = torch.randint(-40, 40, (n, 1, size, size), generator=g)
+    return (base + noise).clamp(0, 255).to(torch.uint8), y.numpy()
+
+
+def test_batch_indices_cover_every_index_once_and_shard_evenly():
+    idx = np.arange(10, 33)
+    batches = batch_indices(idx, 5, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert sorted(np.concatenate(batches).tolist()) == idx.tolist()
+    shards = [np.concatenate(batch_indices(idx, 4, True, torch.Generator().manual_seed(0), r, 2)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 12  # 23 padded to 24
+    assert set(shards[0]) | set(shards[1]) == set(idx)
+    assert len(set(shards[0]) & set(shards[1])) <= 1  # only the wrap-around pad repeats
+
+
+def test_training_lowers_the_loss_and_predict_proba_sums_to_one():
+    set_seed(0)
+    images, y = separable_images()
+    model = TinyNet()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    idx = np.arange(len(y))
+    before, _ = evaluate(model, images, y, idx, transform=to_float, device=DEVICE)
+    for _ in range(15):
+        train_one_epoch(model, opt, images, y, idx, transform=to_float, batch_size=8, device=DEVICE,
+                        generator=torch.Generator().manual_seed(1))
+    after, proba = evaluate(model, images, y, idx, transform=to_float, device=DEVICE)
+    assert after < before * 0.8
+    assert proba.shape == (40, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+    assert (proba.argmax(1) == y).mean() > 0.8
+    np.testing.assert_allclose(predict_proba(model, images, to_float, batch_size=7), proba, rtol=1e-6)
+
+
+def test_evaluate_loss_matches_cross_entropy_by_hand():
+    set_seed(0)
+    images, y = separable_images(10)
+    model = TinyNet().eval()
+    loss, proba = evaluate(model, images, y, np.arange(10), transform=to_float, device=DEVICE)
+    with torch.no_grad():
+        ref = nn.functional.cross_entropy(model(to_float(images)), torch.as_tensor(y))
+    assert loss == pytest.approx(float(ref), rel=1e-5)
+    assert math.isnan(evaluate(model, images, y, [], transform=to_float, device=DEVICE)[0])
+
+
+def test_balanced_class_weights_as_sklearn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([0, 0, 0, 1, 2, 2])
+    np.testing.assert_allclose(balanced_class_weights(y, 3).numpy(),
+                               compute_class_weight("balanced", classes=np.arange(3), y=y), rtol=1e-6)
+
+
+def test_early_stopping_keeps_the_best_weights_and_counts_patience():
+    model = TinyNet()
+    stop = EarlyStopping(patience=2)
+    assert not stop.step(1.0, 0, model)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.head.bias += 1
+    assert not stop.step(1.5, 1, model)
+    assert stop.step(1.2, 2, model)
+    assert stop.best_epoch == 0
+    torch.testing.assert_close(stop.best_state["head.bias"], best["head.bias"])
+
+
+def _fit(images, y, epochs, resume=None, on_epoch_end=None):
+    set_seed(0)
+    model = TinyNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.02)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(5)
+    res = fit(model, opt, sched, images, y, np.arange(30), np.arange(30, 40), epochs=epochs, patience=10,
+              transform_train=lambda x: to_float(x) + 0.05 * torch.randn(x.shape), transform_eval=to_float,
+              batch_size=8, device=DEVICE, generator=gen, resume=resume, on_epoch_end=on_epoch_end)
+    return model, opt, sched, gen, res
+
+
+def test_fit_resumed_from_a_checkpoint_equals_an_uninterrupted_fit(tmp_path):
+    from fusion.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+
+    images, y = separable_images()
+    full, *_ = _fit(images, y, 4)
+
+    class Killed(Exception):
+        pass
+
+    holder = {}
+
+    def save_then_kill(epoch, stopper, history):
+        ckpt = make_checkpoint(holder["model"], holder["opt"], holder["sched"], epoch=epoch,
+                               early_stopping=stopper.state_dict(), generator=holder["gen"], history=history)
+        save_checkpoint(ckpt, tmp_path)
+        if epoch == 1:
+            raise Killed
+
+    import fusion.engine as engine
+
+    real_fit = engine.fit
+
+    def capturing_fit(model, opt, sched, *a, generator, **k):
+        holder.update(model=model, opt=opt, sched=sched, gen=generator)
+        return real_fit(model, opt, sched, *a, generator=generator, **k)
+
+    engine_fit, engine.fit = engine.fit, capturing_fit
+    try:
+        with pytest.raises(Killed):
+            set_seed(0)
+            model = TinyNet()
+            opt = torch.optim.AdamW(model.parameters(), lr=0.02)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 4)
+            engine.fit(model, opt, sched, images, y, np.arange(30), np.arange(30, 40), epochs=4, patience=10,
+                       transform_train=lambda x: to_float(x) + 0.05 * torch.randn(x.shape),
+                       transform_eval=to_float, batch_size=8, device=DEVICE,
+                       generator=torch.Generator().manual_seed(5), on_epoch_end=save_then_kill)
+    finally:
+        engine.fit = engine_fit
+    set_seed(123)  # a fresh process would not share the killed run's RNG state
+    resumed, _, _, _, res = _fit(images, y, 4, resume=load_checkpoint(tmp_path / "latest.pt"))
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+    assert res.epochs_run == 4

@@ -1,0 +1,247 @@
+"""Metrics of prediction files, per model x modality x split, through :mod:`analysis.metrics`.
+
+This module lives in ``fusion`` because it knows the prediction-file format written by
+``fusion.train`` (``oof_predictions.csv``), but it imports no torch: every number comes from
+:func:`analysis.metrics.classification_metrics` and :mod:`analysis.roc`.
+
+Prediction frame: one row per prediction, columns ``patient_id, fold, split, y_true, model,
+modality, p_<class>...`` (``y_true`` holds class names; ``split`` e.g. ``'test'`` for
+out-of-fold cross-validation predictions, ``'external'`` for a held-out hospital).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.bootstrap import cluster_bootstrap
+from analysis.errors import CohortError, UndefinedMetricWarning, did_you_mean
+from analysis.metrics import _metric_vector, classification_metrics
+from analysis.roc import _check_level, _class_codes_and_proba, delong_test
+
+__all__ = ["EVALUATION_COLUMNS", "COMPARISON_COLUMNS", "evaluate_predictions", "compare_models_delong"]
+
+EVALUATION_COLUMNS = ["model", "modality", "split", "metric", "class", "estimate", "ci_low", "ci_high",
+                      "ci_level", "n", "n_boot_valid"]
+COMPARISON_COLUMNS = ["split", "model_a", "modality_a", "model_b", "modality_b", "class", "auc_a", "auc_b",
+                      "difference", "statistic", "p_value", "n", "method", "reason"]
+_KEYS = ["model", "modality", "split"]
+
+
+def _validate(predictions: pd.DataFrame, classes, source):
+    """Check columns, labels and probabilities once, with rows numbered as in the CSV."""
+    if not isinstance(predictions, pd.DataFrame):
+        raise CohortError(f"predictions must be a pandas DataFrame, got {type(predictions).__name__}",
+                          file=source)
+    classes = [str(c) for c in classes]
+    proba_cols = [f"p_{c}" for c in classes]
+    required = ["patient_id", "split", "y_true", "model", "modality", *proba_cols]
+    present = [str(c) for c in predictions.columns]
+    for col in required:
+        if col not in present:
+            raise CohortError(f"missing column (a prediction file needs: {', '.join(required)})"
+                              f"{did_you_mean(col, present)}", file=source, column=col)
+    if len(predictions) == 0:
+        raise CohortError("no predictions (the file has no data rows)", file=source)
+    frame = predictions.reset_index(drop=True)
+    for col in ["patient_id", *_KEYS]:
+        bad = frame[col].isna().to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CohortError(f"missing value ({int(bad.sum())} such row(s))", file=source, row=i + 2, column=col)
+    codes, proba = _class_codes_and_proba(frame["y_true"], frame[proba_cols].to_numpy(dtype=float, na_value=np.nan),
+                                          classes, file=source, y_column="y_true", proba_columns=proba_cols)
+    return frame, classes, codes, proba
+
+
+def evaluate_predictions(predictions: pd.DataFrame, classes: list[str], n_boot: int = 2000, seed: int = 0,
+                         ci: float = 0.95, stratify: bool = False, source: str = "predictions") -> pd.DataFrame:
+    """Classification metrics with patient-level bootstrap CIs for every model x modality x split.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        Columns ``patient_id, split, y_true, model, modality`` and ``p_<class>`` for every
+        class (``fold`` and other columns are ignored).  Not modified.
+    classes : list of str
+        Class names; ``p_<class>`` columns are read in this order.
+    n_boot, seed, ci, stratify
+        Passed to :func:`analysis.metrics.classification_metrics` (same seed for every group).
+    source : str, default 'predictions'
+        Name used in error messages (e.g. the CSV path); rows are CSV rows (header = row 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model, modality, split, metric, class, estimate, ci_low, ci_high, ci_level,
+        n, n_boot_valid``; groups in order of first appearance, metrics in the order of
+        :func:`~analysis.metrics.classification_metrics` (``class == ''`` for macro/overall).
+
+    Raises
+    ------
+    CohortError
+        Missing column (with did-you-mean), unknown class label, missing probability or id.
+
+    Notes
+    -----
+    Several rows of one patient within a group (several images, or one prediction per
+    fold model on an external set) are resampled together: the bootstrap is over
+    ``patient_id``.  Metric definitions and the independent implementations they match
+    are documented in :func:`analysis.metrics.classification_metrics`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"patient_id": [1, 2, 3, 4], "fold": 0, "split": "test",
+    ...                    "y_true": ["a", "b", "a", "b"], "model": "resnet18", "modality": "2d",
+    ...                    "p_a": [.9, .2, .4, .3], "p_b": [.1, .8, .6, .7]})
+    >>> out = evaluate_predictions(df, ["a", "b"], n_boot=0)
+    >>> out.loc[0, "metric"], float(out.loc[0, "estimate"])
+    ('auc', 1.0)
+    """
+    _check_level(ci)
+    frame, classes, codes, proba = _validate(predictions, classes, source)
+    out = []
+    for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
+        m = classification_metrics(np.asarray(classes)[codes[idx]], proba[idx], classes,
+                                   patient_ids=frame["patient_id"].to_numpy()[idx], n_boot=n_boot, ci=ci,
+                                   seed=seed, stratify=stratify)
+        for name, value in zip(_KEYS, key):
+            m.insert(_KEYS.index(name), name, value)
+        out.append(m)
+    return pd.concat(out, ignore_index=True)[EVALUATION_COLUMNS]
+
+
+def _per_patient(frame: pd.DataFrame, codes: np.ndarray, proba: np.ndarray, idx: np.ndarray, source):
+    """Mean probabilities per patient in one group; the true class must agree across rows."""
+    pid = frame["patient_id"].to_numpy()[idx]
+    uniq, inv = np.unique(pid.astype(str), return_inverse=True)
+    first = np.full(uniq.size, -1)
+    first[inv[::-1]] = codes[idx][::-1]
+    if np.any(first[inv] != codes[idx]):
+        i = int(idx[np.flatnonzero(first[inv] != codes[idx])[0]])
+        raise CohortError(f"patient '{frame['patient_id'].iloc[i]}' has different y_true values within "
+                          f"one model/modality/split", file=source, row=i + 2, column="y_true")
+    sums = np.zeros((uniq.size, proba.shape[1]))
+    np.add.at(sums, inv, proba[idx])
+    mean = sums / np.bincount(inv)[:, None]
+    return pd.DataFrame(mean, index=pd.Index(uniq, name="patient_id")), pd.Series(first, index=uniq)
+
+
+def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot: int = 2000, seed: int = 0,
+                          ci: float = 0.95, source: str = "predictions") -> pd.DataFrame:
+    """Pairwise AUC comparison of every two model/modality groups on the same patients.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        As for :func:`evaluate_predictions`.
+    classes : list of str
+        Class names (``p_<class>`` columns).
+    n_boot, seed, ci
+        Paired patient bootstrap for the macro AUC (``n_boot = 0``: macro p-value NaN).
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per split x pair x (macro, each class): ``split, model_a, modality_a, model_b,
+        modality_b, class, auc_a, auc_b, difference, statistic, p_value, n, method, reason``.
+        ``class == ''`` is the macro one-vs-rest AUC; ``n`` = patients in common;
+        ``statistic`` = z; ``reason`` explains a NaN p-value (else '').
+
+    Notes
+    -----
+    Within each split, each group's predictions are first averaged per patient (one score
+    per patient, so the tests' independence assumption holds), then pairs are matched on
+    ``patient_id`` (patients in both groups only).
+
+    * Per class (one vs rest): DeLong's paired test, :func:`analysis.roc.delong_test`
+      (matches R pROC ``roc.test(method = "delong", paired = TRUE)``).
+    * Macro AUC: the per-class AUCs share patients but use different labelings, so DeLong's
+      covariance does not cover their mean.  Instead a paired bootstrap over patients
+      resamples both models together: ``z = (AUC_a - AUC_b) / SD*(AUC_a - AUC_b)``,
+      ``p = 2 Φ(-|z|)``, the approach of pROC's ``roc.test(method = "bootstrap")``
+      (Hanley & McNeil 1983 form).  Resamples with a class missing are dropped.
+
+    No multiplicity adjustment is applied; see :mod:`analysis.multiplicity`.
+
+    References
+    ----------
+    DeLong ER, DeLong DM, Clarke-Pearson DL. Biometrics. 1988;44(3):837-845. doi:10.2307/2531595
+    Robin X, et al. pROC: an open-source package for R and S+ to analyze and compare ROC curves.
+    BMC Bioinformatics. 2011;12:77. doi:10.1186/1471-2105-12-77
+    """
+    _check_level(ci)
+    frame, classes, codes, proba = _validate(predictions, classes, source)
+    k = len(classes)
+    rows = []
+    for split, split_idx in frame.groupby("split", sort=False).indices.items():
+        sub = frame.iloc[split_idx]
+        groups = {}
+        for key, gi in sub.groupby(["model", "modality"], sort=False).indices.items():
+            groups[key] = _per_patient(frame, codes, proba, split_idx[gi], source)
+        for (ka, (pa, ya)), (kb, (pb, yb)) in combinations(groups.items(), 2):
+            common = pa.index.intersection(pb.index)
+            base = {"split": split, "model_a": ka[0], "modality_a": ka[1], "model_b": kb[0], "modality_b": kb[1]}
+            if not ya.loc[common].equals(yb.loc[common]):
+                raise CohortError(f"a patient has different y_true for {ka} and {kb} in split '{split}'",
+                                  file=source, column="y_true")
+            y = ya.loc[common].to_numpy(dtype=np.intp)
+            sa, sb = pa.loc[common].to_numpy(), pb.loc[common].to_numpy()
+            rows.append({**base, **_macro_comparison(y, sa, sb, n_boot, seed, ci)})
+            for j, c in enumerate(classes):
+                rows.append({**base, **_class_comparison(y == j, sa[:, j], sb[:, j], c)})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _class_comparison(pos, sa, sb, cls) -> dict:
+    n = int(pos.size)
+    row = {"class": cls, "n": n, "method": "DeLong paired test (one vs rest)", "reason": ""}
+    if n == 0:
+        return {**row, "auc_a": math.nan, "auc_b": math.nan, "difference": math.nan, "statistic": math.nan,
+                "p_value": math.nan, "reason": "no patients in common"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        t = delong_test(pos, sa, sb)
+    row.update(auc_a=t.details["auc_a"], auc_b=t.details["auc_b"], difference=t.details["difference"],
+               statistic=t.statistic, p_value=t.p_value)
+    if math.isnan(t.p_value):
+        row["reason"] = (f"undefined with {t.details['n_cases']} case(s) and "
+                         f"{t.details['n_controls']} control(s) (need at least 2 of each)")
+    return row
+
+
+def _macro_auc_pair(y, sa, sb) -> np.ndarray:
+    a = _metric_vector(y, sa)[0]
+    b = _metric_vector(y, sb)[0]
+    return np.array([a, b, a - b])
+
+
+def _macro_comparison(y, sa, sb, n_boot, seed, ci) -> dict:
+    n = int(y.size)
+    row = {"class": "", "n": n, "method": f"paired patient bootstrap z-test ({n_boot} resamples, seed {seed})",
+           "reason": ""}
+    if n == 0:
+        return {**row, "auc_a": math.nan, "auc_b": math.nan, "difference": math.nan, "statistic": math.nan,
+                "p_value": math.nan, "reason": "no patients in common"}
+    res = cluster_bootstrap(_macro_auc_pair, (y, sa, sb), n_boot=n_boot, ci=ci, seed=seed,
+                            names=["auc_a", "auc_b", "difference"])
+    auc_a, auc_b, d = (float(v) for v in res.estimate)
+    row.update(auc_a=auc_a, auc_b=auc_b, difference=d, statistic=math.nan, p_value=math.nan)
+    diffs = res.replicates[:, 2]
+    diffs = diffs[np.isfinite(diffs)]
+    if not np.isfinite(d):
+        row["reason"] = "macro AUC undefined (a class has no patients)"
+    elif diffs.size < 2:
+        row["reason"] = f"fewer than 2 valid bootstrap resamples ({diffs.size} of {n_boot})"
+    else:
+        sd = float(np.std(diffs, ddof=1))
+        z = 0.0 if sd == 0 and d == 0 else (d / sd if sd > 0 else math.copysign(math.inf, d))
+        row.update(statistic=z, p_value=float(2 * stats.norm.sf(abs(z))))
+    return row

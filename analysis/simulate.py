@@ -236,7 +236,7 @@ def _rezip_deterministic(data: bytes, path: Path) -> None:
             if info.filename == "docProps/core.xml":
                 import re
 
-                content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
+                content = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:(?:created|modified)>)",
                                  rb"\g<1>" + stamp + rb"\g<2>", content)
             entry = zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0))
             entry.compress_type = zipfile.ZIP_DEFLATED

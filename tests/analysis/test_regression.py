@@ -1,0 +1,149 @@
+"""Multinomial ORs against R nnet::multinom (tests/fixtures/r_reference/regression.R) and
+the separation / singularity fallbacks."""
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.errors import CohortError, SeparationWarning
+from analysis.regression import REGRESSION_COLUMNS, multinomial_or_table
+
+REF_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "r_reference"
+DATA = pd.read_csv(REF_DIR / "regression_data.csv")
+REF = pd.read_csv(REF_DIR / "regression_results.csv")
+PREDICTORS = ["age", "sex", "shape", "ls_ratio", "adler_grade"]
+TYPES = {"age": "continuous", "sex": "binary", "shape": "categorical", "ls_ratio": "continuous",
+         "adler_grade": "ordinal"}
+LEVELS = {"sex": ["female", "male"], "shape": ["oval", "round", "irregular"], "adler_grade": [0, 1, 2, 3]}
+GROUPS = ["metastatic", "lymphoma", "benign"]
+
+
+def r_term(row):
+    return row["variable"] if pd.isna(row["level"]) else f"{row['variable']}{row['level']}"
+
+
+@pytest.fixture(scope="module")
+def table():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeparationWarning)
+        return multinomial_or_table(DATA, "group", PREDICTORS, "benign", TYPES, levels=LEVELS,
+                                    outcome_levels=GROUPS)
+
+
+def test_columns_and_row_layout(table):
+    assert list(table.columns) == REGRESSION_COLUMNS and isinstance(table.index, pd.RangeIndex)
+    assert set(table["model"]) == {"univariable", "multivariable"}
+    assert set(table["outcome_level"]) == {"metastatic", "lymphoma"}
+    assert (table["reference"] == "benign").all()
+    refs = table[table["reason"] == "reference level"]
+    assert set(zip(refs["variable"], refs["level"])) == {("sex", "female"), ("shape", "oval")}
+    assert (refs["odds_ratio"] == 1.0).all() and refs["ci_low"].isna().all()
+
+
+def test_matches_r_nnet_multinom(table):
+    est = table[table["reason"] != "reference level"].copy()
+    est["r_term"] = est.apply(r_term, axis=1)
+    merged = est.merge(REF, on=["model", "outcome_level", "r_term"], suffixes=("", "_r"))
+    assert len(merged) == len(REF) == len(est)
+    for col in ("coef", "std_error", "odds_ratio", "ci_low", "ci_high"):
+        np.testing.assert_allclose(merged[col], merged[f"{col}_r"], rtol=1e-4, err_msg=col)
+    # p-values: Wald z agrees to ~1e-6, which moves p < 1e-20 by up to ~1e-4 relative
+    np.testing.assert_allclose(merged["p_value"], merged["p_value_r"], rtol=1e-3)
+    assert (merged["n_used"] == merged["n_used_r"]).all()
+    assert (merged["fit"] == "mle").all()
+
+
+def test_univariable_uses_rows_complete_for_that_predictor_only(table):
+    uni = table[table["model"] == "univariable"].groupby("variable")["n_used"].first()
+    assert uni["age"] == DATA["age"].notna().sum()
+    assert uni["sex"] == len(DATA)
+    multi = table.loc[table["model"] == "multivariable", "n_used"].unique()
+    assert multi.tolist() == [len(DATA.dropna(subset=PREDICTORS))]
+
+
+def test_input_not_modified():
+    before = DATA.copy()
+    multinomial_or_table(DATA, "group", ["age"], "benign", TYPES, models=("univariable",))
+    pd.testing.assert_frame_equal(DATA, before)
+
+
+def separated_data():
+    rng = np.random.default_rng(5)
+    n = 150
+    group = rng.choice(GROUPS, n)
+    necrosis = np.where(group == "metastatic", rng.choice(["absent", "present"], n), "absent")
+    age = rng.normal(50, 10, n)
+    return pd.DataFrame({"group": group, "necrosis": necrosis, "age": age})
+
+
+def test_separation_falls_back_to_penalized_fit_with_warning_and_reason():
+    df = separated_data()
+    types = {"necrosis": "binary", "age": "continuous"}
+    with pytest.warns(SeparationWarning, match="necrosis"):
+        out = multinomial_or_table(df, "group", ["necrosis", "age"], "benign", types,
+                                   levels={"necrosis": ["absent", "present"]}, outcome_levels=GROUPS)
+    nec = out[(out["variable"] == "necrosis") & (out["level"] == "present")]
+    assert (nec["fit"] == "l2_penalized").all()
+    assert nec["reason"].str.contains("penalized").all()
+    assert np.isfinite(nec[["odds_ratio", "ci_low", "ci_high"]].to_numpy()).all()
+    assert (nec["odds_ratio"] < np.exp(10)).all()
+    # the univariable age model is unaffected and stays an ordinary MLE
+    age_uni = out[(out["model"] == "univariable") & (out["variable"] == "age")]
+    assert (age_uni["fit"] == "mle").all() and (age_uni["reason"] == "").all()
+
+
+def test_penalized_fit_is_the_penalized_optimum():
+    """At the returned estimates the penalized score is zero (checked by finite differences
+    of the penalized log-likelihood written out independently here)."""
+    df = separated_data()
+    with pytest.warns(SeparationWarning):
+        out = multinomial_or_table(df, "group", ["necrosis"], "benign", {"necrosis": "binary"},
+                                   levels={"necrosis": ["absent", "present"]}, outcome_levels=GROUPS,
+                                   models=("univariable",), penalty=1.0)
+    slopes = out[out["level"] == "present"].set_index("outcome_level")["coef"]
+    x = (df["necrosis"] == "present").to_numpy(float)
+    y = df["group"].to_numpy()
+
+    def neg_pen_loglik(b):  # b = [a_met, a_lym, b_met, b_lym]
+        eta = np.column_stack([np.zeros_like(x), b[0] + b[2] * x, b[1] + b[3] * x])
+        logp = eta - np.log(np.exp(eta).sum(axis=1, keepdims=True))
+        idx = np.select([y == "benign", y == "metastatic"], [0, 1], 2)
+        return -logp[np.arange(len(y)), idx].sum() + 0.5 * (b[2] ** 2 + b[3] ** 2)
+
+    from scipy.optimize import minimize
+    best = minimize(neg_pen_loglik, np.zeros(4), method="BFGS", options={"gtol": 1e-9}).x
+    assert slopes["metastatic"] == pytest.approx(best[2], abs=1e-4)
+    assert slopes["lymphoma"] == pytest.approx(best[3], abs=1e-4)
+
+
+def test_collinear_predictors_do_not_crash():
+    df = DATA.assign(age_copy=DATA["age"] * 2.0)
+    types = {**TYPES, "age_copy": "continuous"}
+    with pytest.warns(SeparationWarning):
+        out = multinomial_or_table(df, "group", ["age", "age_copy"], "benign", types,
+                                   models=("multivariable",))
+    assert (out["fit"] == "l2_penalized").all() and np.isfinite(out["odds_ratio"]).all()
+
+
+def test_constant_predictor_and_unobserved_level_are_reported_not_fitted():
+    df = DATA.assign(site=1.0, shape=DATA["shape"].replace({"irregular": "round"}))
+    out = multinomial_or_table(df, "group", ["site", "shape"], "benign",
+                               {"site": "continuous", "shape": "categorical"}, levels=LEVELS,
+                               outcome_levels=GROUPS)
+    site = out[out["variable"] == "site"]
+    assert site["odds_ratio"].isna().all() and site["reason"].str.contains("constant").all()
+    irr = out[(out["variable"] == "shape") & (out["level"] == "irregular")]
+    assert len(irr) == 4 and irr["reason"].str.contains("not observed").all()
+    rnd = out[(out["variable"] == "shape") & (out["level"] == "round")]
+    assert (rnd["fit"] == "mle").all() and np.isfinite(rnd["odds_ratio"]).all()
+
+
+def test_clear_errors():
+    with pytest.raises(CohortError, match="did you mean 'benign'"):
+        multinomial_or_table(DATA, "group", ["age"], "benign ", TYPES)
+    with pytest.raises(CohortError, match="did you mean 'age'"):
+        multinomial_or_table(DATA, "group", ["agee"], "benign", TYPES)
+    with pytest.raises(CohortError, match="did you mean 'categorical'"):
+        multinomial_or_table(DATA, "group", ["shape"], "benign", {"shape": "categoric"})

@@ -7,7 +7,7 @@ xlsx / LaTeX / Markdown / csv.  Command line: ``python -m analysis.table1 COHORT
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import pandas as pd
@@ -92,3 +92,536 @@ class Table1Result:
     def __repr__(self) -> str:
         return (f"Table1Result(n_total={self.n_total}, n_input={self.n_input}, "
                 f"groups={list(self.group_levels)}, variables={len(self.stats)})")
+
+
+
+# ============================================================================ engine
+#: Short test names for the 'Test' column of the human table.
+TEST_LABELS = {
+    "chi_square": "Pearson \u03c7\u00b2",
+    "fisher_exact": "Fisher exact",
+    "fisher_monte_carlo": "Fisher exact (Monte Carlo)",
+    "anova": "One-way ANOVA",
+    "welch_anova": "Welch ANOVA",
+    "kruskal_wallis": "Kruskal\u2013Wallis",
+    "linear_by_linear": "Linear-by-linear",
+}
+#: Full test descriptions for the footnotes.
+TEST_DESCRIPTIONS = {
+    "chi_square": "Pearson's \u03c7\u00b2 test of independence without continuity correction "
+                  "(every expected count \u2265 5)",
+    "fisher_exact": "Fisher\u2013Freeman\u2013Halton exact test (an expected count < 5)",
+    "fisher_monte_carlo": "Fisher\u2013Freeman\u2013Halton test, seeded Monte Carlo estimate "
+                          "(the exact computation exceeded its time budget)",
+    "anova": "one-way ANOVA (normal data, equal variances)",
+    "welch_anova": "Welch's ANOVA (normal data, unequal variances)",
+    "kruskal_wallis": "Kruskal\u2013Wallis rank-sum test",
+    "linear_by_linear": "linear-by-linear association (trend) test on the level scores",
+}
+_EFFECT_LABELS = {
+    "cramers_v": "bias-corrected Cram\u00e9r's V",
+    "epsilon_squared": "\u03b5\u00b2",
+    "eta_squared": "\u03b7\u00b2",
+}
+_MARKERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass
+class _VariableOutcome:
+    var: Any
+    choice: Any
+    result: Any              # TestResult
+    effect: Any              # EffectSize or None
+    summary_frame: pd.DataFrame
+    n_missing: int
+    table: Any = None        # levels x groups counts (categorical)
+    samples: Any = None      # list of arrays per group (continuous / ordinal scores)
+    posthoc: pd.DataFrame | None = None
+    note: str = ""
+
+
+def _summary_label(var, summary: str) -> str:
+    unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
+    if var.type == "continuous":
+        what = "median [Q1, Q3]" if summary == "median_iqr" else "mean \u00b1 SD"
+        return f"{var.label}{unit}, {what}"
+    return f"{var.label}{unit}, n (%)"
+
+
+def _contingency(col: pd.Series, groups: pd.Series, levels, group_levels) -> pd.DataFrame:
+    """levels x groups counts (all schema levels, in order; zero rows kept)."""
+    keep = col.notna() & groups.notna()
+    obj = col[keep].astype(object)
+    g = groups[keep].astype(object)
+    table = pd.DataFrame(0, index=[str(v) for v in levels], columns=list(group_levels), dtype=int)
+    for lev_text, lev in zip(table.index, levels):
+        for grp in group_levels:
+            table.loc[lev_text, grp] = int(((obj == lev) | (obj.astype(str) == str(lev)))[g == grp].sum())
+    return table
+
+
+def _scores(col: pd.Series, levels) -> pd.Series:
+    """Ordinal levels -> scores 1..k in schema order (NaN stays NaN)."""
+    mapping = {str(lev): float(i + 1) for i, lev in enumerate(levels)}
+    return col.astype(object).map(lambda v: mapping.get(str(v), math.nan) if pd.notna(v) else math.nan)
+
+
+def _samples(values: pd.Series, groups: pd.Series, group_levels) -> list:
+    x = pd.to_numeric(values, errors="coerce").astype(float)
+    return [x[(groups == grp).to_numpy()].to_numpy() for grp in group_levels]
+
+
+def _not_computed(test: str, n_used: int, reason: str, method: str = ""):
+    from ._results import TestResult
+
+    return TestResult(test=test, statistic=math.nan, df=math.nan, p_value=math.nan,
+                      n_used=int(n_used), method=method or TEST_DESCRIPTIONS.get(test, test),
+                      details={"reason": reason})
+
+
+def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_budget: float):
+    """Run the chosen omnibus test; the statistical modules do the work."""
+    from . import contingency, location
+
+    if test == "chi_square":
+        return contingency.chi_square(table)
+    if test == "fisher_exact":
+        return contingency.fisher_exact_rxc(table, seed=seed, time_budget=fisher_time_budget)
+    if test == "linear_by_linear":
+        return contingency.linear_by_linear(table)
+    names = [str(g) for g in group_levels]
+    if test == "anova":
+        return location.anova_oneway(samples, names=names)
+    if test == "welch_anova":
+        return location.welch_anova(samples, names=names)
+    if test == "kruskal_wallis":
+        return location.kruskal_wallis(samples, names=names)
+    raise ValueError(f"unknown test {test!r}")  # pragma: no cover - selection guarantees the set
+
+
+def _effect(test: str, table, samples, seed: int, n_boot: int):
+    """Effect size matching the test (None when it cannot be computed)."""
+    from . import effect_sizes
+
+    if test in ("chi_square", "fisher_exact", "fisher_monte_carlo"):
+        return effect_sizes.cramers_v(table, bias_corrected=True, ci=0.95)
+    if test in ("kruskal_wallis", "linear_by_linear"):
+        return effect_sizes.epsilon_squared(samples, ci=0.95, n_boot=n_boot, seed=seed)
+    if test == "anova":
+        return effect_sizes.eta_squared(samples, ci=0.95, ci_method="noncentral_f", seed=seed)
+    if test == "welch_anova":
+        return effect_sizes.eta_squared(samples, ci=0.95, ci_method="bootstrap", n_boot=n_boot,
+                                         seed=seed)
+    return None
+
+
+def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha: float,
+                      posthoc: bool, seed: int, fisher_time_budget: float,
+                      n_boot: int) -> _VariableOutcome:
+    from .describe import summarize_categorical, summarize_continuous
+    from .selection import choose_test
+
+    col = data[var.name]
+    groups = data[gcol].astype(object)
+    n_missing = int(col.isna().sum())
+    is_cat = var.type != "continuous"
+    summary_override = var.summary if (var.type == "continuous" and var.summary != "auto") else "auto"
+    choice = choose_test(col.astype(object), groups, var.type, override=var.test, levels=var.levels,
+                         group_levels=group_levels, trend=(var.test == "trend"),
+                         summary=summary_override, variable=var.name)
+    test = {"fisher": "fisher_exact"}.get(choice.test, choice.test)
+    table = _contingency(col, groups, var.levels, group_levels) if is_cat else None
+    if is_cat:
+        summary = summarize_categorical(data, var.name, gcol, levels=list(var.levels),
+                                        group_levels=list(group_levels), var_type=var.type)
+        samples = _samples(_scores(col, var.levels), groups, group_levels) if var.type == "ordinal" else None
+    else:
+        summary = summarize_continuous(data, var.name, gcol, group_levels=list(group_levels))
+        samples = _samples(col, groups, group_levels)
+    if test in ("kruskal_wallis", "anova", "welch_anova") and samples is None:
+        samples = _samples(_scores(col, var.levels), groups, group_levels)
+    n_used = int((col.notna() & groups.notna()).sum())
+    nonempty = [g for g in group_levels if ((groups == g) & col.notna()).any()]
+    if len(nonempty) < 2:
+        result = _not_computed(test, n_used, "fewer than two groups with observed values")
+    elif is_cat and int((table.sum(axis=1) > 0).sum()) < 2:
+        result = _not_computed(test, n_used, "a single observed level")
+    else:
+        result = _omnibus(test, table, samples, group_levels, seed, fisher_time_budget)
+    effect = None
+    if not math.isnan(result.p_value):
+        effect = _effect(result.test, table, samples, seed, n_boot)
+    ph = None
+    if posthoc and not math.isnan(result.p_value) and result.p_value < alpha:
+        ph = _pairwise(result.test, var, col, groups, group_levels, table)
+    return _VariableOutcome(var=var, choice=choice, result=result, effect=effect,
+                            summary_frame=summary, n_missing=n_missing, table=table,
+                            samples=samples, posthoc=ph)
+
+
+def _pairwise(test: str, var, col, groups, group_levels, table):
+    """Pairwise comparisons between the groups (Holm-adjusted), via :mod:`analysis.posthoc`.
+
+    Categorical / binary: :func:`~analysis.posthoc.pairwise_contingency` (chi-square or
+    Fisher by the expected counts of each pair).  Continuous: the standard follow-up of the
+    omnibus test (Dunn after Kruskal–Wallis, Welch t after ANOVA / Welch ANOVA).  Ordinal:
+    Dunn's test on the level scores.
+    """
+    from . import posthoc as ph
+
+    names = [str(g) for g in group_levels]
+    if var.type in ("categorical", "binary") or test in ("chi_square", "fisher_exact",
+                                                         "fisher_monte_carlo"):
+        return ph.pairwise_contingency(table, kind="auto", group_levels=names, variable=var.name,
+                                       adjust="holm")
+    if var.type == "ordinal":
+        return ph.pairwise_tests(_scores(col, var.levels), groups, kind="dunn", group_levels=names,
+                                 variable=var.name, adjust="holm")
+    return ph.pairwise_tests(col.astype(float), groups, kind=test, group_levels=names,
+                             variable=var.name, adjust="holm")
+
+
+# --------------------------------------------------------------------------- display
+def _group_header(name: str, n: int) -> str:
+    return f"{name} (n={n})"
+
+
+def _display_rows(out: _VariableOutcome, group_levels, overall: bool, n_total: int,
+                  p_text: str, q_text: str, effect_text: str, test_text: str, marker: str):
+    """(display rows, row_info rows) of one variable."""
+    from . import formatting as fmt
+    from .describe import OVERALL
+
+    var, frame = out.var, out.summary_frame
+    cols = ([OVERALL] if overall else []) + [str(g) for g in group_levels]
+    label = _summary_label(var, out.choice.summary)
+    missing = fmt.format_n_pct(out.n_missing, n_total) if n_total else str(out.n_missing)
+    rows, info = [], []
+    if var.type == "continuous":
+        by = frame.set_index("group")
+        if out.choice.summary == "median_iqr":
+            digits = fmt.choose_digits(by[["median", "q1", "q3"]].to_numpy().ravel())
+            cells = [fmt.format_median_iqr(by.loc[c, "median"], by.loc[c, "q1"], by.loc[c, "q3"], digits)
+                     for c in cols]
+        else:
+            digits = fmt.choose_digits(by[["mean", "sd"]].to_numpy().ravel())
+            cells = [fmt.format_mean_sd(by.loc[c, "mean"], by.loc[c, "sd"], digits) for c in cols]
+        rows.append([label, *cells, missing, p_text, q_text, effect_text, test_text])
+        info.append((var.name, None, "variable", marker))
+        return rows, info
+    rows.append([label, *([""] * len(cols)), missing, p_text, q_text, effect_text, test_text])
+    info.append((var.name, None, "variable", marker))
+    for lev in var.levels:
+        sub = frame[frame["level"].astype(str) == str(lev)].set_index("group")
+        cells = [fmt.format_n_pct(sub.loc[c, "count"], pct=sub.loc[c, "percent"]) for c in cols]
+        rows.append([str(lev), *cells, "", "", "", "", ""])
+        info.append((var.name, str(lev), "level", ""))
+    return rows, info
+
+
+def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
+    res, eff, choice = out.result, out.effect, out.choice
+    details = dict(res.details or {})
+    why_not = details.pop("reason", "")
+    reason = choice.reason + (f"; not computed: {why_not}" if math.isnan(res.p_value) and why_not else "")
+    row = {
+        "variable": out.var.name, "test": res.test, "statistic": float(res.statistic),
+        "df": float(res.df), "p_value": float(res.p_value), "q_value": float(q_value),
+        "effect_size": float(eff.estimate) if eff is not None else math.nan,
+        "effect_size_name": eff.name if eff is not None else "",
+        "n_used": int(res.n_used), "n_missing": int(out.n_missing),
+        "ci_low": float(eff.ci_low) if eff is not None else math.nan,
+        "ci_high": float(eff.ci_high) if eff is not None else math.nan,
+        "ci_level": float(eff.ci_level) if eff is not None else math.nan,
+        "df2": float(res.df2), "method": res.method, "reason": reason,
+        "label": out.var.label, "type": out.var.type, "summary": choice.summary,
+        "effect_size_method": eff.method if eff is not None else "",
+        "posthoc": out.posthoc is not None,
+    }
+    for key in ("mc_draws", "mc_seed", "mc_se", "time_budget_s"):
+        if key in details:
+            row[key] = details[key]
+    if "min_expected" in choice.details:
+        row["min_expected"] = float(choice.details["min_expected"])
+    return row
+
+
+def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input, exclusions,
+               alpha, posthoc_done, overall) -> tuple:
+    """General notes, then one lettered note per test used (naming its variables)."""
+    from . import formatting as fmt
+
+    kinds = {o.var.type == "continuous" and o.choice.summary for o in outcomes}
+    shown = []
+    if any(o.var.type != "continuous" for o in outcomes):
+        shown.append("n (%)")
+    if "mean_sd" in kinds:
+        shown.append("mean \u00b1 SD")
+    if "median_iqr" in kinds:
+        shown.append("median [Q1, Q3]")
+    notes = [("", f"Data are {', '.join(shown[:-1]) + ' or ' + shown[-1] if len(shown) > 1 else shown[0]}; "
+                  "percentages are of patients with a recorded value. Missing: patients without a "
+                  f"recorded value, n (% of {n_total}); they are left out of that variable's test.")]
+    m = int(stats["p_value"].notna().sum())
+    notes.append(("", f"p: omnibus test across the {len(group_levels)} groups (the letter names the "
+                      f"test); q: Benjamini\u2013Hochberg false discovery rate adjusted p across the "
+                      f"{m} variables tested."))
+    names_used = {_effect_family(n) for n in stats["effect_size_name"]}
+    used = [n for n in ("cramers_v", "epsilon_squared", "eta_squared") if n in names_used]
+    if used:
+        parts = {"cramers_v": "bias-corrected Cram\u00e9r's V (categorical variables)",
+                 "epsilon_squared": "\u03b5\u00b2 (Kruskal\u2013Wallis, ordinal and trend tests)",
+                 "eta_squared": "\u03b7\u00b2 (ANOVA)"}
+        notes.append(("", "Effect size with 95% CI: " + "; ".join(parts[n] for n in used) + "."))
+    if posthoc_done:
+        notes.append(("", f"Pairwise post hoc comparisons (Holm-adjusted) were made for the "
+                          f"{posthoc_done} variable(s) with p < {alpha:g}; see the post hoc table."))
+    if len(exclusions):
+        reasons = "; ".join(f"{n} \u00d7 {r}" for r, n in
+                            exclusions["reason"].astype(str).value_counts(sort=False).items())
+        notes.append(("", f"{len(exclusions)} of {n_input} rows were excluded ({reasons})."))
+    markers, order = {}, []
+    for o in outcomes:
+        key = o.result.test if not math.isnan(o.result.p_value) else "not_tested"
+        if key not in markers:
+            markers[key] = _MARKERS[len(markers) % len(_MARKERS)]
+            order.append(key)
+    test_notes = []
+    for key in order:
+        members = [o for o in outcomes
+                   if (o.result.test if not math.isnan(o.result.p_value) else "not_tested") == key]
+        names = ", ".join(o.var.label for o in members)
+        if key == "not_tested":
+            text = "Not tested: " + "; ".join(f"{o.var.label} ({_reason_not_tested(o)})" for o in members)
+        else:
+            desc = TEST_DESCRIPTIONS.get(key, key)
+            text = f"{desc[:1].upper()}{desc[1:]}: {names}"
+            if key == "fisher_monte_carlo":
+                text += "; " + "; ".join(
+                    f"{o.var.label}: {o.result.details.get('mc_draws')} draws, seed "
+                    f"{o.result.details.get('mc_seed')}, Monte Carlo SE "
+                    f"{fmt.format_number(o.result.details.get('mc_se', math.nan), 5)}" for o in members)
+        test_notes.append((markers[key], text + "."))
+    return tuple(notes + test_notes), markers
+
+
+def _effect_family(name) -> str:
+    """'cramers_v_corrected' -> 'cramers_v' (the family used in notes and methods)."""
+    name = str(name or "")
+    return "cramers_v" if name.startswith("cramers_v") else name
+
+
+def _reason_not_tested(o) -> str:
+    return str((o.result.details or {}).get("reason", "not computed"))
+
+
+def _test_key(o) -> str:
+    return o.result.test if not math.isnan(o.result.p_value) else "not_tested"
+
+
+def _regression(cohort, reference, seed):
+    """Tidy multinomial OR frame and a note (empty frame + reason when not computed)."""
+    import warnings
+
+    from . import regression as reg
+    from .errors import SeparationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SeparationWarning)
+        frame = reg.multinomial_or_table(cohort, reference=reference)
+    note = "; ".join(dict.fromkeys(str(w.message) for w in caught
+                                   if issubclass(w.category, SeparationWarning)))
+    return frame.reset_index(drop=True), note
+
+
+def _odds_display(frame: pd.DataFrame, labels: Mapping[str, str], reference) -> pd.DataFrame:
+    """Human OR table: one row per variable term, one 'OR (95% CI)' + p column per
+    (model, group) against ``reference``."""
+    from . import formatting as fmt
+
+    if frame is None or len(frame) == 0:
+        return pd.DataFrame()
+    need = {"variable", "term", "group", "model", "odds_ratio", "ci_low", "ci_high", "p_value"}
+    if not need <= set(frame.columns):
+        return pd.DataFrame()
+    rows, columns = {}, []
+    for rec in frame.itertuples(index=False):
+        key = (rec.variable, rec.term)
+        label = labels.get(rec.variable, rec.variable)
+        term = str(rec.term)
+        name = label if term in ("", rec.variable) else f"{label}: {term}"
+        row = rows.setdefault(key, {"Variable": name})
+        model = str(rec.model).capitalize()
+        c_or = f"{model} {rec.group} vs {reference}: OR (95% CI)"
+        c_p = f"{model} {rec.group} vs {reference}: p"
+        for c in (c_or, c_p):
+            if c not in columns:
+                columns.append(c)
+        row[c_or] = fmt.format_odds_ratio(rec.odds_ratio, rec.ci_low, rec.ci_high)
+        row[c_p] = fmt.format_p(rec.p_value)
+    out = pd.DataFrame(list(rows.values()))
+    return out.reindex(columns=["Variable"] + columns).fillna("")
+
+
+def _software_versions() -> dict:
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "pandas", "statsmodels", "pingouin", "openpyxl"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
+                 regression: bool = True, reference: str | None = None, seed: int = 0,
+                 fisher_time_budget: float = 10.0, n_boot: int = 2000,
+                 progress=None) -> Table1Result:
+    """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
+    post hoc comparisons and multinomial odds ratios.
+
+    Parameters
+    ----------
+    cohort : analysis.cohort.Cohort
+        Validated cohort (:func:`analysis.cohort.load_cohort`); ``cohort.data`` is not
+        modified.
+    overall : bool, default True
+        Add an 'Overall' column.
+    alpha : float, default 0.05
+        Significance level that triggers post hoc comparisons (the normality and variance
+        checks of :func:`analysis.selection.choose_test` keep their own 0.05).
+    posthoc : bool, default True
+        Pairwise comparisons (Holm-adjusted) for variables with omnibus p < ``alpha``.
+    regression : bool, default True
+        Univariable and multivariable multinomial logistic regression odds ratios.
+    reference : str, optional
+        Reference group for odds ratios (default: the schema's ``reference_group``, else
+        the last group level).
+    seed : int, default 0
+        Seed of every random procedure (Monte Carlo Fisher fallback, bootstrap CIs).
+    fisher_time_budget : float, default 10.0
+        Seconds allowed for each exact Fisher–Freeman–Halton test before the seeded Monte
+        Carlo estimate is used (reported in the footnote with draws, seed and SE).
+    n_boot : int, default 2000
+        Bootstrap resamples for the ε² (and Welch η²) confidence intervals.
+    progress : callable, optional
+        Wraps the iterable of variables (e.g. ``tqdm``); the library itself never prints.
+
+    Returns
+    -------
+    Table1Result
+        See :class:`Table1Result`; ``result.stats`` is one tidy row per schema variable.
+
+    Raises
+    ------
+    CohortError
+        If ``reference`` is not a group level (with did-you-mean), ``alpha`` is not in
+        (0, 1), or a variable cannot be analysed as declared.
+
+    Notes
+    -----
+    Test choice per variable follows :func:`analysis.selection.choose_test` (reason kept
+    in ``decisions`` and ``stats.reason``); missing values are counted and shown but never
+    tested; q-values are Benjamini–Hochberg over the variables with a p-value
+    (:func:`analysis.multiplicity.benjamini_hochberg`, matches R ``p.adjust(method="BH")``).
+
+    Examples
+    --------
+    >>> from analysis.simulate import simulate_cohort
+    >>> from analysis.schema import load_schema
+    >>> from analysis.cohort import validate_cohort
+    >>> cohort = validate_cohort(simulate_cohort(), load_schema())
+    >>> res = build_table1(cohort, regression=False)        # doctest: +SKIP
+    >>> res.stats[["variable", "test"]].head(2)             # doctest: +SKIP
+    """
+    from .errors import CohortError, did_you_mean
+    from .multiplicity import benjamini_hochberg
+
+    if not 0 < float(alpha) < 1:
+        raise CohortError(f"alpha must lie in (0, 1), got {alpha!r}")
+    schema = cohort.schema
+    gcol = schema.group_column
+    group_levels = tuple(str(g) for g in schema.group_levels)
+    if reference is None:
+        reference = schema.reference_group or group_levels[-1]
+    if str(reference) not in group_levels:
+        raise CohortError(f"reference group '{reference}' is not a group level (expected: "
+                          f"{', '.join(group_levels)}{did_you_mean(reference, group_levels)})",
+                          column=gcol)
+    reference = str(reference)
+    data = cohort.data
+    data = data.loc[data[gcol].notna()]
+    groups = data[gcol].astype(object).astype(str)
+    counts = {g: int((groups == g).sum()) for g in group_levels}
+    n_total = int(len(data))
+
+    variables = list(schema.variables)
+    iterator = progress(variables) if progress is not None else variables
+    outcomes = [_analyse_variable(data, var, gcol, group_levels, alpha=alpha, posthoc=posthoc,
+                                  seed=seed, fisher_time_budget=fisher_time_budget, n_boot=n_boot)
+                for var in iterator]
+
+    p_values = [o.result.p_value for o in outcomes]
+    q_values = benjamini_hochberg(p_values)
+    stats = pd.DataFrame([_stats_row(o, q) for o, q in zip(outcomes, q_values)])
+    first = [c for c in STATS_COLUMNS]
+    stats = stats[first + [c for c in stats.columns if c not in first]].reset_index(drop=True)
+
+    ph_frames = [o.posthoc for o in outcomes if o.posthoc is not None and len(o.posthoc)]
+    posthoc_frame = pd.concat(ph_frames, ignore_index=True) if ph_frames else pd.DataFrame()
+
+    exclusions = cohort.exclusions.copy()
+    footnotes, markers = _footnotes(outcomes, stats, group_levels=group_levels, n_total=n_total,
+                                    n_input=int(cohort.n_input), exclusions=exclusions, alpha=alpha,
+                                    posthoc_done=sum(o.posthoc is not None for o in outcomes),
+                                    overall=overall)
+
+    from . import formatting as fmt
+
+    columns = (["Variable"] + ([_group_header("Overall", n_total)] if overall else [])
+               + [_group_header(g, counts[g]) for g in group_levels]
+               + ["Missing", "p", "q", "Effect size (95% CI)", "Test"])
+    rows, info = [], []
+    for o, q in zip(outcomes, q_values):
+        key = _test_key(o)
+        eff = o.effect
+        rws, inf = _display_rows(
+            o, group_levels, overall, n_total,
+            p_text=fmt.format_p(o.result.p_value), q_text=fmt.format_p(q),
+            effect_text=(fmt.format_effect_size(eff.estimate, eff.ci_low, eff.ci_high)
+                         if eff is not None else fmt.MISSING),
+            test_text=TEST_LABELS.get(key, "Not tested"), marker=markers[key])
+        rows += rws
+        info += inf
+    display = pd.DataFrame(rows, columns=columns)
+    row_info = pd.DataFrame(info, columns=["variable", "level", "kind", "marker"])
+
+    reg_frame, reg_note = pd.DataFrame(), ""
+    if not regression:
+        reg_note = "multinomial regression not requested (--no-regression)"
+    else:
+        try:
+            reg_frame, reg_note = _regression(cohort, reference, seed)
+        except CohortError as exc:
+            reg_frame, reg_note = pd.DataFrame(), f"not computed: {exc}"
+    labels = {v.name: v.label for v in variables}
+    odds_display = _odds_display(reg_frame, labels, reference)
+
+    settings = {"alpha": float(alpha), "seed": int(seed), "posthoc": bool(posthoc),
+                "regression": bool(regression), "overall": bool(overall),
+                "fisher_time_budget": float(fisher_time_budget), "n_boot": int(n_boot),
+                "reference": reference}
+    result = Table1Result(
+        display=display, stats=stats, decisions={o.var.name: o.choice for o in outcomes},
+        posthoc=posthoc_frame, regression=reg_frame, exclusions=exclusions, methods_text="",
+        footnotes=footnotes, row_info=row_info, odds_display=odds_display, group_column=gcol,
+        group_label=schema.group_label, group_levels=group_levels, group_counts=counts,
+        n_total=n_total, n_input=int(cohort.n_input), reference_group=reference,
+        regression_note=reg_note, settings=settings, software=_software_versions(),
+        source=str(cohort.source or ""))
+    from .methods import methods_text
+
+    return replace(result, methods_text=methods_text(result))

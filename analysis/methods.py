@@ -1,0 +1,154 @@
+"""Generated 'Statistical methods' paragraph for a Table 1.
+
+:func:`methods_text` reads only what a :class:`analysis.table1.Table1Result` holds (the
+tests actually used, effect sizes and their CI methods, q-values, post hoc and regression
+settings, exclusions and software versions), so the same result in the same environment
+gives byte-identical text.  Numbers in the text are formatted by :mod:`analysis.formatting`.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from . import formatting as fmt
+
+__all__ = ["methods_text", "SOFTWARE_PACKAGES"]
+
+#: Packages whose versions the paragraph names (python first).
+SOFTWARE_PACKAGES = ("python", "numpy", "scipy", "pandas", "statsmodels", "pingouin")
+
+_TEST_PHRASES = {
+    "chi_square": "Pearson's \u03c7\u00b2 test without continuity correction",
+    "fisher_exact": "the Fisher\u2013Freeman\u2013Halton exact test",
+    "fisher_monte_carlo": "the Fisher\u2013Freeman\u2013Halton test (Monte Carlo estimate)",
+    "anova": "one-way ANOVA",
+    "welch_anova": "Welch's ANOVA",
+    "kruskal_wallis": "the Kruskal\u2013Wallis test",
+    "linear_by_linear": "the linear-by-linear association test",
+}
+
+
+def _join(items) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def methods_text(result) -> str:
+    """A short methods paragraph describing how ``result`` was obtained.
+
+    Parameters
+    ----------
+    result : analysis.table1.Table1Result
+
+    Returns
+    -------
+    str
+        One paragraph (no trailing newline) naming: the summaries shown, how missing
+        values and exclusions were handled, each test used (with the number of variables),
+        the selection rules that applied, effect sizes and how their 95% CIs were obtained,
+        the Monte Carlo details of any Fisher fallback, the Benjamini–Hochberg q-values,
+        Holm-adjusted post hoc comparisons, the multinomial regression and its reference
+        group, the significance level and seed, and the software versions
+        (python, numpy, scipy, pandas, statsmodels, pingouin).
+    """
+    stats = result.stats
+    settings = dict(result.settings)
+    alpha = settings.get("alpha", 0.05)
+    groups = list(result.group_levels)
+    tested = stats[stats["p_value"].notna()] if len(stats) else stats
+    parts = []
+
+    shown = []
+    if len(stats) and (stats["type"] != "continuous").any():
+        shown.append("categorical variables as n (%)")
+    if len(stats) and (stats["summary"] == "mean_sd").any():
+        shown.append("approximately normal continuous variables as mean \u00b1 SD")
+    if len(stats) and (stats["summary"] == "median_iqr").any():
+        shown.append("other continuous variables as median [first quartile, third quartile]")
+    if shown:
+        parts.append(f"Patients were described by {str(result.group_label).lower()} "
+                     f"({_join(groups)}); {_join(shown)}.")
+    excl = result.exclusions
+    n_ex = int(len(excl)) if excl is not None else 0
+    if n_ex:
+        reasons = _join(f"{n} for {r}" for r, n in
+                        excl["reason"].astype(str).value_counts(sort=False).items())
+        parts.append(f"Of {result.n_input} rows, {n_ex} were excluded ({reasons}), leaving "
+                     f"{result.n_total} patients.")
+    else:
+        parts.append(f"All {result.n_total} patients were analysed (no rows excluded).")
+    parts.append("Missing values were counted and reported for each variable but neither imputed "
+                 "nor tested; each test used the patients with a recorded value.")
+
+    used = list(dict.fromkeys(tested["test"])) if len(tested) else []
+    if used:
+        counts = tested["test"].value_counts()
+        phrases = [f"{_TEST_PHRASES.get(t, t)} ({_plural(int(counts[t]), 'variable')})" for t in used]
+        parts.append(f"Groups were compared with {_join(phrases)}.")
+        rules = []
+        if {"chi_square", "fisher_exact", "fisher_monte_carlo"} & set(used):
+            rules.append("categorical variables were tested with Pearson's \u03c7\u00b2 test when "
+                         "every expected count was at least 5 and otherwise with the exact "
+                         "Fisher\u2013Freeman\u2013Halton test")
+        if {"anova", "welch_anova"} & set(used) or (
+                "kruskal_wallis" in used and (tested["type"] == "continuous").any()):
+            rules.append("for continuous variables the Shapiro\u2013Wilk test in each group and the "
+                         "Brown\u2013Forsythe test of equal variances chose between one-way ANOVA, "
+                         "Welch's ANOVA and the Kruskal\u2013Wallis test")
+        if (tested["type"] == "ordinal").any():
+            rules.append("ordinal variables were compared on their level scores")
+        if rules:
+            parts.append("The test for each variable was chosen from the data: " + "; ".join(rules) + ".")
+    mc = tested[tested["test"] == "fisher_monte_carlo"] if len(tested) else tested
+    if len(mc):
+        detail = _join(
+            f"{r.variable} ({int(r.mc_draws) if 'mc_draws' in mc and not pd.isna(r.mc_draws) else '?'} "
+            f"draws, seed {int(r.mc_seed) if 'mc_seed' in mc and not pd.isna(r.mc_seed) else '?'}, "
+            f"Monte Carlo SE {fmt.format_number(getattr(r, 'mc_se', math.nan), 5)})"
+            for r in mc.itertuples(index=False))
+        parts.append("Where the exact computation exceeded its time budget of "
+                     f"{fmt.format_number(settings.get('fisher_time_budget', math.nan), 0)} s, a seeded "
+                     f"Monte Carlo estimate of the exact p-value was used: {detail}.")
+    names = {("cramers_v" if str(n).startswith("cramers_v") else str(n))
+             for n in stats["effect_size_name"]} if len(stats) else set()
+    eff = []
+    if "cramers_v" in names:
+        eff.append("the bias-corrected Cram\u00e9r's V (Bergsma 2013) for categorical variables, "
+                   "with a CI from the noncentral \u03c7\u00b2 distribution")
+    if "epsilon_squared" in names:
+        eff.append("\u03b5\u00b2 for rank-based comparisons, with a seeded percentile bootstrap CI "
+                   f"({settings.get('n_boot', 2000)} resamples within groups)")
+    if "eta_squared" in names:
+        eff.append("\u03b7\u00b2 for ANOVA, with a CI from the noncentral F distribution "
+                   "(bootstrap for Welch's ANOVA)")
+    if eff:
+        parts.append(f"Effect sizes were {_join(eff)}; all intervals are 95% confidence intervals.")
+    if len(tested):
+        parts.append(f"To control the false discovery rate across the {len(tested)} variables, "
+                     "p-values were adjusted with the Benjamini\u2013Hochberg procedure (q-values); "
+                     "unadjusted p-values are reported beside them.")
+    if settings.get("posthoc", True):
+        n_ph = int(stats["posthoc"].sum()) if "posthoc" in stats else 0
+        parts.append(f"When the omnibus p-value was below {alpha:g}, the groups were compared "
+                     f"pairwise with the matching two-group test and Holm's adjustment within the "
+                     f"variable ({_plural(n_ph, 'variable')}).")
+    if result.regression is not None and len(result.regression):
+        parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
+                     f"MNLogit) estimated odds ratios with 95% Wald confidence intervals for each "
+                     f"group against {result.reference_group}.")
+    elif settings.get("regression", True) and result.regression_note:
+        parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
+    parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "
+                 f"seed {settings.get('seed', 0)}.")
+    sw = result.software or {}
+    names_sw = [f"{'Python' if k == 'python' else k} {sw[k]}" for k in SOFTWARE_PACKAGES if k in sw]
+    if names_sw:
+        parts.append(f"Analyses used {_join(names_sw)}.")
+    return " ".join(parts)

@@ -36,12 +36,14 @@ __all__ = [
 
 
 def batch_indices(indices, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-                  rank: int = 0, world_size: int = 1, drop_last: bool = False) -> list[np.ndarray]:
+                  rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                  merge_singleton: bool = False) -> list[np.ndarray]:
     """Split ``indices`` into batches for this rank.
 
     The permutation is drawn from ``generator`` (same seed on every rank -> same order),
     then sharded with :func:`fusion.runtime.shard_indices` so every rank gets as many
-    batches as the others.
+    batches as the others. ``merge_singleton`` appends a last batch of one image to the
+    previous batch (batch norm cannot train on a single image).
     """
     indices = np.asarray(indices, dtype=np.int64)
     if shuffle:
@@ -50,7 +52,10 @@ def batch_indices(indices, batch_size: int, shuffle: bool, generator: torch.Gene
     indices = indices[shard_indices(len(indices), rank, world_size)]
     n = len(indices)
     stop = (n // batch_size) * batch_size if drop_last and n >= batch_size else n
-    return [indices[i:i + batch_size] for i in range(0, stop, batch_size)]
+    batches = [indices[i:i + batch_size] for i in range(0, stop, batch_size)]
+    if merge_singleton and len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
 
 
 def _prepare(images: torch.Tensor, idx, transform, device, channels_last: bool) -> torch.Tensor:
@@ -100,7 +105,8 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels, indices, *, 
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     weight = None if class_weights is None else class_weights.to(device)
     total, count = 0.0, 0
-    for idx in batch_indices(indices, batch_size, True, generator, get_rank(), get_world_size()):
+    for idx in batch_indices(indices, batch_size, True, generator, get_rank(), get_world_size(),
+                             merge_singleton=True):
         x = _prepare(images, idx, transform, device, channels_last)
         y = labels_t[torch.as_tensor(idx)].to(device, non_blocking=True)
         with autocast(device, amp):

@@ -1,0 +1,457 @@
+"""Train one CNN per modality x backbone with patient-grouped, stratified cross-validation.
+
+``python -m fusion.train COHORT`` reads the cohort table (+ schema), decodes every image once
+(:class:`fusion.dataset.MultimodalDataset`), makes patient-level folds
+(:mod:`fusion.splits`, the only place splits are made), and for every modality x backbone x
+fold trains on the fold's training patients, early-stops on an inner validation split carved
+from those training patients only, then predicts the fold's test patients (out-of-fold).
+Optionally a held-out test set (a hospital, or a random share of patients) is predicted by
+the mean of the fold models, or each hospital is left out in turn (external validation).
+
+Outputs in ``--out``: ``oof_predictions.csv``, ``metrics.csv`` (patient-level bootstrap CIs
+through :func:`fusion.evaluate.evaluate_predictions`), ``checkpoints/<modality>/<backbone>/
+fold<k>/`` (``latest.pt`` rolling, ``model.pt`` final best-epoch weights, ``predictions.csv``),
+``run_manifest.json`` (resolved config, seed, versions, git commit, data hashes) and
+``config.yaml``. ``--resume`` continues a killed run from the latest checkpoints and skips
+finished models; on CPU it reaches exactly the predictions of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+import zlib
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.errors import CohortError, ConfigError, did_you_mean
+from fusion import runtime
+from fusion.backbones import create_backbone, list_backbones
+from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
+from fusion.config import TrainConfig, resolve_config, save_config
+from fusion.engine import balanced_class_weights, fit, predict_proba
+
+__all__ = ["build_parser", "main", "run_training", "load_dataset", "make_splits"]
+
+EPILOG = """\
+examples:
+  # demo: three single-modality ResNet18s on the synthetic cohort (CPU, a few minutes)
+  python -m fusion.train demo_data/cohort.xlsx --folds 3 --epochs 4 --size 64 --out runs/demo
+  # the study's design, honestly evaluated: four backbones on elastography, pre-trained weights
+  python -m fusion.train demo_data/cohort.xlsx --modalities elastography \\
+      --backbones resnet18 densenet121 efficientnet_b0 convnext_tiny --weights runs/pretrain/pretrained_resnet18.pt
+  # external validation on a held-out hospital; resume after a kill
+  python -m fusion.train demo_data/cohort.xlsx --holdout-hospital "Hospital C" --out runs/ext --resume
+  # two CPU processes (DDP, gloo)
+  torchrun --nproc_per_node 2 -m fusion.train demo_data/cohort.xlsx --device cpu --out runs/ddp
+"""
+
+
+def _bool_flag(group, name, help_text):
+    group.add_argument(name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+
+
+def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The ``fusion.train`` argument parser (flags left unset do not override the YAML config)."""
+    d = TrainConfig()
+    S = argparse.SUPPRESS
+    p = argparse.ArgumentParser(prog="python -m fusion.train", add_help=add_help,
+                                description="Train per-modality CNNs with patient-level cross-validation.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=S)
+    p.add_argument("cohort", nargs="?", help="cohort table (.xlsx/.csv) whose image columns point to the images")
+    p.add_argument("--config", default=None, help="run.yaml with any of the settings below (flags win)")
+    g = p.add_argument_group("data")
+    g.add_argument("--schema", help="cohort_schema.yaml (default: the one next to the cohort file)")
+    g.add_argument("--modalities", nargs="+", help="modalities to train (default: every image column)")
+    g.add_argument("--size", type=int, help=f"image size in pixels (default: {d.size})")
+    g.add_argument("--cache", help="folder for the decoded-image cache (default: none)")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbones", nargs="+", help=f"backbones (default: {' '.join(d.backbones)}; "
+                                                  f"available: {', '.join(list_backbones())})")
+    g.add_argument("--weights", help="none, imagenet or a .pt/.pth file, e.g. from fusion.pretrain (default: none)")
+    g = p.add_argument_group("validation")
+    g.add_argument("--folds", type=int, help=f"cross-validation folds over patients (default: {d.folds})")
+    g.add_argument("--inner-val", type=float, help=f"share of training patients for early stopping "
+                                                   f"(default: {d.inner_val})")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--holdout-hospital", help="hold this hospital out as an external test set")
+    x.add_argument("--external-hospital", action="store_true",
+                   help="leave-one-hospital-out: each hospital in turn is the test fold")
+    x.add_argument("--test-fraction", type=float, help="hold out this share of patients as a test set")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")
+    g.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default: {d.patience})")
+    g.add_argument("--batch-size", type=int, help=f"batch size per process (default: {d.batch_size})")
+    g.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {d.lr})")
+    g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default: {d.weight_decay})")
+    _bool_flag(g, "--class-weights", "balanced cross-entropy class weights (default: off)")
+    g.add_argument("--augment", help=f"augmentation: light, study or none (default: {d.augment})")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", help=f"output folder (default: {d.out})")
+    g.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--threads", type=int, help="CPU threads per process (default: 1; see fusion.runtime)")
+    _bool_flag(g, "--amp", "bf16 mixed precision (default: on for CUDA, off for CPU)")
+    _bool_flag(g, "--compile", "torch.compile the model (default: off)")
+    _bool_flag(g, "--channels-last", "channels_last memory format (default: on)")
+    g.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoints")
+    _bool_flag(g, "--keep-epochs", "keep a checkpoint file per epoch besides latest.pt (default: off)")
+    g.add_argument("--n-boot", type=int, help=f"bootstrap resamples for metric CIs (default: {d.n_boot})")
+    return p
+
+
+def config_from_args(argv=None) -> TrainConfig:
+    """Parse ``argv`` into the resolved :class:`TrainConfig`."""
+    args = vars(build_parser().parse_args(argv))
+    yaml_path = args.pop("config", None)
+    cfg = resolve_config(TrainConfig, yaml_path, args)
+    _check_config(cfg)
+    return cfg
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    if not cfg.cohort:
+        raise ConfigError("no cohort given (pass COHORT or set 'cohort' in --config)")
+    for name in cfg.backbones:
+        if name not in list_backbones():
+            raise ConfigError(f"--backbones: unknown backbone {name!r} (available: {', '.join(list_backbones())})"
+                              f"{did_you_mean(name, list_backbones())}")
+    for key in ("folds", "epochs", "patience", "batch_size", "size"):
+        if int(getattr(cfg, key)) < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {getattr(cfg, key)}")
+    chosen = [cfg.holdout_hospital is not None, bool(cfg.external_hospital), cfg.test_fraction is not None]
+    if sum(chosen) > 1:
+        raise ConfigError("choose at most one of --holdout-hospital, --external-hospital, --test-fraction")
+
+
+# ----------------------------------------------------------------------------- data
+def load_dataset(cfg: TrainConfig, progress: bool = True):
+    """The cohort (validated against its schema) as a :class:`MultimodalDataset`."""
+    from analysis.cohort import load_cohort
+    from fusion.dataset import MultimodalDataset
+
+    path = Path(cfg.cohort)
+    if not path.is_file():
+        raise ConfigError(f"cohort file not found: {path}")
+    cohort = load_cohort(path, schema=cfg.schema)
+    return MultimodalDataset(cohort, modalities=cfg.modalities, size=cfg.size, cache=cfg.cache, progress=progress)
+
+
+def make_splits(cfg: TrainConfig, patient_ids, labels, hospital):
+    """Cross-validation splits (with inner validation) and an optional held-out test split.
+
+    Returns
+    -------
+    (splits, holdout) : (list of Split, Split or None)
+        Positions index the whole dataset; with a held-out set, the folds cover only the
+        development rows (``holdout.train_idx``).
+    """
+    from fusion import splits as sp
+
+    ids = np.asarray(patient_ids, dtype=object)
+    y = np.asarray(labels)
+    holdout = None
+    if cfg.external_hospital:
+        if hospital is None:
+            raise ConfigError("--external-hospital needs a hospital column in the schema")
+        folds = sp.hospital_splits(hospital, ids)
+    else:
+        dev = np.arange(len(ids))
+        if cfg.holdout_hospital is not None or cfg.test_fraction is not None:
+            holdout = sp.holdout_split(ids, y, cfg.test_fraction, cfg.seed, hospital, cfg.holdout_hospital)
+            dev = holdout.train_idx
+        local = sp.patient_folds(ids[dev], y[dev], cfg.folds, cfg.seed)
+        from dataclasses import replace
+
+        folds = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
+    folds = sp.with_inner_validation(folds, ids, y, cfg.inner_val, cfg.seed)
+    for s in folds:
+        sp.check_disjoint(ids, s)
+        if holdout is not None:
+            sp.check_disjoint(ids, train=np.concatenate([s.train_idx, s.val_idx, s.test_idx]),
+                              heldout=holdout.test_idx)
+    return folds, holdout
+
+
+# ----------------------------------------------------------------------------- provenance
+def _sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def run_manifest(cfg: TrainConfig, dataset, splits, holdout, world_size: int, device) -> dict:
+    """Everything needed to tell two runs apart: config, versions, commit, data hashes."""
+    data_hashes = {"cohort_file_sha256": _sha256_file(cfg.cohort)}
+    for m in dataset.modalities:
+        t = dataset.tensors(m).contiguous().cpu()
+        data_hashes[f"tensors_{m}_sha256"] = hashlib.sha256(t.numpy().tobytes()).hexdigest()
+    return {
+        "config": asdict(cfg),
+        "seed": cfg.seed,
+        "classes": list(dataset.class_names),
+        "n_patients": int(len(dataset)),
+        "modalities": list(dataset.modalities),
+        "present_per_modality": {m: int(dataset.mask[:, j].sum()) for j, m in enumerate(dataset.modalities)},
+        "splits": [{"fold": s.fold, "kind": s.kind, "name": s.name, "n_train": int(len(s.train_idx)),
+                    "n_val": int(len(s.val_idx)), "n_test": int(len(s.test_idx))} for s in splits],
+        "holdout": None if holdout is None else {"name": holdout.name, "n_test": int(len(holdout.test_idx))},
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "device": str(device),
+        "world_size": int(world_size),
+        "command": " ".join(sys.argv),
+        "data": data_hashes,
+    }
+
+
+# ----------------------------------------------------------------------------- training
+def _unit_seed(seed: int, modality: str, backbone: str, fold: int) -> int:
+    """A seed per trained model, independent of which other models ran before it."""
+    return (int(seed) + zlib.crc32(f"{modality}/{backbone}/{fold}".encode())) % (2**31)
+
+
+def _prediction_frame(ids, y, classes, proba, fold, split, backbone, modality) -> pd.DataFrame:
+    frame = pd.DataFrame({"patient_id": ids, "fold": fold, "split": split,
+                          "y_true": np.asarray(classes, dtype=object)[np.asarray(y)],
+                          "model": backbone, "modality": modality})
+    for k, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, k]
+    return frame
+
+
+def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, holdout, device,
+               unit_dir: Path, show_progress: bool) -> pd.DataFrame:
+    """Train (or resume) one modality x backbone x fold; return its prediction rows."""
+    from fusion.transforms import build_transform
+
+    j = dataset.modalities.index(modality)
+    present = dataset.mask[:, j].cpu().numpy()
+    images = dataset.tensors(modality)
+    labels = dataset.labels.cpu().numpy()
+    ids = np.asarray(dataset.patient_ids, dtype=object)
+    classes = list(dataset.class_names)
+    channels = int(images.shape[1])
+    train_idx = split.train_idx[present[split.train_idx]]
+    val_idx = split.val_idx[present[split.val_idx]]
+    test_idx = split.test_idx[present[split.test_idx]]
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ConfigError(f"modality '{modality}', fold {split.fold}: no training or validation images present")
+
+    runtime.set_seed(_unit_seed(cfg.seed, modality, backbone, split.fold))
+    model = create_backbone(backbone, cfg.weights, in_chans=channels, num_classes=len(classes)).to(device)
+    if cfg.channels_last:
+        model = runtime.to_channels_last(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    generator = torch.Generator().manual_seed(_unit_seed(cfg.seed, modality, backbone, split.fold) + 1)
+    net = model
+    if runtime.is_distributed():
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    weights = balanced_class_weights(labels[train_idx], len(classes)) if cfg.class_weights else None
+    t_train = build_transform(cfg.augment, train=True, channels=channels)
+    t_eval = build_transform("none", train=False, channels=channels)
+    resume = None
+    latest = unit_dir / "latest.pt"
+    if cfg.resume and latest.is_file():
+        resume = load_checkpoint(latest)
+    plain_cfg = asdict(cfg)
+
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs, desc=f"{modality}/{backbone}/fold{split.fold}", unit="epoch",
+                   file=sys.stderr, leave=False, initial=0 if resume is None else int(resume["epoch"]) + 1)
+
+    def on_epoch_end(epoch, stopper, history):
+        ckpt = make_checkpoint(model, optimizer, scheduler, None, epoch=epoch, best_metric=stopper.best_loss,
+                               early_stopping=stopper.state_dict(), config=plain_cfg, generator=generator,
+                               history=history, backbone=backbone, modality=modality, fold=split.fold,
+                               classes=classes)
+        save_checkpoint(ckpt, unit_dir, keep_epochs=cfg.keep_epochs)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{history[-1]['val_loss']:.3f}")
+
+    result = fit(net, optimizer, scheduler, images, labels, train_idx, val_idx, epochs=cfg.epochs,
+                 patience=cfg.patience, transform_train=t_train, transform_eval=t_eval,
+                 batch_size=cfg.batch_size, device=device, generator=generator, amp=cfg.amp,
+                 channels_last=cfg.channels_last, class_weights=weights, resume=resume,
+                 on_epoch_end=on_epoch_end)
+    if bar is not None:
+        bar.close()
+
+    split_name = "external" if split.kind == "hospital" else "test"
+    frames = []
+    if len(test_idx):
+        proba = predict_proba(model, images[torch.as_tensor(test_idx)], t_eval, cfg.batch_size, device, cfg.amp,
+                              cfg.channels_last)
+        frames.append(_prediction_frame(ids[test_idx], labels[test_idx], classes, proba, split.fold, split_name,
+                                        backbone, modality))
+    if holdout is not None:
+        h_idx = holdout.test_idx[present[holdout.test_idx]]
+        if len(h_idx):
+            proba = predict_proba(model, images[torch.as_tensor(h_idx)], t_eval, cfg.batch_size, device, cfg.amp,
+                                  cfg.channels_last)
+            frames.append(_prediction_frame(ids[h_idx], labels[h_idx], classes, proba, split.fold, "_heldout",
+                                            backbone, modality))
+    preds = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if runtime.is_main_process():
+        atomic_save({"model": runtime.unwrap(model).state_dict(), "backbone": backbone, "modality": modality,
+                     "fold": split.fold, "classes": classes, "in_chans": channels, "size": cfg.size,
+                     "best_epoch": result.best_epoch, "best_val_loss": result.best_loss,
+                     "history": result.history, "config": plain_cfg}, unit_dir / "model.pt")
+        preds.to_csv(unit_dir / "predictions.csv", index=False)
+        # mark complete last: a kill before this line retrains from latest.pt
+        ckpt = load_checkpoint(latest)
+        ckpt["complete"] = True
+        atomic_save(ckpt, latest)
+    runtime.barrier()
+    return preds
+
+
+def _heldout_ensemble(frame: pd.DataFrame, classes, holdout) -> pd.DataFrame:
+    """Mean over fold models of the held-out predictions (fold = -1)."""
+    held = frame[frame["split"] == "_heldout"]
+    if held.empty:
+        return held
+    name = "external" if holdout.name != "random" else "holdout"
+    pcols = [f"p_{c}" for c in classes]
+    keys = ["patient_id", "y_true", "model", "modality"]
+    mean = held.groupby(keys, sort=False)[pcols].mean().reset_index()
+    mean.insert(1, "fold", -1)
+    mean.insert(2, "split", name)
+    return mean[["patient_id", "fold", "split", "y_true", "model", "modality", *pcols]]
+
+
+def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
+    """Everything ``main`` does after parsing; returns the files written (rank 0)."""
+    dist = runtime.init_distributed(cfg.device)
+    try:
+        runtime.set_threads(cfg.threads)
+        device = runtime.pick_device(cfg.device)
+        if dist.distributed and device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        main_proc = runtime.is_main_process()
+        out = Path(cfg.out)
+        if main_proc:
+            out.mkdir(parents=True, exist_ok=True)
+            if cfg.resume and (out / "config.yaml").is_file():
+                _check_resume_compatible(cfg, out / "config.yaml")
+        runtime.barrier()
+        dataset = load_dataset(cfg, progress=progress and main_proc)
+        classes = list(dataset.class_names)
+        folds, holdout = make_splits(cfg, dataset.patient_ids, dataset.labels.cpu().numpy(), dataset.hospital)
+        written = []
+        if main_proc:
+            written.append(save_config(cfg, out / "config.yaml"))
+            manifest = run_manifest(cfg, dataset, folds, holdout, dist.world_size, device)
+            (out / "run_manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+            written.append(out / "run_manifest.json")
+        frames = []
+        for modality in dataset.modalities:
+            for backbone in cfg.backbones:
+                for split in folds:
+                    unit_dir = out / "checkpoints" / modality / backbone / f"fold{split.fold}"
+                    done = unit_dir / "predictions.csv"
+                    if cfg.resume and done.is_file() and _unit_complete(unit_dir):
+                        frames.append(pd.read_csv(done, dtype={"patient_id": str}))
+                        continue
+                    frames.append(train_unit(cfg, dataset, modality, backbone, split, holdout, device, unit_dir,
+                                             progress and main_proc))
+        if not main_proc:
+            return []
+        preds = pd.concat([f for f in frames if len(f)], ignore_index=True)
+        preds["patient_id"] = preds["patient_id"].astype(str)
+        parts = [preds[preds["split"] != "_heldout"]]
+        if holdout is not None:
+            parts.append(_heldout_ensemble(preds, classes, holdout))
+        oof = pd.concat(parts, ignore_index=True)
+        oof_path = out / "oof_predictions.csv"
+        oof.to_csv(oof_path, index=False)
+        written.append(oof_path)
+        from fusion.evaluate import evaluate_predictions
+
+        metrics = evaluate_predictions(oof, classes, n_boot=cfg.n_boot, seed=cfg.seed, source=str(oof_path))
+        metrics_path = out / "metrics.csv"
+        metrics.to_csv(metrics_path, index=False)
+        written.append(metrics_path)
+        written.append(out / "checkpoints")
+        return written
+    finally:
+        runtime.cleanup_distributed()
+
+
+def _unit_complete(unit_dir: Path) -> bool:
+    try:
+        return bool(load_checkpoint(unit_dir / "latest.pt").get("complete"))
+    except ConfigError:
+        return False
+
+
+_RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile"}
+
+
+def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:
+    import yaml
+
+    old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    new = asdict(cfg)
+    diff = [k for k in new if k not in _RUNTIME_ONLY and k in old and old[k] != new[k]]
+    if diff:
+        k = diff[0]
+        raise ConfigError(f"--resume: setting '{k}' was {old[k]!r} in the interrupted run but is {new[k]!r} now "
+                          f"({len(diff)} setting(s) differ); resume with the same settings or use a new --out",
+                          file=path)
+
+
+def main(argv=None) -> int:
+    """Command-line entry point; returns the exit status."""
+    try:
+        cfg = config_from_args(argv)
+        written = run_training(cfg)
+    except CohortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if written:
+        print("wrote: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

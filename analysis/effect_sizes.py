@@ -132,12 +132,45 @@ def cramers_v(table, bias_corrected: bool = True, ci: float | None = 0.95) -> Ef
                       f"{method}; CI by inverting the noncentral chi-square distribution")
 
 
-def _stratified_bootstrap(groups, statistic, n_boot, seed, ci):
-    """Percentile CI of ``statistic(list_of_arrays)``, resampling within each group."""
+def _bootstrap_matrix(groups, n_boot, seed):
+    """(n_boot, N) resampled values, drawn within each group (sizes fixed), plus group sizes."""
     rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        values[b] = statistic([g[rng.integers(0, g.size, g.size)] for g in groups])
+    blocks = [g[rng.integers(0, g.size, (n_boot, g.size))] for g in groups]
+    return np.concatenate(blocks, axis=1), np.array([g.size for g in groups])
+
+
+def _group_sums(mat, sizes):
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return np.stack([mat[:, a:b].sum(axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
+
+
+def _epsilon_rows(mat, sizes):
+    """Tie-corrected Kruskal–Wallis H / (N - 1) for every row of ``mat`` (vectorized)."""
+    n = mat.shape[1]
+    ranks = stats.rankdata(mat, axis=1)
+    # tie term sum(t^3 - t) = sum over elements of (t_e^2 - 1), t_e = size of the element's tie
+    t_e = stats.rankdata(mat, method="max", axis=1) - stats.rankdata(mat, method="min", axis=1) + 1
+    tie = 1.0 - (t_e ** 2 - 1).sum(axis=1) / (n ** 3 - n)
+    rsum = _group_sums(ranks, sizes)
+    h = (12.0 / (n * (n + 1)) * (rsum ** 2 / sizes).sum(axis=1) - 3 * (n + 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tie > 0, h / tie, np.nan) / (n - 1)
+
+
+def _eta_rows(mat, sizes):
+    """SS_between / SS_total for every row of ``mat`` (vectorized)."""
+    grand = mat.mean(axis=1)
+    means = _group_sums(mat, sizes) / sizes
+    ss_between = ((means - grand[:, None]) ** 2 * sizes).sum(axis=1)
+    ss_total = ((mat - grand[:, None]) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ss_total > 0, ss_between / ss_total, np.nan)
+
+
+def _stratified_bootstrap(groups, row_statistic, n_boot, seed, ci):
+    """Percentile CI of a statistic, resampling patients with replacement within each group."""
+    mat, sizes = _bootstrap_matrix(groups, n_boot, seed)
+    values = row_statistic(mat, sizes)
     values = values[~np.isnan(values)]
     if values.size < 0.9 * n_boot:
         return math.nan, math.nan
@@ -190,11 +223,6 @@ def epsilon_squared(samples, ci: float | None = 0.95, n_boot: int = 2000, seed: 
     0.7747
     """
     _check_ci(ci)
-
-    def stat(groups):
-        r = kruskal_wallis(groups)
-        return r.statistic / (r.n_used - 1) if r.n_used > 1 else math.nan
-
     clean = clean_samples(samples)
     groups = clean.nonempty
     level = ci if ci is not None else math.nan
@@ -205,7 +233,7 @@ def epsilon_squared(samples, ci: float | None = 0.95, n_boot: int = 2000, seed: 
     estimate = res.statistic / (res.n_used - 1)
     if ci is None:
         return EffectSize("epsilon_squared", estimate, math.nan, math.nan, level, "epsilon² = H/(N-1)")
-    lo, hi = _stratified_bootstrap(groups, stat, n_boot, seed, ci)
+    lo, hi = _stratified_bootstrap(groups, _epsilon_rows, n_boot, seed, ci)
     return EffectSize("epsilon_squared", estimate, lo, hi, ci,
                       f"epsilon² = H/(N-1); percentile bootstrap within groups, {n_boot} resamples, "
                       f"seed {seed}")
@@ -279,7 +307,7 @@ def eta_squared(samples, ci: float | None = 0.95, ci_method: str = "noncentral_f
     if ci is None:
         return EffectSize("eta_squared", estimate, math.nan, math.nan, level, "eta² = SS_between/SS_total")
     if ci_method == "bootstrap":
-        lo, hi = _stratified_bootstrap(groups, stat, n_boot, seed, ci)
+        lo, hi = _stratified_bootstrap(groups, _eta_rows, n_boot, seed, ci)
         return EffectSize("eta_squared", estimate, lo, hi, ci,
                           f"eta²; percentile bootstrap within groups, {n_boot} resamples, seed {seed}")
     f, df1, df2, n = res.statistic, res.df, res.df2, res.n_used

@@ -112,3 +112,21 @@ def test_missing_values_dropped_and_degenerate_input_gives_nan():
 def test_bad_ci_level_is_rejected():
     with pytest.raises(ValueError, match="ci must be"):
         cramers_v([[1, 2], [3, 4]], ci=95)
+
+
+@pytest.mark.parametrize("name", ["ties_rounded", "ordinal_scores_heavy_ties", "small_group_n5"])
+def test_vectorized_bootstrap_kernels_equal_the_scalar_statistics(name):
+    """Each bootstrap resample's epsilon²/eta² equals the R-checked scalar functions."""
+    from analysis.effect_sizes import _bootstrap_matrix, _epsilon_rows, _eta_rows
+    from analysis.location import anova_oneway, kruskal_wallis
+
+    groups = samples(name)
+    mat, sizes = _bootstrap_matrix(groups, 5, seed=0)
+    eps, eta = _epsilon_rows(mat, sizes), _eta_rows(mat, sizes)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    for b in range(5):
+        res = [mat[b, lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+        kw = kruskal_wallis(res)
+        assert eps[b] == pytest.approx(kw.statistic / (kw.n_used - 1), rel=1e-10)
+        av = anova_oneway(res).details
+        assert eta[b] == pytest.approx(av["ss_between"] / (av["ss_between"] + av["ss_within"]), rel=1e-10)

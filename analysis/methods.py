@@ -129,7 +129,7 @@ def methods_text(result) -> str:
         eff.append("\u03b7\u00b2 for ANOVA, with a CI from the noncentral F distribution "
                    "(bootstrap for Welch's ANOVA)")
     if eff:
-        parts.append(f"Effect sizes were {_join(eff)}; all intervals are 95% confidence intervals.")
+        parts.append(f"Effect sizes were {'; '.join(eff)}; all intervals are 95% confidence intervals.")
     if len(tested):
         parts.append(f"To control the false discovery rate across the {len(tested)} variables, "
                      "p-values were adjusted with the Benjamini\u2013Hochberg procedure (q-values); "
@@ -143,6 +143,12 @@ def methods_text(result) -> str:
         parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
                      f"MNLogit) estimated odds ratios with 95% Wald confidence intervals for each "
                      f"group against {result.reference_group}.")
+        reg = result.regression
+        if "fit" in reg and (reg["fit"].astype(str) == "l2_penalized").any():
+            models = _join(sorted(set(reg.loc[reg["fit"].astype(str) == "l2_penalized", "model"].astype(str))))
+            parts.append(f"Where a model showed separation or did not converge ({models}), "
+                         "L2-penalized (ridge) estimates with approximate confidence intervals "
+                         "are reported instead.")
     elif settings.get("regression", True) and result.regression_note:
         parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "

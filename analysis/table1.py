@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["Table1Result", "STATS_COLUMNS", "build_table1", "build_parser", "main"]
@@ -419,48 +420,82 @@ def _test_key(o) -> str:
     return o.result.test if not math.isnan(o.result.p_value) else "not_tested"
 
 
-def _regression(cohort, reference, seed):
-    """Tidy multinomial OR frame and a note (empty frame + reason when not computed)."""
+def _regression(cohort, data: pd.DataFrame, reference: str):
+    """Tidy multinomial OR frame and a note (empty frame + reason when not computed).
+
+    Every schema variable is a predictor (univariable models, then one multivariable
+    model on complete cases); ordinal variables enter as scores.
+    """
     import warnings
 
     from . import regression as reg
     from .errors import SeparationWarning
 
+    schema = cohort.schema
+    predictors = [v.name for v in schema.variables]
+    types = {v.name: v.type for v in schema.variables}
+    levels = {v.name: list(v.levels) for v in schema.variables if v.levels is not None}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeparationWarning)
-        frame = reg.multinomial_or_table(cohort, reference=reference)
+        frame = reg.multinomial_or_table(data, schema.group_column, predictors, reference, types,
+                                         levels=levels,
+                                         outcome_levels=[str(g) for g in schema.group_levels])
     note = "; ".join(dict.fromkeys(str(w.message) for w in caught
                                    if issubclass(w.category, SeparationWarning)))
     return frame.reset_index(drop=True), note
 
 
-def _odds_display(frame: pd.DataFrame, labels: Mapping[str, str], reference) -> pd.DataFrame:
-    """Human OR table: one row per variable term, one 'OR (95% CI)' + p column per
-    (model, group) against ``reference``."""
+def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
+    """Human OR table: one row per variable (continuous / ordinal score) or per level
+    (reference level marked), one 'OR (95% CI)' and one p column per model x group."""
     from . import formatting as fmt
 
     if frame is None or len(frame) == 0:
         return pd.DataFrame()
-    need = {"variable", "term", "group", "model", "odds_ratio", "ci_low", "ci_high", "p_value"}
-    if not need <= set(frame.columns):
-        return pd.DataFrame()
-    rows, columns = {}, []
-    for rec in frame.itertuples(index=False):
-        key = (rec.variable, rec.term)
-        label = labels.get(rec.variable, rec.variable)
-        term = str(rec.term)
-        name = label if term in ("", rec.variable) else f"{label}: {term}"
-        row = rows.setdefault(key, {"Variable": name})
-        model = str(rec.model).capitalize()
-        c_or = f"{model} {rec.group} vs {reference}: OR (95% CI)"
-        c_p = f"{model} {rec.group} vs {reference}: p"
-        for c in (c_or, c_p):
-            if c not in columns:
-                columns.append(c)
-        row[c_or] = fmt.format_odds_ratio(rec.odds_ratio, rec.ci_low, rec.ci_high)
-        row[c_p] = fmt.format_p(rec.p_value)
-    out = pd.DataFrame(list(rows.values()))
-    return out.reindex(columns=["Variable"] + columns).fillna("")
+    frame = frame.copy()
+    frame["level_key"] = frame["level"].map(lambda v: "" if pd.isna(v) else str(v))
+    combos = list(dict.fromkeys(zip(frame["model"].astype(str), frame["outcome_level"].astype(str))))
+    columns = []
+    for model, grp in combos:
+        columns += [f"{model.capitalize()} {grp} vs {reference}: OR (95% CI)",
+                    f"{model.capitalize()} {grp} vs {reference}: p"]
+    rows = []
+    for var in variables:
+        sub = frame[frame["variable"] == var.name]
+        if not len(sub):
+            continue
+        keys = list(dict.fromkeys(sub["level_key"]))
+        unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
+        if keys == [""]:
+            per = "per level" if var.type == "ordinal" else "per unit"
+            entries = [(f"{var.label}{unit}, {per}", "")]
+        else:
+            rows.append({"Variable": f"{var.label}{unit}"})
+            order = [str(lv) for lv in (var.levels or ())]
+            keys = sorted(keys, key=lambda k: order.index(k) if k in order else len(order))
+            ref_level = sub["reference_level"].dropna().astype(str)
+            ref_level = ref_level.iloc[0] if len(ref_level) else None
+            if ref_level is not None and ref_level not in keys:
+                keys = [ref_level] + keys
+            entries = [(f"\u2003{k}" + (" (reference)" if k == ref_level else ""), k) for k in keys]
+        for label, key in entries:
+            row = {"Variable": label}
+            for model, grp in combos:
+                hit = sub[(sub["model"].astype(str) == model) & (sub["outcome_level"].astype(str) == grp)
+                          & (sub["level_key"] == key)]
+                c_or = f"{model.capitalize()} {grp} vs {reference}: OR (95% CI)"
+                c_p = f"{model.capitalize()} {grp} vs {reference}: p"
+                if key and key == (sub["reference_level"].dropna().astype(str).iloc[0]
+                                   if sub["reference_level"].notna().any() else None):
+                    row[c_or], row[c_p] = "1 (reference)", ""
+                elif len(hit):
+                    r = hit.iloc[0]
+                    row[c_or] = fmt.format_odds_ratio(r["odds_ratio"], r["ci_low"], r["ci_high"])
+                    row[c_p] = fmt.format_p(r["p_value"])
+                else:
+                    row[c_or], row[c_p] = fmt.MISSING, ""
+            rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=["Variable"] + columns).fillna("")
 
 
 def _software_versions() -> dict:
@@ -604,11 +639,10 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         reg_note = "multinomial regression not requested (--no-regression)"
     else:
         try:
-            reg_frame, reg_note = _regression(cohort, reference, seed)
-        except CohortError as exc:
-            reg_frame, reg_note = pd.DataFrame(), f"not computed: {exc}"
-    labels = {v.name: v.label for v in variables}
-    odds_display = _odds_display(reg_frame, labels, reference)
+            reg_frame, reg_note = _regression(cohort, data, reference)
+        except (ValueError, np.linalg.LinAlgError) as exc:  # CohortError is a ValueError
+            reg_frame, reg_note = pd.DataFrame(), f"model could not be fitted ({exc})"
+    odds_display = _odds_display(reg_frame, variables, reference)
 
     settings = {"alpha": float(alpha), "seed": int(seed), "posthoc": bool(posthoc),
                 "regression": bool(regression), "overall": bool(overall),
@@ -625,3 +659,150 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     from .methods import methods_text
 
     return replace(result, methods_text=methods_text(result))
+
+
+# ============================================================================ CLI
+_EPILOG = """\
+examples:
+  python -m analysis.simulate --out demo_data
+  python -m analysis.table1 demo_data/cohort.xlsx --out reports
+  python -m analysis.table1 my_cohort.csv --group diagnosis --write-schema my_schema.yaml
+  python -m analysis.table1 my_cohort.csv --schema my_schema.yaml --reference control --no-regression
+
+Without --schema and --group the schema is cohort_schema.yaml next to the cohort file,
+else the packaged demo schema.  Writes table1.xlsx, table1.tex, table1.md,
+table1_stats.csv, odds_ratios.csv and methods.md to --out.
+"""
+
+
+def build_parser(add_help: bool = True):
+    """Argument parser of ``python -m analysis.table1`` (reusable as a parent parser)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.table1", add_help=add_help, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build a publication-ready Table 1 (xlsx, LaTeX, Markdown, tidy csv) "
+                    "comparing the groups of a cohort table.")
+    parser.add_argument("cohort", help="cohort table (.xlsx, .csv, .tsv)")
+    inp = parser.add_argument_group("input")
+    inp.add_argument("--schema", metavar="FILE", default=None,
+                     help="cohort schema YAML (default: cohort_schema.yaml next to COHORT, "
+                          "else the packaged demo schema)")
+    inp.add_argument("--group", metavar="COL", default=None,
+                     help="group column; without --schema the variable types are inferred "
+                          "(default: from the schema)")
+    inp.add_argument("--sheet", metavar="NAME", default=None,
+                     help="Excel sheet name (default: the first sheet)")
+    inp.add_argument("--write-schema", metavar="FILE", default=None,
+                     help="write the schema inferred from COHORT (needs --group) and exit")
+    ana = parser.add_argument_group("analysis")
+    ana.add_argument("--reference", metavar="LEVEL", default=None,
+                     help="reference group for odds ratios (default: the schema's, else the "
+                          "last group level)")
+    ana.add_argument("--alpha", type=float, default=0.05,
+                     help="significance level for post hoc comparisons (default: 0.05)")
+    ana.add_argument("--seed", type=int, default=0,
+                     help="seed of Monte Carlo and bootstrap procedures (default: 0)")
+    ana.add_argument("--n-boot", type=int, default=2000,
+                     help="bootstrap resamples for effect-size CIs (default: 2000)")
+    ana.add_argument("--fisher-time-budget", type=float, default=10.0, metavar="SECONDS",
+                     help="seconds per exact Fisher test before the seeded Monte Carlo "
+                          "fallback (default: 10)")
+    ana.add_argument("--no-posthoc", action="store_true", help="skip pairwise post hoc tests")
+    ana.add_argument("--no-regression", action="store_true",
+                     help="skip the multinomial odds-ratio table")
+    ana.add_argument("--no-overall", action="store_true", help="omit the Overall column")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="DIR", default="reports",
+                     help="output folder (default: reports)")
+    return parser
+
+
+def _resolve_schema(args):
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .schema import load_schema
+
+    if args.schema is not None:
+        schema = load_schema(args.schema)
+        if args.group is not None and args.group != schema.group_column:
+            raise ConfigError(f"--group '{args.group}' differs from the schema's group column "
+                              f"'{schema.group_column}'; drop --group or edit the schema",
+                              file=args.schema)
+        return schema
+    if args.group is not None:
+        return None  # inferred by load_cohort
+    beside = Path(args.cohort).with_name("cohort_schema.yaml")
+    return load_schema(beside) if beside.exists() else load_schema()
+
+
+def _run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from .cohort import load_cohort
+    from .errors import ConfigError
+    from .export import write_all
+
+    if args.write_schema is not None:
+        from .readers import read_table
+        from .schema import infer_schema
+
+        if args.group is None:
+            raise ConfigError("--write-schema needs --group COLUMN (the column holding the groups)")
+        df = read_table(args.cohort, sheet=args.sheet)
+        path = infer_schema(df, args.group).to_yaml(args.write_schema)
+        print(f"inferred schema of {args.cohort} (group column '{args.group}'); edit it, then run "
+              f"with --schema {path}")
+        print(f"wrote: {path}")
+        return 0
+    if args.n_boot < 1:
+        raise ConfigError(f"--n-boot must be at least 1, got {args.n_boot}")
+    schema = _resolve_schema(args)
+    cohort = load_cohort(args.cohort, schema=schema, group=args.group, sheet=args.sheet)
+    try:
+        from tqdm.auto import tqdm
+
+        def progress(items):
+            return tqdm(items, desc="Table 1", unit="variable", file=sys.stderr, delay=1.0,
+                        leave=False)
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        progress = None
+    result = build_table1(cohort, overall=not args.no_overall, alpha=args.alpha,
+                          posthoc=not args.no_posthoc, regression=not args.no_regression,
+                          reference=args.reference, seed=args.seed, n_boot=args.n_boot,
+                          fisher_time_budget=args.fisher_time_budget, progress=progress)
+    try:
+        paths = write_all(result, Path(args.out))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the outputs to '{args.out}': {exc.strerror or exc}") from None
+    stats = result.stats
+    tests = ", ".join(f"{n} {t}" for t, n in stats["test"].value_counts(sort=False).items())
+    n_sig = int((stats["p_value"] < args.alpha).sum())
+    print(cohort.summary().splitlines()[0])
+    print(f"{len(stats)} variables ({tests}); {n_sig} with p < {args.alpha:g}; "
+          f"{len(result.exclusions)} row(s) excluded")
+    if result.regression_note:
+        print(f"odds ratios: {result.regression_note}")
+    print("wrote: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Command line entry point; returns the exit status (2 on a cohort/schema error)."""
+    import sys
+
+    from .errors import CohortError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CohortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

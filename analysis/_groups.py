@@ -40,13 +40,9 @@ def clean_samples(samples, names=None, variable=None) -> CleanSamples:
     if isinstance(samples, Mapping):
         names = list(samples.keys()) if names is None else names
         samples = list(samples.values())
-    if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence) and not isinstance(samples, (tuple, list)):
-        try:
-            samples = list(samples)
-        except TypeError:
-            raise CohortError(
-                f"expected a list of 1-D arrays (one per group), got {type(samples).__name__}",
-                column=variable) from None
+    if isinstance(samples, (str, bytes, pd.DataFrame)) or not hasattr(samples, "__iter__"):
+        raise CohortError(f"expected a list of 1-D arrays (one per group), got {type(samples).__name__}",
+                          column=variable)
     samples = list(samples)
     if names is None:
         names = [str(i) for i in range(len(samples))]
@@ -55,9 +51,10 @@ def clean_samples(samples, names=None, variable=None) -> CleanSamples:
         raise CohortError(f"got {len(samples)} groups but {len(names)} group names", column=variable)
     arrays, n_missing = [], 0
     for name, s in zip(names, samples):
-        ser = pd.Series(np.asarray(s, dtype=object).reshape(-1) if not isinstance(s, pd.Series) else s.to_numpy(dtype=object))
+        ser = pd.Series(s.to_numpy(dtype=object) if isinstance(s, pd.Series)
+                        else np.asarray(s, dtype=object).reshape(-1))
         num = pd.to_numeric(ser, errors="coerce")
-        bad = num.isna() & ser.notna() & ~ser.map(lambda v: isinstance(v, float) and np.isnan(v))
+        bad = num.isna() & ser.notna()
         if bad.any():
             value = ser[bad].iloc[0]
             raise CohortError(f"group '{name}' holds a non-numeric value {value!r} (expected numbers)",

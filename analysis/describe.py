@@ -223,7 +223,7 @@ def describe(data: pd.DataFrame, group: str, variables: Sequence, types: Mapping
     ...                    "sex": ["female", "male", "male"]})
     >>> out = describe(df, "group", ["age", "sex"], types={"age": "continuous", "sex": "binary"},
     ...                levels={"sex": ["female", "male"]})
-    >>> out.loc[out["variable"] == "sex", ["group", "level", "count", "percent", "n_used"]]
+    >>> out.loc[out["variable"] == "sex", ["group", "level", "count", "percent", "n_used"]]  # doctest: +NORMALIZE_WHITESPACE
          group   level  count  percent  n_used
     3  overall  female      1   33.333333       3
     4  overall    male      2   66.666667       3

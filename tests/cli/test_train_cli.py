@@ -1,0 +1,102 @@
+"""python -m fusion.train: in-process runs on a tiny cohort, config precedence, errors, a subprocess smoke."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fusion"))
+from tiny_training_cohort import TINY_ARGS, write_tiny_cohort  # noqa: E402
+
+from fusion.train import config_from_args, main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory):
+    return write_tiny_cohort(tmp_path_factory.mktemp("tiny"))
+
+
+def test_train_writes_oof_predictions_metrics_checkpoints_and_manifest(tiny_cohort, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([str(tiny_cohort), *TINY_ARGS, "--modalities", "2d", "--out", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("wrote: ") and "oof_predictions.csv" in last
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
+    assert list(oof.columns) == ["patient_id", "fold", "split", "y_true", "model", "modality",
+                                 "p_metastatic", "p_lymphoma", "p_benign"]
+    cohort = pd.read_csv(tiny_cohort, dtype={"patient_id": str})
+    # every patient predicted exactly once, by the model of the fold that did not train on it
+    assert sorted(oof["patient_id"]) == sorted(cohort["patient_id"])
+    assert set(oof["split"]) == {"test"} and set(oof["fold"]) == {0, 1}
+    assert oof[["p_metastatic", "p_lymphoma", "p_benign"]].sum(axis=1).sub(1).abs().max() < 1e-5
+    for fold in (0, 1):
+        unit = out / "checkpoints" / "2d" / "resnet18" / f"fold{fold}"
+        assert (unit / "latest.pt").is_file() and (unit / "model.pt").is_file()
+        from fusion.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(unit / "latest.pt")
+        assert ckpt["complete"] and ckpt["config"]["size"] == 16
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert {"model", "modality", "split", "metric", "estimate", "ci_low", "ci_high"} <= set(metrics.columns)
+    assert "auc" in set(metrics["metric"])
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["config"]["folds"] == 2 and manifest["seed"] == 0
+    assert len(manifest["data"]["cohort_file_sha256"]) == 64 and "tensors_2d_sha256" in manifest["data"]
+    assert manifest["versions"]["torch"]
+    # no test patient was in its fold's training or validation patients
+    assert all(s["n_test"] > 0 and s["n_val"] > 0 for s in manifest["splits"])
+    assert yaml.safe_load((out / "config.yaml").read_text())["modalities"] == ["2d"]
+
+
+def test_config_precedence_defaults_then_yaml_then_flags(tmp_path):
+    run = tmp_path / "run.yaml"
+    run.write_text("size: 32\nepochs: 3\nbackbones: [densenet121]\n")
+    cfg = config_from_args(["c.xlsx", "--config", str(run), "--epochs", "7"])
+    assert (cfg.size, cfg.epochs, cfg.backbones, cfg.folds) == (32, 7, ["densenet121"], 5)
+
+
+def test_errors_are_one_line_with_exit_2(tiny_cohort, tmp_path, capsys):
+    bad_yaml = tmp_path / "run.yaml"
+    bad_yaml.write_text("epoch: 3\n")
+    cases = [
+        ([str(tiny_cohort), "--backbones", "resnet81"], "did you mean 'resnet18'"),
+        ([str(tiny_cohort), "--config", str(bad_yaml)], "did you mean 'epochs'"),
+        ([str(tmp_path / "missing.xlsx")], "cohort file not found"),
+        ([str(tiny_cohort), *TINY_ARGS, "--holdout-hospital", "Hospital Z", "--out", str(tmp_path / "o")],
+         "no such hospital"),
+        ([str(tiny_cohort), *TINY_ARGS, "--modalities", "elasto", "--out", str(tmp_path / "o")],
+         "did you mean 'elastography'"),
+    ]
+    for argv, text in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and text in err[-1], err
+
+
+def test_holdout_hospital_is_predicted_by_the_mean_of_the_fold_models(tiny_cohort, tmp_path):
+    out = tmp_path / "ext"
+    args = [str(tiny_cohort), *TINY_ARGS, "--epochs", "1", "--modalities", "2d", "--holdout-hospital",
+            "Hospital C", "--out", str(out)]
+    assert main(args) == 0
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
+    cohort = pd.read_csv(tiny_cohort, dtype={"patient_id": str}).set_index("patient_id")
+    ext = oof[oof["split"] == "external"]
+    test = oof[oof["split"] == "test"]
+    assert set(cohort.loc[ext["patient_id"], "hospital"]) == {"Hospital C"}
+    assert "Hospital C" not in set(cohort.loc[test["patient_id"], "hospital"])
+    assert (ext["fold"] == -1).all() and ext["patient_id"].is_unique
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert {"test", "external"} <= set(metrics["split"])
+
+
+def test_module_runs_as_a_subprocess():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "fusion.train", "--help"], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=120)
+    assert res.returncode == 0 and "--holdout-hospital" in res.stdout and "examples:" in res.stdout

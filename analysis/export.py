@@ -170,13 +170,32 @@ def write_markdown(result, path) -> Path:
     lines.append("")
     lines += [f"## {_odds_title(result)}", ""]
     if result.odds_display is not None and len(result.odds_display):
-        lines += _md_table(result.odds_display)
+        for model, frame in _split_odds(result.odds_display):
+            lines += [f"**{model} models**", ""] + _md_table(frame) + [""]
+        if result.regression_note:
+            lines.append(f"Note: {result.regression_note}.")
     else:
         lines.append(f"Not computed: {result.regression_note or 'no model fitted'}.")
     lines.append("")
     path = _path(path)
     path.write_bytes(("\n".join(lines)).encode("utf-8"))
     return path
+
+
+def _split_odds(frame: pd.DataFrame) -> list:
+    """Split the wide odds-ratio display into one frame per model ('Univariable ...',
+    'Multivariable ...' column prefixes); a frame without such prefixes stays whole."""
+    first, rest = frame.columns[0], list(frame.columns[1:])
+    models = list(dict.fromkeys(str(c).split(" ", 1)[0] for c in rest))
+    if not rest or not set(models) <= {"Univariable", "Multivariable"}:
+        return [("All", frame)]
+    out = []
+    for model in models:
+        cols = [c for c in rest if str(c).split(" ", 1)[0] == model]
+        sub = frame[[first] + cols].copy()
+        sub.columns = [first] + [str(c).split(" ", 1)[1] for c in cols]
+        out.append((model, sub))
+    return out
 
 
 def _block_sizes(info: pd.DataFrame) -> list:
@@ -221,12 +240,13 @@ def latex_escape(text) -> str:
 def _latex_table(frame: pd.DataFrame, caption: str, *, row_styles=None, p_markers=None,
                  notes=(), label: str = "") -> list:
     cols = list(frame.columns)
-    spec = "l" + "c" * (len(cols) - 1)
-    lines = [r"\begin{table}[htbp]", r"\centering", r"\small",
+    spec = r">{\raggedright\arraybackslash}p{4.6cm}" + "c" * (len(cols) - 1)
+    lines = [r"\begin{table}[htbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
              rf"\caption{{{latex_escape(caption)}}}"]
     if label:
         lines.append(rf"\label{{{label}}}")
-    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+    lines += [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+              rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
               " & ".join(rf"\textbf{{{latex_escape(c)}}}" for c in cols) + r" \\", r"\midrule"]
     for i, (_, row) in enumerate(frame.iterrows()):
         cells = [latex_escape(v) for v in row.tolist()]
@@ -236,7 +256,7 @@ def _latex_table(frame: pd.DataFrame, caption: str, *, row_styles=None, p_marker
             j = cols.index("p")
             cells[j] = cells[j] + rf"\textsuperscript{{{latex_escape(p_markers[i])}}}"
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}}"]
     if notes:
         lines.append(r"\par\smallskip\parbox{\linewidth}{\footnotesize")
         for marker, text in notes:
@@ -258,7 +278,7 @@ def write_latex(result, path, *, standalone: bool = True) -> Path:
         Wrap the tables in a complete ``article`` document (landscape A4, ``booktabs``,
         ``geometry``, T1 fonts) that compiles with ``pdflatex``; ``False`` writes only
         the ``table`` environments for ``\\input`` into a manuscript (which then needs
-        ``\\usepackage{booktabs}``).
+        ``\\usepackage{booktabs,array,graphicx}``).
     """
     info = result.row_info.reset_index(drop=True)
     markers = _marker_of_rows(result)
@@ -270,13 +290,19 @@ def write_latex(result, path, *, standalone: bool = True) -> Path:
                         notes=_notes(result), label="tab:table1")
     body.append("")
     if result.odds_display is not None and len(result.odds_display):
-        body += _latex_table(result.odds_display, _odds_title(result), label="tab:odds")
+        parts = _split_odds(result.odds_display)
+        for k, (model, frame) in enumerate(parts):
+            notes = [("", result.regression_note)] if result.regression_note and k == len(parts) - 1 else ()
+            body += _latex_table(frame, f"{_odds_title(result)}: {model} models",
+                                 label=f"tab:odds_{model.lower()}", notes=notes)
+            body.append("")
     else:
         body.append(latex_escape(f"Odds ratios not computed: {result.regression_note or 'no model fitted'}.")
                     + r"\par")
     if standalone:
         head = [r"\documentclass[10pt]{article}", r"\usepackage[T1]{fontenc}",
-                r"\usepackage[utf8]{inputenc}", r"\usepackage{booktabs}",
+                r"\usepackage[utf8]{inputenc}", r"\usepackage{booktabs}", r"\usepackage{array}",
+                r"\usepackage{graphicx}",
                 r"\usepackage[a4paper,landscape,margin=1.5cm]{geometry}",
                 r"\pagestyle{empty}", r"\begin{document}"]
         body = head + body + [r"\end{document}"]

@@ -147,3 +147,21 @@ def test_clear_errors():
         multinomial_or_table(DATA, "group", ["agee"], "benign", TYPES)
     with pytest.raises(CohortError, match="did you mean 'categorical'"):
         multinomial_or_table(DATA, "group", ["shape"], "benign", {"shape": "categoric"})
+
+
+def test_ordinal_as_categorical_gives_one_row_per_level():
+    out = multinomial_or_table(DATA, "group", ["adler_grade"], "benign", TYPES, levels=LEVELS,
+                               outcome_levels=GROUPS, models=("univariable",), ordinal_as="categorical")
+    met = out[out["outcome_level"] == "metastatic"]
+    assert list(met["level"]) == ["0", "1", "2", "3"] and met["reason"].iloc[0] == "reference level"
+    assert np.isfinite(met["odds_ratio"]).all()
+
+
+def test_unobserved_outcome_level_is_reported_not_fitted():
+    df = DATA[DATA["group"] != "lymphoma"]
+    out = multinomial_or_table(df, "group", ["age"], "benign", TYPES, outcome_levels=GROUPS,
+                               models=("univariable",))
+    lym = out[out["outcome_level"] == "lymphoma"]
+    assert lym["odds_ratio"].isna().all() and lym["reason"].str.contains("not observed").all()
+    met = out[out["outcome_level"] == "metastatic"]
+    assert (met["fit"] == "mle").all() and np.isfinite(met["odds_ratio"]).all()

@@ -102,7 +102,7 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels, indices, *, 
         Mean training loss over this rank's images.
     """
     model.train()
-    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    labels_t = torch.as_tensor(np.array(labels, dtype=np.int64))
     weight = None if class_weights is None else class_weights.to(device)
     total, count = 0.0, 0
     for idx in batch_indices(indices, batch_size, True, generator, get_rank(), get_world_size(),

@@ -1,0 +1,146 @@
+"""python -m analysis.table1: in-process main([...]) plus one subprocess smoke test."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.export import OUTPUT_FILES
+from analysis.table1 import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--n-boot", "50"]
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_run_writes_every_file(demo_xlsx, tmp_path, capsys):
+    out_dir = tmp_path / "reports"
+    code, out, err = _run([demo_xlsx, "--out", out_dir, *FAST], capsys)
+    assert code == 0, err
+    for name in OUTPUT_FILES:
+        assert (out_dir / name).stat().st_size > 0, name
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("wrote: ") and all(name in last for name in OUTPUT_FILES)
+    assert "60 rows read" in out
+    stats = pd.read_csv(out_dir / "table1_stats.csv")
+    assert list(stats.columns[:10]) == ["variable", "test", "statistic", "df", "p_value", "q_value",
+                                        "effect_size", "effect_size_name", "n_used", "n_missing"]
+    assert "Traceback" not in err
+
+
+def test_stats_csv_byte_identical_on_two_runs(demo_xlsx, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run([demo_xlsx, "--out", a, *FAST], capsys)[0] == 0
+    assert _run([demo_xlsx, "--out", b, *FAST], capsys)[0] == 0
+    for name in ("table1_stats.csv", "odds_ratios.csv", "table1.md", "table1.tex", "methods.md",
+                 "table1.xlsx"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_inputs_not_modified(demo_xlsx, tmp_path, capsys):
+    before = demo_xlsx.read_bytes()
+    schema_before = (demo_xlsx.parent / "cohort_schema.yaml").read_bytes()
+    assert _run([demo_xlsx, "--out", tmp_path / "o", "--no-regression", *FAST], capsys)[0] == 0
+    assert demo_xlsx.read_bytes() == before
+    assert (demo_xlsx.parent / "cohort_schema.yaml").read_bytes() == schema_before
+
+
+def test_flags_reach_the_result(demo_xlsx, tmp_path, capsys):
+    out_dir = tmp_path / "o"
+    code, out, err = _run([demo_xlsx, "--out", out_dir, "--no-posthoc", "--reference", "lymphoma",
+                           "--alpha", "0.01", "--seed", "3", *FAST], capsys)
+    assert code == 0, err
+    odds = pd.read_csv(out_dir / "odds_ratios.csv")
+    assert set(odds["reference"]) == {"lymphoma"}
+    methods = (out_dir / "methods.md").read_text(encoding="utf-8")
+    assert "seed 3" in methods and "p < 0.01" in methods
+    assert "post hoc" not in (out_dir / "table1.md").read_text(encoding="utf-8").lower()
+
+
+def test_group_without_schema_infers_types_and_write_schema(demo_xlsx, tmp_path, capsys):
+    csv = tmp_path / "plain" / "cohort.csv"
+    csv.parent.mkdir()
+    df = pd.read_excel(demo_xlsx)
+    df.to_csv(csv, index=False)
+    yaml_path = tmp_path / "inferred.yaml"
+    code, out, err = _run([csv, "--group", "group", "--write-schema", yaml_path], capsys)
+    assert code == 0, err
+    assert yaml_path.exists() and out.strip().splitlines()[-1] == f"wrote: {yaml_path}"
+    code, out, err = _run([csv, "--group", "group", "--out", tmp_path / "inf", "--no-regression", *FAST],
+                          capsys)
+    assert code == 0, err
+    code, out, err = _run([csv, "--schema", yaml_path, "--out", tmp_path / "inf2", "--no-regression",
+                           *FAST], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing_file", "not found"),
+    ("bad_group", "did you mean"),
+    ("bad_reference", "did you mean 'lymphoma'"),
+    ("write_schema_without_group", "--write-schema needs --group"),
+    ("bad_level", "row "),
+    ("schema_typo", "did you mean"),
+])
+def test_bad_input_exit_2_one_line(case, expected, demo_xlsx, tmp_path, capsys):
+    args = [demo_xlsx, "--out", tmp_path / "o", *FAST]
+    if case == "missing_file":
+        args[0] = tmp_path / "nope.xlsx"
+    elif case == "bad_group":
+        csv = tmp_path / "c.csv"
+        pd.read_excel(demo_xlsx).to_csv(csv, index=False)
+        args = [csv, "--group", "gruop", "--out", tmp_path / "o"]
+    elif case == "bad_reference":
+        args += ["--reference", "lymphomma"]
+    elif case == "write_schema_without_group":
+        args += ["--write-schema", tmp_path / "s.yaml"]
+    elif case == "bad_level":
+        csv = tmp_path / "c.csv"
+        df = pd.read_excel(demo_xlsx)
+        df.loc[3, "margin"] = "irregullar"
+        df.to_csv(csv, index=False)
+        args = [csv, "--schema", demo_xlsx.parent / "cohort_schema.yaml", "--out", tmp_path / "o"]
+    elif case == "schema_typo":
+        bad = tmp_path / "bad.yaml"
+        text = (demo_xlsx.parent / "cohort_schema.yaml").read_text(encoding="utf-8")
+        bad.write_text(text.replace("id_column:", "id_colum:", 1), encoding="utf-8")
+        args += ["--schema", bad]
+    code, out, err = _run(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "o" / "table1_stats.csv").exists()
+
+
+def test_parser_help_has_examples():
+    parser = build_parser()
+    text = parser.format_help()
+    assert "python -m analysis.table1 demo_data/cohort.xlsx" in text
+    for flag in ("--out", "--schema", "--seed", "--group", "--reference", "--write-schema", "--sheet"):
+        assert flag in text
+    assert build_parser(add_help=False).parse_args(["x.xlsx"]).out == "reports"
+
+
+def test_subprocess_smoke(demo_xlsx, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    help_run = subprocess.run([sys.executable, "-m", "analysis.table1", "--help"], capture_output=True,
+                              text=True, env=env, timeout=120)
+    assert help_run.returncode == 0 and "usage: python -m analysis.table1" in help_run.stdout
+    run = subprocess.run([sys.executable, "-m", "analysis.table1", str(demo_xlsx), "--out",
+                          str(tmp_path / "r"), "--n-boot", "50", "--no-regression"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1].startswith("wrote: ")
+    bad = subprocess.run([sys.executable, "-m", "analysis.table1", str(tmp_path / "missing.xlsx")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("error: ")

@@ -78,8 +78,9 @@ class MultimodalDataset(torch.utils.data.Dataset):
     schema : Schema, optional
         Required with a DataFrame; overrides the cohort's own otherwise.
     root : str or Path, optional
-        Folder that relative image paths start from. Default: the folder of the cohort's
-        source file, else the current directory.
+        Folder that relative image paths start from. Default: ``table.attrs['image_root']``
+        (set by :mod:`fusion.manifests`), else the folder of the cohort's source file, else
+        the current directory.
     modalities : sequence of str, optional
         Modalities to load, keys of ``schema.image_columns`` (default: all, schema order).
     size : int or (int, int), default 128
@@ -129,7 +130,8 @@ class MultimodalDataset(torch.utils.data.Dataset):
         if isinstance(cache, (str, os.PathLike)):
             cache = ImageCache(cache)
         if root is None:
-            root = Path(source).parent if source else Path.cwd()
+            image_root = getattr(table, "attrs", {}).get("image_root")
+            root = image_root or (Path(source).parent if source else Path.cwd())
         self.root = Path(root)
         self.schema = schema
         self.size = size

@@ -448,6 +448,9 @@ def write_xlsx(result, path) -> Path:
             cell.border = Border(top=thin, bottom=thin)
         for row in result.odds_display.itertuples(index=False):
             ws_or.append([None if v == "" else v for v in row])
+        if result.regression_note:
+            ws_or.append([])
+            ws_or.append([f"Note: {result.regression_note}"])
         ws_or.freeze_panes = "B3"
         _autofit(ws_or)
         ws_or.column_dimensions["A"].width = max(ws_or.column_dimensions["A"].width or 10, 12)

@@ -187,7 +187,20 @@ def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_bud
     if test == "chi_square":
         return contingency.chi_square(table)
     if test == "fisher_exact":
-        return contingency.fisher_exact_rxc(table, seed=seed, time_budget=fisher_time_budget)
+        # thin adapter: pass the seed / time budget under whichever name the function uses
+        import inspect
+
+        params = inspect.signature(contingency.fisher_exact_rxc).parameters
+        kwargs = {}
+        for name in ("seed", "mc_seed", "random_state"):
+            if name in params:
+                kwargs[name] = seed
+                break
+        for name in ("time_budget", "time_budget_s", "timeout", "max_seconds"):
+            if name in params:
+                kwargs[name] = fisher_time_budget
+                break
+        return contingency.fisher_exact_rxc(table, **kwargs)
     if test == "linear_by_linear":
         return contingency.linear_by_linear(table)
     names = [str(g) for g in group_levels]

@@ -524,8 +524,10 @@ def _schema_from_mapping(raw, file: str) -> Schema:
         missing_codes = ck.codes(raw, "missing_codes", "top level")
 
     raw_vars = ck.required(raw, "variables", "top level")
-    if not isinstance(raw_vars, list) or not raw_vars:
-        ck.fail("variables", "expected a list of variables, each starting with '- name: ...'",
+    # An image-only set (e.g. BUSI) may declare no clinical variables: `variables: []`.
+    if not isinstance(raw_vars, list) or (not raw_vars and not image_columns):
+        ck.fail("variables", "expected a list of variables, each starting with '- name: ...' "
+                             "(an empty list is allowed only when 'images' names image columns)",
                 _line(raw, "variables"))
     variables = []
     seen: dict[str, int] = {}

@@ -167,3 +167,26 @@ def test_schema_is_frozen():
     with pytest.raises(AttributeError):
         schema.variables[0].type = "binary"
     assert isinstance(schema.variables[0], Variable) and isinstance(schema, Schema)
+
+
+def test_image_only_schema_may_have_no_variables(tmp_path):
+    text = (
+        "id_column: image_id\n"
+        "group:\n  column: label\n  levels: [normal, benign, malignant]\n"
+        "images:\n  2d: image\n"
+        "variables: []\n"
+    )
+    path = tmp_path / "busi.yaml"
+    path.write_text(text)
+    schema = load_schema(path)
+    assert schema.variables == ()
+    assert schema.image_columns == {"2d": "image"}
+    schema.to_yaml(tmp_path / "again.yaml")
+    assert load_schema(tmp_path / "again.yaml") == schema
+
+
+def test_empty_variables_without_images_is_an_error(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("id_column: id\ngroup:\n  column: g\n  levels: [a, b]\nvariables: []\n")
+    with pytest.raises(SchemaError, match="empty list is allowed only when 'images'"):
+        load_schema(path)

@@ -136,7 +136,6 @@ def _is_nan(x) -> bool:
 def _forest_rows(table: pd.DataFrame, labels):
     """Display rows: (kind, variable, level, text) with kind 'header' or 'term', top to bottom."""
     rows = []
-    seen_vars = {}
     for var in pd.unique(table["variable"]):
         sub = table[table["variable"] == var]
         label = str(labels.get(var, var)) if labels else str(var)
@@ -157,7 +156,6 @@ def _forest_rows(table: pd.DataFrame, labels):
         rows.append(("header", var, None, f"{label}{ref_text}"))
         for lv in others:
             rows.append(("level", var, lv, lv))
-        seen_vars[var] = True
     return rows
 
 
@@ -387,7 +385,6 @@ def group_distribution_plot(cohort, variables: Sequence[str] | None = None, path
             values = data[name]
             if var.type == "continuous":
                 x = pd.to_numeric(values, errors="coerce")
-                cols = [".35"] * len(groups)
                 series = [x[(group_values == g).to_numpy()].dropna().to_numpy(float) for g in groups]
                 pos = np.arange(len(groups))
                 keep = [i for i, s in enumerate(series) if s.size]

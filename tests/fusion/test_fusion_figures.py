@@ -1,4 +1,8 @@
-"""fusion.figures: every figure shows the numbers of analysis/fusion.evaluate, and is reproducible."""
+"""fusion.figures: every figure shows the numbers of analysis/fusion.evaluate, and is reproducible.
+
+(Named test_fusion_figures.py, not test_figures.py: tests/ has no __init__.py files, so two test
+modules with one basename cannot both be collected in the default "prepend" import mode.)
+"""
 import re
 import warnings
 

@@ -7,24 +7,29 @@ for early stopping) and writes ``pretrained_<backbone>.pt``, a checkpoint that
 dropped there when the number of classes differs). This is the study's "pre-train on a
 public medical image set, then fine-tune" step.
 
-Data (``--data``):
+Data (``--data``), read through :func:`fusion.train.load_table` -- the same readers
+(:mod:`fusion.manifests`) and the same :class:`~fusion.dataset.MultimodalDataset` as
+``fusion.train``:
 
-``bus_bra``   ``<root>/bus_bra``: ``bus_data.csv`` (patient = ``Case``, label = ``Pathology``),
-              images ``images/<ID>.png``, validation = official ``5-fold-cv.csv`` fold 1.
-``busi``      ``<root>/busi``: class sub-folders ``benign/ malignant/ normal/``; BUSI has no
-              patient ids, so the validation split is over images (as its documentation says).
+``bus_bra``   ``<root>/bus_bra``: patient = ``Case``, label = ``Pathology``; validation =
+              the authors' patient-disjoint ``5-fold-cv.csv`` fold 1.
+``busi``      ``<root>/busi``: class sub-folders; BUSI has no patient ids, so the validation
+              split is over images (a warning says so; the checkpoint records it).
 ``FOLDER``    any folder with one sub-folder per class (``ImageFolder`` layout); images are
               treated as separate patients.
-``MANIFEST``  a ``.csv`` with columns ``path`` (relative to the csv's folder) and ``label``,
-              optional ``patient_id`` and ``fold`` (fold 1 -> validation when present).
+``MANIFEST``  a manifest ``.yaml`` (``examples/busi_manifest.yaml``), a cohort table with
+              its schema, or a ``.csv`` with columns ``path`` (relative to the csv's folder)
+              and ``label``, optional ``patient_id`` and ``fold`` (fold 1 -> validation).
+
+Without official folds the validation patients are a stratified, patient-grouped share
+(``--val-fraction``) from :func:`fusion.splits.inner_validation_split`.
 
 ``<root>`` is ``--data-root``, else ``$LYMPH_SHARED_DATA``, else ``../shared/data`` relative
-to the project root.
+to the project root. The image modality pre-trained on is the table's first (``2d``).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -40,9 +45,8 @@ from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, sav
 from fusion.config import PretrainConfig, resolve_config, save_config
 from fusion.engine import evaluate, fit
 
-__all__ = ["build_parser", "main", "default_data_root", "pretraining_table", "run_pretraining"]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+__all__ = ["build_parser", "main", "default_data_root", "load_pretraining_data", "pretraining_table",
+           "run_pretraining"]
 
 EPILOG = """\
 examples:
@@ -56,75 +60,101 @@ examples:
 
 
 def default_data_root() -> Path:
-    """``$LYMPH_SHARED_DATA`` or ``<project>/../shared/data``."""
-    env = os.environ.get("LYMPH_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    """``$LYMPH_SHARED_DATA`` or ``<project>/../shared/data`` (as :mod:`fusion.manifests`)."""
+    from fusion.manifests import default_data_root as _root
+
+    return _root()
 
 
-def _folder_table(folder: Path) -> pd.DataFrame:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    rows = []
-    for c in classes:
-        for f in sorted((folder / c).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in f.stem:
-                rows.append({"path": str(f), "label": c, "patient_id": f"{c}/{f.name}"})
-    if len(classes) < 2 or not rows:
-        raise ConfigError(f"--data {folder}: expected one sub-folder of images per class (found "
-                          f"{len(classes)} class folder(s), {len(rows)} image(s))")
-    return pd.DataFrame(rows)
+def _csv_manifest(path: Path):
+    """A pre-training ``.csv`` (``path, label``, optional ``patient_id, fold``) as (table, schema)."""
+    from analysis.readers import read_table
+    from analysis.schema import Schema
+
+    table = read_table(path)
+    for col in ("path", "label"):
+        if col not in table.columns:
+            raise ConfigError(f"missing column (a pre-training manifest needs path, label; optional "
+                              f"patient_id, fold){did_you_mean(col, table.columns)}", file=path, column=col)
+    for col in ("path", "label"):
+        bad = table[col].isna().to_numpy() | (table[col].astype(str).str.strip() == "").to_numpy()
+        if bad.any():
+            raise ConfigError("empty cell", file=path, row=int(table.index[np.flatnonzero(bad)[0]]), column=col)
+    labels = table["label"].astype(str).str.strip()
+    classes = tuple(sorted(labels.unique()))
+    if len(classes) < 2:
+        raise ConfigError(f"only one label ({classes[0]!r}); pre-training needs at least two", file=path,
+                          column="label")
+    ids = (table["patient_id"].astype(str) if "patient_id" in table.columns
+           else pd.Series([f"row{r}" for r in table.index], index=table.index))
+    frame = pd.DataFrame({"patient_id": ids, "group": labels, "image_2d": table["path"].astype(str)},
+                         index=table.index)
+    if "fold" in table.columns:
+        frame["official_fold"] = table["fold"]
+    frame.attrs["image_root"] = str(Path(path).resolve().parent)
+    schema = Schema(id_column="patient_id", group_column="group", group_levels=classes, group_label="label", variables=(),
+                    image_columns={"2d": "image_2d"}, reference_group=classes[-1])
+    return frame, schema
+
+
+def load_pretraining_data(data: str, root=None):
+    """``(table, schema, DataSource)`` of a ``--data`` value (see the module docstring).
+
+    ``bus_bra`` / ``busi`` / a folder / a ``.yaml`` / a cohort table go through
+    :func:`fusion.train.load_table` (hence :mod:`fusion.manifests`); only the pre-training
+    ``.csv`` layout (``path, label``) is read here.
+    """
+    from fusion.train import DataSource, load_table
+
+    path = Path(str(data))
+    if path.suffix.lower() in {".csv", ".tsv"} and path.is_file():
+        head = pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        if "path" in head.columns or "label" in head.columns or not (path.parent / "cohort_schema.yaml").is_file():
+            table, schema = _csv_manifest(path)
+            ids = table["patient_id"]
+            source = DataSource("csv_manifest", str(path), table.attrs["image_root"],
+                                "image" if "patient_id" not in head.columns else "patient", len(table),
+                                int(ids.nunique()))
+            return table, schema, source
+    try:
+        return load_table(data, data_root=root)
+    except ConfigError as exc:
+        if "cohort file not found" in str(exc):
+            raise ConfigError(f"--data {data!r}: expected bus_bra, busi, a folder of class sub-folders, a manifest "
+                              f".yaml or .csv{did_you_mean(str(data), ['bus_bra', 'busi'])}") from None
+        raise
+
+
+def _official_fold(table) -> np.ndarray | None:
+    if "official_fold" not in getattr(table, "columns", ()):
+        return None
+    folds = pd.to_numeric(table["official_fold"], errors="coerce")
+    return folds.to_numpy() if folds.notna().all() else None
 
 
 def pretraining_table(data: str, root: Path | None = None) -> tuple[pd.DataFrame, str]:
-    """Rows ``path, label, patient_id, fold`` (fold may be NaN) and a description of the source."""
-    root = Path(root) if root else default_data_root()
-    if data == "bus_bra":
-        base = root / "bus_bra"
-        meta, folds = base / "bus_data.csv", base / "5-fold-cv.csv"
-        for f in (meta, folds):
-            if not f.is_file():
-                raise ConfigError(f"--data bus_bra: {f} not found (set --data-root or LYMPH_SHARED_DATA)")
-        table = pd.read_csv(meta)
-        official = pd.read_csv(folds)[["ID", "kFold"]]
-        table = table.merge(official, on="ID", how="left", validate="one_to_one")
-        if table["kFold"].isna().any():
-            row = int(np.flatnonzero(table["kFold"].isna().to_numpy())[0]) + 2
-            raise ConfigError("image without an official fold", file=meta, row=row, column="ID")
-        out = pd.DataFrame({"path": [str(base / "images" / f"{i}.png") for i in table["ID"]],
-                            "label": table["Pathology"].astype(str), "patient_id": table["Case"].astype(str),
-                            "fold": table["kFold"].astype(int)})
-        return out, "BUS-BRA (official fold 1 = validation)"
-    if data == "busi":
-        base = root / "busi"
-        if not base.is_dir():
-            raise ConfigError(f"--data busi: {base} not found (set --data-root or LYMPH_SHARED_DATA)")
-        out = _folder_table(base)
-        out["fold"] = np.nan
-        return out, "BUSI (image-level validation split: no patient ids)"
-    path = Path(data)
-    if path.is_dir():
-        out = _folder_table(path)
-        out["fold"] = np.nan
-        return out, f"folder {path}"
-    if path.is_file() and path.suffix.lower() in {".csv", ".tsv"}:
-        table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-        for col in ("path", "label"):
-            if col not in table.columns:
-                raise ConfigError(f"missing column (a pre-training manifest needs path, label; optional "
-                                  f"patient_id, fold){did_you_mean(col, table.columns)}", file=path, column=col)
-        for col in ("path", "label"):
-            bad = table[col].isna().to_numpy()
-            if bad.any():
-                raise ConfigError("empty cell", file=path, row=int(np.flatnonzero(bad)[0]) + 2, column=col)
-        out = pd.DataFrame({"path": [str(p if Path(p).is_absolute() else path.parent / p) for p in table["path"]],
-                            "label": table["label"].astype(str)})
-        out["patient_id"] = (table["patient_id"].astype(str) if "patient_id" in table.columns
-                             else [f"row{r + 2}" for r in range(len(table))])
-        out["fold"] = table["fold"] if "fold" in table.columns else np.nan
-        return out, f"manifest {path}"
-    raise ConfigError(f"--data {data!r}: expected bus_bra, busi, a folder of class sub-folders or a .csv manifest"
-                      f"{did_you_mean(data, ['bus_bra', 'busi'])}")
+    """Rows ``path, label, patient_id, fold`` (fold NaN without official folds) and a description.
+
+    A flat view of :func:`load_pretraining_data` (nothing is read twice or differently).
+    """
+    table, schema, source = load_pretraining_data(data, root)
+    frame = table.data if hasattr(table, "data") else table
+    base = Path(source.image_root) if source.image_root else Path(source.path).parent
+    col = next(iter(schema.image_columns.values()))
+    paths = [str(p if Path(p).is_absolute() else base / p) for p in frame[col].astype(str)]
+    folds = _official_fold(frame)
+    out = pd.DataFrame({"path": paths, "label": frame[schema.group_column].astype(str).to_numpy(),
+                        "patient_id": frame[schema.id_column].astype(str).to_numpy(),
+                        "fold": folds if folds is not None else np.nan})
+    return out, _describe(source, folds is not None)
+
+
+def _describe(source, official: bool) -> str:
+    name = {"bus_bra": "BUS-BRA", "busi": "BUSI"}.get(source.kind, f"{source.kind} {source.path}")
+    split = "official fold 1 = validation" if official else (
+        "image-level validation split: no patient ids" if source.unit_of_analysis == "image"
+        else "patient-grouped validation split")
+    return f"{name} ({split})"
 
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -135,7 +165,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="run.yaml with any of the settings below (flags win)")
     g = p.add_argument_group("data")
-    g.add_argument("--data", help=f"bus_bra, busi, FOLDER or MANIFEST.csv (default: {d.data})")
+    g.add_argument("--data", help=f"bus_bra, busi, FOLDER, MANIFEST.yaml or MANIFEST.csv (default: {d.data})")
     g.add_argument("--data-root", help="folder holding bus_bra/ and busi/ (default: $LYMPH_SHARED_DATA "
                                        "or ../shared/data)")
     g.add_argument("--size", type=int, help=f"image size in pixels (default: {d.size})")
@@ -161,45 +191,38 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def _decode(table: pd.DataFrame, size: int, channels: int, progress: bool) -> torch.Tensor:
-    from fusion.cache import load_image_cached
-
-    images = torch.zeros((len(table), channels, size, size), dtype=torch.uint8)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(table), desc="decoding images", unit="img", file=sys.stderr, leave=False)
-    for i, (path, pid) in enumerate(zip(table["path"], table["patient_id"])):
-        images[i] = load_image_cached(path, size=size, channels=channels, patient_id=pid)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return images
-
-
 def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
     """Everything ``main`` does after parsing; returns the files written."""
     from fusion import splits as sp
+    from fusion.dataset import MultimodalDataset
     from fusion.transforms import build_transform
 
     if cfg.backbone not in list_backbones():
         raise ConfigError(f"--backbone: unknown backbone {cfg.backbone!r}{did_you_mean(cfg.backbone, list_backbones())}")
     runtime.set_threads(cfg.threads)
     device = runtime.pick_device(cfg.device)
-    table, source = pretraining_table(cfg.data, cfg.data_root)
-    classes = sorted(table["label"].unique())
-    labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    ids = table["patient_id"].to_numpy(dtype=object)
-    if table["fold"].notna().all():
-        val_split = [s for s in sp.predefined_folds(table["fold"].to_numpy(), ids, column="fold")
-                     if s.name in ("1", "1.0")][0]
-        train_idx, val_idx = val_split.train_idx, val_split.test_idx
+    table, schema, data_source = load_pretraining_data(cfg.data, cfg.data_root)
+    modality = next(iter(schema.image_columns))
+    dataset = MultimodalDataset(table, schema, modalities=[modality], size=cfg.size,
+                                channels={modality: cfg.channels}, progress=progress)
+    classes = list(dataset.class_names)
+    labels = dataset.labels.numpy()
+    ids = np.asarray(dataset.patient_ids, dtype=object)
+    folds = _official_fold(table.data if hasattr(table, "data") else table)
+    if folds is not None:
+        val_split = [s for s in sp.predefined_folds(folds, ids, column="official_fold")
+                     if s.name in ("1", "1.0")]
+        if not val_split:
+            raise ConfigError(f"--data {cfg.data}: official folds present but no fold 1 for validation")
+        train_idx, val_idx = val_split[0].train_idx, val_split[0].test_idx
     else:
-        train_idx, val_idx = sp.inner_validation_split(np.arange(len(table)), ids, labels, cfg.val_fraction, cfg.seed)
+        train_idx, val_idx = sp.inner_validation_split(np.arange(len(dataset)), ids, labels, cfg.val_fraction,
+                                                       cfg.seed)
     sp.check_disjoint(ids, train=train_idx, validation=val_idx)
-    images = _decode(table, cfg.size, cfg.channels, progress)
+    source = _describe(data_source, folds is not None)
+    present = dataset.mask[:, 0].numpy()
+    train_idx, val_idx = train_idx[present[train_idx]], val_idx[present[val_idx]]
+    images = dataset.tensors(modality)
 
     runtime.set_seed(cfg.seed)
     model = create_backbone(cfg.backbone, cfg.weights, in_chans=cfg.channels, num_classes=len(classes)).to(device)
@@ -242,7 +265,7 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
                         "in_chans": cfg.channels, "size": cfg.size, "source": source,
                         "best_epoch": result.best_epoch, "val_loss": val_loss, "val_accuracy": val_acc,
                         "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "history": result.history,
-                        "config": plain}, out / f"pretrained_{cfg.backbone}.pt")
+                        "data_source": data_source.to_dict(), "config": plain}, out / f"pretrained_{cfg.backbone}.pt")
     return [save_config(cfg, out / "config.yaml"), path]
 
 

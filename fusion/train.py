@@ -8,6 +8,17 @@ from those training patients only, then predicts the fold's test patients (out-o
 Optionally a held-out test set (a hospital, or a random share of patients) is predicted by
 the mean of the fold models, or each hospital is left out in turn (external validation).
 
+Data (``COHORT``): a cohort table (``.xlsx``/``.csv`` + ``cohort_schema.yaml``, one row per
+patient), or a public set through :mod:`fusion.manifests` -- ``busi``, ``bus_bra``, a manifest
+YAML such as ``examples/busi_manifest.yaml``, or a folder with one sub-folder of images per
+class. :func:`load_table` is where that choice is made; from there on a public set takes
+exactly the cohort's path (dataset, splits, training, evaluation). BUS-BRA has several images
+per patient (``Case``): they stay on one side of every split and the bootstrap resamples them
+together. BUSI and image folders have no patient ids: every image is its own patient, so the
+cross-validation is **image-level** (BUSI: about one image in five has a near-duplicate, so
+the estimates are optimistic); a warning says so and ``run_manifest.json`` records it
+(``data_source.unit_of_analysis = 'image'``).
+
 Outputs in ``--out``: ``oof_predictions.csv``, ``metrics.csv`` (patient-level bootstrap CIs
 through :func:`fusion.evaluate.evaluate_predictions`), ``checkpoints/<modality>/<backbone>/
 fold<k>/`` (``latest.pt`` rolling, ``model.pt`` final best-epoch weights, ``predictions.csv``),
@@ -23,7 +34,9 @@ import json
 import platform
 import subprocess
 import sys
+import warnings
 import zlib
+from dataclasses import dataclass
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -38,7 +51,12 @@ from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, sav
 from fusion.config import TrainConfig, resolve_config, save_config
 from fusion.engine import balanced_class_weights, fit, predict_proba
 
-__all__ = ["build_parser", "main", "run_training", "load_dataset", "make_splits"]
+__all__ = ["build_parser", "main", "run_training", "load_table", "load_dataset", "make_splits", "DataSource",
+           "PUBLIC_SETS"]
+
+#: Names accepted in place of a cohort file (read by :mod:`fusion.manifests`).
+PUBLIC_SETS = ("busi", "bus_bra")
+_MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 EPILOG = """\
 examples:
@@ -49,6 +67,9 @@ examples:
       --backbones resnet18 densenet121 efficientnet_b0 convnext_tiny --weights runs/pretrain/pretrained_resnet18.pt
   # external validation on a held-out hospital; resume after a kill
   python -m fusion.train demo_data/cohort.xlsx --holdout-hospital "Hospital C" --out runs/ext --resume
+  # public data through the same path: BUSI three-class (image-level CV), BUS-BRA (grouped by Case)
+  python -m fusion.train busi --folds 5 --size 64 --out runs/busi
+  python -m fusion.train examples/bus_bra_manifest.yaml --size 64 --out runs/bus_bra
   # two CPU processes (DDP, gloo)
   torchrun --nproc_per_node 2 -m fusion.train demo_data/cohort.xlsx --device cpu --out runs/ddp
 """
@@ -66,10 +87,13 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 description="Train per-modality CNNs with patient-level cross-validation.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=S)
-    p.add_argument("cohort", nargs="?", help="cohort table (.xlsx/.csv) whose image columns point to the images")
+    p.add_argument("cohort", nargs="?", help="cohort table (.xlsx/.csv) whose image columns point to the images; "
+                                            "or busi, bus_bra, a manifest .yaml (examples/) or a folder with "
+                                            "one sub-folder per class")
     p.add_argument("--config", default=None, help="run.yaml with any of the settings below (flags win)")
     g = p.add_argument_group("data")
-    g.add_argument("--schema", help="cohort_schema.yaml (default: the one next to the cohort file)")
+    g.add_argument("--schema", help="cohort_schema.yaml (default: the one next to the cohort file; for a public "
+                                    "set, the schema its manifest builds)")
     g.add_argument("--modalities", nargs="+", help="modalities to train (default: every image column)")
     g.add_argument("--size", type=int, help=f"image size in pixels (default: {d.size})")
     g.add_argument("--cache", help="folder for the decoded-image cache (default: none)")
@@ -133,16 +157,151 @@ def _check_config(cfg: TrainConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def load_dataset(cfg: TrainConfig, progress: bool = True):
-    """The cohort (validated against its schema) as a :class:`MultimodalDataset`."""
-    from analysis.cohort import load_cohort
+@dataclass(frozen=True)
+class DataSource:
+    """Where the training table came from and what one of its rows is.
+
+    Attributes
+    ----------
+    kind : {'cohort', 'busi', 'bus_bra', 'manifest', 'folder', 'csv_manifest'}
+    path : str
+        The cohort file, manifest or folder; the data set name for ``busi`` / ``bus_bra``.
+    image_root : str or None
+        Folder relative image paths start from (None: the cohort file's folder).
+    unit_of_analysis : {'patient', 'image'}
+        ``'image'`` when the data have no patient ids and every image is its own patient
+        (BUSI, image folders): cross-validation is then image-level.
+    n_rows, n_patients : int
+        Table rows (images) and distinct patient ids.
+    notes : tuple of str
+        Facts about the data to report (e.g. the image-level warning).
+    """
+
+    kind: str
+    path: str
+    image_root: str | None
+    unit_of_analysis: str
+    n_rows: int
+    n_patients: int
+    notes: tuple = ()
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "notes": list(self.notes)}
+
+
+def _image_level_note(kind: str) -> str:
+    if kind == "busi":
+        return ("BUSI has no patient ids: every image is treated as its own patient, so cross-validation (and "
+                "every split) is image-level; about one image in five has a near-duplicate (Pawlowska et al. 2023), so the "
+                "estimates are optimistic; report them as image-level")
+    return ("no patient ids: every image is treated as its own patient, so cross-validation (and every split) "
+            "is image-level; near-duplicate images on both sides of a split would make the estimates optimistic")
+
+
+def load_table(spec, schema=None, data_root=None):
+    """Resolve a ``COHORT`` argument to ``(table, schema, DataSource)``.
+
+    Parameters
+    ----------
+    spec : str or Path
+        ``busi`` or ``bus_bra`` (:mod:`fusion.manifests`, shared data root), a manifest
+        ``.yaml`` (:func:`fusion.manifests.load_manifest`), a folder of class sub-folders
+        (:func:`fusion.manifests.folder_manifest`) or a cohort table (``.xlsx``/``.csv``,
+        validated by :func:`analysis.cohort.load_cohort`).
+    schema : Schema, str or Path, optional
+        Cohort: its schema (default: ``cohort_schema.yaml`` beside it). Public set: replaces
+        the schema its manifest builds.
+    data_root : str or Path, optional
+        Folder holding ``busi/`` and ``bus_bra/`` (default: ``$LYMPH_SHARED_DATA`` or
+        ``../shared/data``).
+
+    Returns
+    -------
+    (Cohort or DataFrame, Schema, DataSource)
+        A validated :class:`~analysis.cohort.Cohort` for a cohort table; the manifest's
+        DataFrame (one row per image, ``attrs['image_root']`` set) otherwise. Both go to
+        :class:`fusion.dataset.MultimodalDataset` unchanged.
+
+    Raises
+    ------
+    CohortError
+        Missing file or folder, unknown data set name (with did-you-mean), and every error
+        of the manifest readers and of cohort validation.
+
+    Warns
+    -----
+    ImageLevelWarning
+        Data without patient ids (BUSI, image folders): every image is its own patient.
+    """
+    from analysis.schema import Schema, load_schema
+    from fusion import manifests
+
+    text = str(spec)
+    path = Path(text)
+    name = text.strip().lower()
+    if name in PUBLIC_SETS and not path.exists():
+        kind = name
+        root = None if data_root is None else Path(data_root) / name
+        reader = manifests.busi_manifest if kind == "busi" else manifests.bus_bra_manifest
+        (table, built), flagged = _without_image_level_warning(reader, root)
+    elif path.is_dir():
+        kind = "folder"
+        (table, built), flagged = _without_image_level_warning(manifests.folder_manifest, path)
+    elif path.suffix.lower() in _MANIFEST_SUFFIXES:
+        kind = "manifest"
+        (table, built), flagged = _without_image_level_warning(manifests.load_manifest, path)
+    else:
+        if not path.is_file():
+            hint = "" if path.suffix else did_you_mean(name, PUBLIC_SETS)
+            raise ConfigError(f"cohort file not found: {path} (expected a cohort table, "
+                              f"{' or '.join(PUBLIC_SETS)}, a manifest .yaml or a folder of class folders){hint}")
+        from analysis.cohort import load_cohort
+
+        cohort = load_cohort(path, schema=schema)
+        ids = cohort.data[cohort.schema.id_column] if cohort.schema.id_column else cohort.data.index
+        source = DataSource("cohort", str(path), None, "patient", len(cohort.data), int(pd.Series(ids).nunique()),
+                            tuple(cohort.notes))
+        return cohort, cohort.schema, source
+    if schema is not None:
+        built = schema if isinstance(schema, Schema) else load_schema(schema)
+    ids = table[built.id_column].astype(str)
+    # BUSI says so itself (ImageLevelWarning); folders have no ids either (patient id = image path)
+    image_level = flagged or (bool(ids.is_unique) and "image_id" not in table.columns)
+    notes = ()
+    if image_level:
+        note = _image_level_note("busi" if flagged else kind)
+        warnings.warn(f"{text}: {note}", manifests.ImageLevelWarning, stacklevel=2)
+        notes = (note,)
+    source = DataSource(kind, text, table.attrs.get("image_root"), "image" if image_level else "patient",
+                        len(table), int(ids.nunique()), notes)
+    return table, built, source
+
+
+def _without_image_level_warning(reader, *args):
+    """``reader(*args)`` and whether it warned that its data are image-level (re-issued once by
+    :func:`load_table`, with the same wording for every source); other warnings pass through."""
+    from fusion.manifests import ImageLevelWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = reader(*args)
+    flagged = False
+    for w in caught:
+        if issubclass(w.category, ImageLevelWarning):
+            flagged = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out, flagged
+
+
+def load_dataset(cfg: TrainConfig, progress: bool = True, data_root=None):
+    """The training data as ``(MultimodalDataset, DataSource)`` (see :func:`load_table`)."""
     from fusion.dataset import MultimodalDataset
 
-    path = Path(cfg.cohort)
-    if not path.is_file():
-        raise ConfigError(f"cohort file not found: {path}")
-    cohort = load_cohort(path, schema=cfg.schema)
-    return MultimodalDataset(cohort, modalities=cfg.modalities, size=cfg.size, cache=cfg.cache, progress=progress)
+    table, schema, source = load_table(cfg.cohort, cfg.schema, data_root)
+    dataset = MultimodalDataset(table, schema, modalities=cfg.modalities, size=cfg.size, cache=cfg.cache,
+                                progress=progress)
+    return dataset, source
 
 
 def make_splits(cfg: TrainConfig, patient_ids, labels, hospital):
@@ -211,17 +370,30 @@ def _versions() -> dict:
     return out
 
 
-def run_manifest(cfg: TrainConfig, dataset, splits, holdout, world_size: int, device) -> dict:
-    """Everything needed to tell two runs apart: config, versions, commit, data hashes."""
-    data_hashes = {"cohort_file_sha256": _sha256_file(cfg.cohort)}
+def _table_sha256(dataset) -> str:
+    """Hash of what defines the data: patient id, label and row of every image."""
+    frame = pd.DataFrame({"patient_id": dataset.patient_ids, "label": dataset.labels.cpu().numpy(),
+                          "row": dataset.rows})
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+
+
+def run_manifest(cfg: TrainConfig, dataset, splits, holdout, world_size: int, device, source=None) -> dict:
+    """Everything needed to tell two runs apart: config, versions, commit, data source and hashes."""
+    data_hashes = {}
+    if source is None or Path(str(source.path)).is_file():
+        data_hashes["cohort_file_sha256"] = _sha256_file(cfg.cohort)
+    data_hashes["table_sha256"] = _table_sha256(dataset)
     for m in dataset.modalities:
         t = dataset.tensors(m).contiguous().cpu()
         data_hashes[f"tensors_{m}_sha256"] = hashlib.sha256(t.numpy().tobytes()).hexdigest()
+    ids = pd.Series(np.asarray(dataset.patient_ids, dtype=object)).astype(str)
     return {
         "config": asdict(cfg),
         "seed": cfg.seed,
         "classes": list(dataset.class_names),
-        "n_patients": int(len(dataset)),
+        "n_patients": int(ids.nunique()),
+        "n_images": int(len(dataset)),
+        "data_source": None if source is None else source.to_dict(),
         "modalities": list(dataset.modalities),
         "present_per_modality": {m: int(dataset.mask[:, j].sum()) for j, m in enumerate(dataset.modalities)},
         "splits": [{"fold": s.fold, "kind": s.kind, "name": s.name, "n_train": int(len(s.train_idx)),
@@ -374,13 +546,13 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
             if cfg.resume and (out / "config.yaml").is_file():
                 _check_resume_compatible(cfg, out / "config.yaml")
         runtime.barrier()
-        dataset = load_dataset(cfg, progress=progress and main_proc)
+        dataset, source = load_dataset(cfg, progress=progress and main_proc)
         classes = list(dataset.class_names)
         folds, holdout = make_splits(cfg, dataset.patient_ids, dataset.labels.cpu().numpy(), dataset.hospital)
         written = []
         if main_proc:
             written.append(save_config(cfg, out / "config.yaml"))
-            manifest = run_manifest(cfg, dataset, folds, holdout, dist.world_size, device)
+            manifest = run_manifest(cfg, dataset, folds, holdout, dist.world_size, device, source)
             (out / "run_manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
             written.append(out / "run_manifest.json")
         frames = []

@@ -1,0 +1,206 @@
+"""Tests of analysis.contingency against R (chisq.test, fisher.test, coin) and invariants.
+
+Reference values: tests/fixtures/r_reference/contingency_reference.csv, produced by the
+committed script tests/fixtures/r_reference/contingency.R (Rscript, fixed seed).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.contingency import chi_square, cmh_ordinal, crosstab, fisher_exact_rxc, linear_by_linear
+from analysis.errors import CohortError, ExactTestFallbackWarning
+
+REF = Path(__file__).resolve().parents[1] / "fixtures" / "r_reference" / "contingency_reference.csv"
+
+
+def _load():
+    df = pd.read_csv(REF, keep_default_na=False, dtype=str)
+    out = []
+    for rec in df.to_dict("records"):
+        cells = np.array([int(v) for v in rec["cells"].split()], dtype=np.int64)
+        rec["table"] = cells.reshape(int(rec["nrow"]), int(rec["ncol"]))
+        out.append(rec)
+    return out
+
+
+REFS = _load()
+IDS = [r["id"] for r in REFS]
+
+
+def _f(s):
+    return math.nan if s in ("NA", "NaN", "") else float(s)
+
+
+def test_reference_file_has_enough_tables():
+    assert len(REFS) >= 30
+    assert sum(r["fisher_p"] != "NA" for r in REFS) >= 30
+
+
+@pytest.mark.parametrize("rec", REFS, ids=IDS)
+def test_chi_square_against_R(rec):
+    res = chi_square(rec["table"])
+    assert res.test == "chi_square"
+    assert res.statistic == pytest.approx(_f(rec["chisq_statistic"]), rel=1e-6)
+    assert res.df == _f(rec["chisq_df"])
+    assert res.p_value == pytest.approx(_f(rec["chisq_p"]), rel=1e-6)
+    assert res.n_used == rec["table"].sum()
+
+
+def _is_slow(rec):
+    t = rec["table"]
+    return t.sum() >= 300 and min(t.shape) >= 3 and max(t.shape) >= 4
+
+
+FISHER = [pytest.param(r, id=r["id"], marks=[pytest.mark.slow] if _is_slow(r) else [])
+          for r in REFS if r["fisher_p"] != "NA"]
+
+
+@pytest.mark.parametrize("rec", FISHER)
+def test_fisher_exact_against_R(rec):
+    res = fisher_exact_rxc(rec["table"], time_budget=600)
+    assert res.test == "fisher_exact"
+    assert math.isnan(res.statistic) and math.isnan(res.df)
+    assert res.p_value == pytest.approx(_f(rec["fisher_p"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("rec", REFS, ids=IDS)
+def test_linear_by_linear_against_coin(rec):
+    res = linear_by_linear(rec["table"])
+    z = _f(rec["lbl_z"])
+    assert res.df == 1
+    assert res.statistic == pytest.approx(z * z, rel=1e-6)
+    assert res.details["z"] == pytest.approx(z, rel=1e-6)
+    assert res.p_value == pytest.approx(_f(rec["lbl_p"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("rec", REFS, ids=IDS)
+def test_cmh_ordinal_against_coin(rec):
+    res = cmh_ordinal(rec["table"])
+    assert res.statistic == pytest.approx(_f(rec["cmh_statistic"]), rel=1e-6)
+    assert res.df == _f(rec["cmh_df"])
+    assert res.p_value == pytest.approx(_f(rec["cmh_p"]), rel=1e-6)
+
+
+def test_linear_by_linear_hand_formula_with_scores():
+    t = np.array([[10, 5, 2, 1], [4, 8, 9, 3]])
+    u, v = np.array([0.0, 2.5]), np.array([1.0, 2.0, 4.0, 8.0])
+    x = np.repeat(np.repeat(u, t.shape[1]), t.ravel())
+    y = np.repeat(np.tile(v, t.shape[0]), t.ravel())
+    r = np.corrcoef(x, y)[0, 1]
+    res = linear_by_linear(t, row_scores=u, col_scores=v)
+    assert res.statistic == pytest.approx((t.sum() - 1) * r * r, rel=1e-12)
+    assert res.p_value == pytest.approx(stats.chi2.sf((t.sum() - 1) * r * r, 1), rel=1e-12)
+
+
+@pytest.mark.parametrize("t", [[[3, 1], [1, 3]], [[12, 5], [7, 20]], [[0, 9], [6, 4]], [[1, 24], [13, 2]]])
+def test_fisher_2x2_matches_scipy(t):
+    assert fisher_exact_rxc(t).p_value == pytest.approx(stats.fisher_exact(t).pvalue, rel=1e-9)
+
+
+def _brute_force_p(t):
+    """Enumerate every table with the margins of ``t`` (small tables only)."""
+    from itertools import product
+    from scipy.special import gammaln
+    t = np.asarray(t)
+    R, C, N = t.sum(1), t.sum(0), t.sum()
+    const = gammaln(R + 1).sum() + gammaln(C + 1).sum() - gammaln(N + 1)
+    obs = -gammaln(t + 1).sum()
+    total = 0.0
+    r, c = t.shape
+    ranges = [range(min(R[i], C[j]) + 1) for i in range(r - 1) for j in range(c - 1)]
+    for free in product(*ranges):
+        x = np.zeros((r, c), dtype=int)
+        x[:-1, :-1] = np.array(free).reshape(r - 1, c - 1)
+        x[:-1, -1] = R[:-1] - x[:-1, :-1].sum(1)
+        x[-1, :] = C - x[:-1, :].sum(0)
+        if (x < 0).any():
+            continue
+        val = -gammaln(x + 1).sum()
+        if val <= obs + 1e-7:
+            total += math.exp(const + val)
+    return total
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fisher_matches_brute_force_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    shape = [(2, 3), (3, 3), (2, 4), (3, 4), (4, 3), (3, 2)][seed]
+    t = rng.integers(0, 5, size=shape)
+    t[:, 0] += 1
+    t[0, :] += 1
+    assert fisher_exact_rxc(t).p_value == pytest.approx(_brute_force_p(t), rel=1e-9)
+
+
+SMALL = [r for r in REFS if r["table"].sum() <= 120]
+
+
+@pytest.mark.parametrize("rec", SMALL, ids=[r["id"] for r in SMALL])
+def test_fisher_symmetric_and_permutation_invariant(rec):
+    t = rec["table"]
+    p = fisher_exact_rxc(t).p_value
+    assert 0.0 <= p <= 1.0
+    rng = np.random.default_rng(0)
+    assert fisher_exact_rxc(t.T).p_value == pytest.approx(p, rel=1e-9)
+    perm = t[rng.permutation(t.shape[0])][:, rng.permutation(t.shape[1])]
+    assert fisher_exact_rxc(perm).p_value == pytest.approx(p, rel=1e-9)
+    assert chi_square(t.T).p_value == pytest.approx(chi_square(t).p_value, rel=1e-12)
+
+
+def test_monte_carlo_fallback_is_seeded_and_close():
+    t = np.array([[8, 2, 5, 1], [7, 1, 9, 4], [2, 6, 3, 5]])
+    exact = fisher_exact_rxc(t).p_value
+    with pytest.warns(ExactTestFallbackWarning):
+        a = fisher_exact_rxc(t, time_budget=0, mc_draws=20_000, seed=7)
+    with pytest.warns(ExactTestFallbackWarning):
+        b = fisher_exact_rxc(t, time_budget=0, mc_draws=20_000, seed=7)
+    assert a.test == "fisher_monte_carlo"
+    assert a.p_value == b.p_value
+    assert a.details["mc_draws"] == 20_000 and a.details["mc_seed"] == 7
+    assert abs(a.p_value - exact) < 5 * a.details["mc_se"] + 1e-4
+
+
+def test_empty_rows_and_columns_are_dropped_with_a_note():
+    t = [[5, 0, 3], [0, 0, 0], [2, 0, 7]]
+    res = chi_square(t)
+    assert res.details["dropped_empty_rows"] == [2]
+    assert res.details["dropped_empty_columns"] == [2]
+    assert res.p_value == pytest.approx(chi_square([[5, 3], [2, 7]]).p_value)
+    assert fisher_exact_rxc(t).p_value == pytest.approx(fisher_exact_rxc([[5, 3], [2, 7]]).p_value)
+
+
+def test_degenerate_table_gives_nan_with_reason():
+    for fn in (chi_square, fisher_exact_rxc):
+        res = fn([[4, 0], [6, 0]])
+        assert math.isnan(res.p_value) and "fewer than 2" in res.details["reason"]
+
+
+@pytest.mark.parametrize("bad", [[[1, -2], [3, 4]], [[1.5, 2], [3, 4]], [[1, np.nan], [3, 4]], [1, 2, 3],
+                                 [["a", 2], [3, 4]]])
+def test_bad_counts_raise_cohort_error(bad):
+    for fn in (chi_square, fisher_exact_rxc, linear_by_linear, cmh_ordinal):
+        with pytest.raises(CohortError, match="contingency table"):
+            fn(bad)
+
+
+def test_crosstab_drops_missing_pairs_and_keeps_levels():
+    x = pd.Series(pd.Categorical(["a", "b", None, "a", "b", "a"], categories=["a", "b", "c"]))
+    y = [1, 2, 2, None, 1, 1]
+    tab = crosstab(x, y)
+    assert tab.attrs["n_used"] == 4 and tab.attrs["n_missing"] == 2
+    assert list(tab.index) == ["a", "b", "c"]
+    assert tab.to_numpy().tolist() == [[2, 0], [1, 1], [0, 0]]
+    assert chi_square(tab).details["dropped_empty_rows"] == [3]
+
+
+def test_inputs_not_modified():
+    df = pd.DataFrame([[5, 1, 3], [2, 6, 4]])
+    before = df.copy()
+    chi_square(df), fisher_exact_rxc(df), linear_by_linear(df), cmh_ordinal(df)
+    pd.testing.assert_frame_equal(df, before)

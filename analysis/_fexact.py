@@ -202,7 +202,7 @@ class _Net:
             if c - d == 2:
                 self._exact_last_two(S_u, inv, v, lm, self.cols[d])
                 break
-            states, v, lm = self._expand(S_u, inv, v, lm, int(self.cols[d]))
+            states, v, lm = self._expand(S_u, inv, v, lm, int(self.cols[d]), self.cols[d + 1:])
             if len(v) == 0:
                 break
         if not self.contrib:
@@ -210,38 +210,63 @@ class _Net:
         p = float(np.exp(self.logconst + logsumexp(np.concatenate(self.contrib))))
         return min(max(p, 0.0), 1.0)
 
-    def _expand(self, S_u, inv, v, lm, col):
+    def _expand(self, S_u, inv, v, lm, col, rem_child):
+        """Children of the entries by the next column, classified without materialising them.
+
+        Entries are sorted by past value within each parent state; for every transition
+        (parent -> child state, increment ``inc``) the children that count entirely form a
+        prefix (``v <= thr - ub - inc``) whose mass is a per-parent prefix sum, and the
+        undecided ones form the next slice (``v <= thr - lb - inc``); only those are built.
+        """
         lf = self.lf
         par, X = _transitions(S_u, col)
         child = -np.sort(-(S_u[par] - X), axis=1)
         inc = -lf[X].sum(axis=1)
-        # group transitions by parent
-        order = np.argsort(par, kind="stable")
-        par, child, inc = par[order], child[order], inc[order]
-        t_cnt = np.bincount(par, minlength=len(S_u))
-        t_start = np.cumsum(t_cnt) - t_cnt
-        cnt_e = t_cnt[inv]
-        out_s, out_v, out_m = [], [], []
-        E = len(v)
-        ce = np.cumsum(cnt_e)
-        lo = 0
-        while lo < E:
+        ck = _keys(child, self.base)
+        _, cfirst, cinv = np.unique(ck, return_index=True, return_inverse=True)
+        total_c, ub_c, lb_c = self._bounds(child[cfirst], rem_child)
+        q_take = self.thr - ub_c[cinv] - inc
+        q_keep = self.thr - lb_c[cinv] - inc
+        self._check_time()
+        # entries sorted by (parent, v); per-parent log prefix masses (no cancellation)
+        order_e = np.lexsort((v, inv))
+        g_e, v_e, lm_e = inv[order_e], v[order_e], lm[order_e]
+        n_g = len(S_u)
+        e_cnt = np.bincount(g_e, minlength=n_g)
+        e_start = np.cumsum(e_cnt) - e_cnt
+        logpre = np.empty(len(v_e))
+        for g in np.flatnonzero(e_cnt):
+            a = e_start[g]
+            logpre[a:a + e_cnt[g]] = np.logaddexp.accumulate(lm_e[a:a + e_cnt[g]])
+        # rank of each query among its parent's entries (entries first on ties: v <= q)
+        nq = len(par)
+        grp = np.concatenate([g_e, par, par])
+        val = np.concatenate([v_e, q_take, q_keep])
+        typ = np.concatenate([np.zeros(len(v_e), np.int8), np.ones(2 * nq, np.int8)])
+        o = np.lexsort((typ, val, grp))
+        is_e = typ[o] == 0
+        ce = np.cumsum(is_e)
+        rank = np.empty(len(val), dtype=np.int64)
+        rank[o] = ce - e_start[grp[o]]
+        r_take = rank[len(v_e):len(v_e) + nq]
+        r_keep = np.maximum(rank[len(v_e) + nq:], r_take)
+        has = r_take > 0
+        if has.any():
+            last = e_start[par[has]] + r_take[has] - 1
+            self.contrib.append(logpre[last] + inc[has] + total_c[cinv[has]])
+        cnt = r_keep - r_take
+        tot = int(cnt.sum())
+        if tot == 0:
+            return np.zeros((0, S_u.shape[1]), np.int64), np.zeros(0), np.zeros(0)
+        if tot > 20 * _CHUNK:
             self._check_time()
-            base = ce[lo - 1] if lo > 0 else 0
-            hi = int(np.searchsorted(ce, base + _CHUNK, side="right"))
-            hi = max(hi, lo + 1)
-            cnt = cnt_e[lo:hi]
-            tot = int(cnt.sum())
-            e_idx = np.repeat(np.arange(lo, hi), cnt)
-            offs = np.arange(tot) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            t_idx = t_start[inv[e_idx]] + offs
-            out_s.append(child[t_idx])
-            out_v.append(v[e_idx] + inc[t_idx])
-            out_m.append(lm[e_idx] + inc[t_idx])
-            lo = hi
-        states = np.concatenate(out_s) if out_s else np.zeros((0, S_u.shape[1]), np.int64)
-        nv = np.concatenate(out_v) if out_v else np.zeros(0)
-        nm = np.concatenate(out_m) if out_m else np.zeros(0)
+        t_idx = np.repeat(np.arange(nq), cnt)
+        offs = np.arange(tot) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        e_idx = e_start[par[t_idx]] + r_take[t_idx] + offs
+        states = child[t_idx]
+        nv = v_e[e_idx] + inc[t_idx]
+        nm = lm_e[e_idx] + inc[t_idx]
+        self._check_time()
         return self._merge(states, nv, nm)
 
     def _merge(self, states, v, lm):

@@ -36,6 +36,9 @@ def test_pretrain_on_a_folder_writes_a_checkpoint_that_train_fine_tunes_from(tmp
     ckpt = load_checkpoint(ckpt_path)
     assert ckpt["backbone"] == "resnet18" and ckpt["classes"] == ["benign", "malignant"]
     assert ckpt["n_train"] + ckpt["n_val"] == 20 and ckpt["n_val"] > 0
+    # read by fusion.manifests.folder_manifest: no patient ids, so the validation split is over images
+    assert ckpt["data_source"]["kind"] == "folder" and ckpt["data_source"]["unit_of_analysis"] == "image"
+    assert "image-level validation split" in ckpt["source"]
 
     from fusion.backbones import create_backbone
 
@@ -79,3 +82,12 @@ def test_bus_bra_pretraining_validation_is_official_fold_1_and_patient_disjoint(
     val = [s for s in predefined_folds(table["fold"], table["patient_id"]) if s.name == "1"][0]
     assert not set(table["patient_id"][val.train_idx]) & set(table["patient_id"][val.test_idx])
     assert 300 < len(val.test_idx) < 450
+    assert source == "BUS-BRA (official fold 1 = validation)"
+
+
+def test_pretrain_reads_a_manifest_yaml(tmp_path):
+    data = _class_folders(tmp_path / "public", n_per_class=4)
+    (tmp_path / "m.yaml").write_text(f"dataset: folder\nroot: {data.name}\n")
+    table, source = pretraining_table(str(tmp_path / "m.yaml"))
+    assert len(table) == 8 and set(table["label"]) == {"benign", "malignant"} and table["fold"].isna().all()
+    assert all(Path(p).is_file() for p in table["path"]) and "image-level" in source

@@ -100,3 +100,85 @@ def test_module_runs_as_a_subprocess():
     res = subprocess.run([sys.executable, "-m", "fusion.train", "--help"], capture_output=True, text=True,
                          env=env, cwd=REPO, timeout=120)
     assert res.returncode == 0 and "--holdout-hospital" in res.stdout and "examples:" in res.stdout
+
+
+# ----------------------------------------------------------------------------- public data sets
+def _png(path: Path, level: int, rng, size=16, channels=1):
+    import numpy as np
+    from PIL import Image
+
+    arr = np.clip(level + rng.normal(0, 30, (size, size, channels)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr[..., 0] if channels == 1 else arr).save(path)
+
+
+def test_a_manifest_yaml_of_class_folders_trains_image_level_and_says_so(tmp_path, capsys):
+    import numpy as np
+
+    from fusion.manifests import ImageLevelWarning
+
+    rng = np.random.default_rng(0)
+    for c, level in (("malignant", 200), ("benign", 120), ("normal", 50)):
+        for i in range(8):
+            _png(tmp_path / "imgs" / c / f"{c} ({i + 1}).png", level, rng, channels=3)
+    (tmp_path / "m.yaml").write_text("dataset: folder\nroot: imgs\nclasses: [malignant, benign, normal]\n")
+    out = tmp_path / "run"
+    with pytest.warns(ImageLevelWarning, match="every image is treated as its own patient"):
+        assert main([str(tmp_path / "m.yaml"), *TINY_ARGS, "--epochs", "1", "--out", str(out)]) == 0
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    src = manifest["data_source"]
+    assert src["kind"] == "manifest" and src["unit_of_analysis"] == "image"
+    assert src["n_rows"] == src["n_patients"] == manifest["n_images"] == manifest["n_patients"] == 24
+    assert "image-level" in src["notes"][0] and src["image_root"] == str(tmp_path / "imgs")
+    assert manifest["classes"] == ["malignant", "benign", "normal"]
+    oof = pd.read_csv(out / "oof_predictions.csv")
+    assert len(oof) == 24 and oof["patient_id"].is_unique
+    assert list(oof.columns[-3:]) == ["p_malignant", "p_benign", "p_normal"]
+
+
+def test_bus_bra_by_name_keeps_every_case_on_one_side(tmp_path, monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "data" / "bus_bra"
+    lines = ["ID,Case,Histology,Pathology,BIRADS,Device,Width,Height,Side,BBOX"]
+    for case in range(1, 13):
+        label = "malignant" if case % 2 else "benign"
+        for side in ("l", "r"):
+            image_id = f"bus_{case:04d}-{side}"
+            _png(root / "images" / f"{image_id}.png", 190 if label == "malignant" else 70, rng)
+            lines.append(f"{image_id},{case},x,{label},{4 if case % 2 else 3},GE Logiq 5 @10-12MHz,1,1,"
+                         f"{'left' if side == 'l' else 'right'},\"[1,2,3,4]\"")
+    (root / "bus_data.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("LYMPH_SHARED_DATA", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    assert main(["bus_bra", *TINY_ARGS, "--epochs", "1", "--out", str(out)]) == 0
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["data_source"]["unit_of_analysis"] == "patient" and manifest["data_source"]["notes"] == []
+    assert (manifest["n_images"], manifest["n_patients"]) == (24, 12)
+    assert "cohort_file_sha256" not in manifest["data"] and len(manifest["data"]["table_sha256"]) == 64
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
+    assert len(oof) == 24 and (oof.groupby("patient_id")["fold"].nunique() == 1).all()
+    # the two images of a case were predicted by the same fold model, i.e. never trained on
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert (metrics.loc[metrics["metric"] == "auc", "n"] == 24).all()
+
+
+def test_a_misspelled_public_set_name_gets_a_suggestion(capsys):
+    assert main(["bus-bra"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: cohort file not found: bus-bra") and "did you mean 'bus_bra'" in err
+
+
+@pytest.mark.shared_data
+def test_busi_and_bus_bra_resolve_through_the_manifests(shared_data):
+    from fusion.manifests import ImageLevelWarning
+    from fusion.train import load_table
+
+    with pytest.warns(ImageLevelWarning, match="near-duplicate"):
+        table, schema, src = load_table("busi", data_root=shared_data)
+    assert (src.kind, src.unit_of_analysis, src.n_rows, src.n_patients) == ("busi", "image", 780, 780)
+    assert schema.group_levels == ("malignant", "benign", "normal")
+    table, schema, src = load_table("bus_bra", data_root=shared_data)
+    assert (src.unit_of_analysis, src.n_rows, src.n_patients) == ("patient", 1875, 1064)
+    assert "official_fold" in table.columns

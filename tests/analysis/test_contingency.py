@@ -55,7 +55,7 @@ def test_chi_square_against_R(rec):
 
 def _is_slow(rec):
     t = rec["table"]
-    return t.sum() >= 300 and min(t.shape) >= 3 and max(t.shape) >= 4
+    return t.sum() >= 300 and min(t.shape) >= 3
 
 
 FISHER = [pytest.param(r, id=r["id"], marks=[pytest.mark.slow] if _is_slow(r) else [])
@@ -83,7 +83,10 @@ def test_linear_by_linear_against_coin(rec):
 @pytest.mark.parametrize("rec", REFS, ids=IDS)
 def test_cmh_ordinal_against_coin(rec):
     res = cmh_ordinal(rec["table"])
-    assert res.statistic == pytest.approx(_f(rec["cmh_statistic"]), rel=1e-6)
+    expected = _f(rec["cmh_statistic"])
+    if rec["table"].shape[0] == 2:  # coin reports the signed scalar Z for two groups
+        expected = expected**2
+    assert res.statistic == pytest.approx(expected, rel=1e-6)
     assert res.df == _f(rec["cmh_df"])
     assert res.p_value == pytest.approx(_f(rec["cmh_p"]), rel=1e-6)
 
@@ -132,7 +135,7 @@ def _brute_force_p(t):
 def test_fisher_matches_brute_force_enumeration(seed):
     rng = np.random.default_rng(seed)
     shape = [(2, 3), (3, 3), (2, 4), (3, 4), (4, 3), (3, 2)][seed]
-    t = rng.integers(0, 5, size=shape)
+    t = rng.integers(0, 4, size=shape)
     t[:, 0] += 1
     t[0, :] += 1
     assert fisher_exact_rxc(t).p_value == pytest.approx(_brute_force_p(t), rel=1e-9)

@@ -157,7 +157,9 @@ class _Net:
     def _exact_last_two(self, S_u, inv, v, lm, c1):
         """Entries with two columns left: enumerate the completions of every state exactly."""
         lf = self.lf
+        self._check_time()
         par, X = _transitions(S_u, int(c1))
+        self._check_time()
         f = -lf[X].sum(axis=1) - lf[S_u[par] - X].sum(axis=1)
         gmax = np.full(len(S_u), -np.inf)
         np.maximum.at(gmax, par, f)
@@ -165,7 +167,9 @@ class _Net:
         grp = np.concatenate([par, inv])
         val = np.concatenate([f, self.thr - v])
         typ = np.concatenate([np.zeros(n_f, np.int8), np.ones(n_e, np.int8)])
+        self._check_time()
         order = np.lexsort((typ, val, grp))
+        self._check_time()
         is_f = typ[order] == 0
         w = np.zeros(n_f + n_e)
         of = order[is_f]
@@ -235,7 +239,9 @@ class _Net:
         e_cnt = np.bincount(g_e, minlength=n_g)
         e_start = np.cumsum(e_cnt) - e_cnt
         logpre = np.empty(len(v_e))
-        for g in np.flatnonzero(e_cnt):
+        for i, g in enumerate(np.flatnonzero(e_cnt)):
+            if i % 512 == 511:
+                self._check_time()
             a = e_start[g]
             logpre[a:a + e_cnt[g]] = np.logaddexp.accumulate(lm_e[a:a + e_cnt[g]])
         # rank of each query among its parent's entries (entries first on ties: v <= q)
@@ -243,7 +249,9 @@ class _Net:
         grp = np.concatenate([g_e, par, par])
         val = np.concatenate([v_e, q_take, q_keep])
         typ = np.concatenate([np.zeros(len(v_e), np.int8), np.ones(2 * nq, np.int8)])
+        self._check_time()
         o = np.lexsort((typ, val, grp))
+        self._check_time()
         is_e = typ[o] == 0
         ce = np.cumsum(is_e)
         rank = np.empty(len(val), dtype=np.int64)

@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, choices=[1, 2], default=2,
                    help="2: the two arms in two processes of one thread each; 1: one after the other")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default: 1)")
-    p.add_argument("--out", default=None, help="run folder with checkpoints (default: runs/busi_ablation[_quick], not committed)")
+    p.add_argument("--out", default=None,
+                   help="run folder with checkpoints (default: runs/busi_ablation[_quick], not committed)")
     p.add_argument("--report", default=None, help="markdown report (default: bench/results/busi_ablation[_quick].md)")
     p.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # worker mode
     return p
@@ -194,7 +195,8 @@ def compare(args, out: Path, command: str, timings: dict, report: Path) -> str:
         return m
 
     lines = []
-    lines.append(f"# BUSI three-class pre-training ablation ({'QUICK SMOKE TEST, not a result' if args.quick else 'full run'})\n")
+    kind = "QUICK SMOKE TEST, not a result" if args.quick else "full run"
+    lines.append(f"# BUSI three-class pre-training ablation ({kind})\n")
     lines.append("Command:\n\n```\n" + command + "\n```\n")
     lines.append(f"- Data: {src.get('path', 'busi')} -- {src.get('n_rows')} images, "
                  f"{src.get('n_patients')} 'patients' (unit of analysis: **{src.get('unit_of_analysis')}**).")

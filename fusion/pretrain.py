@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -92,8 +93,8 @@ def _csv_manifest(path: Path):
     if "fold" in table.columns:
         frame["official_fold"] = table["fold"]
     frame.attrs["image_root"] = str(Path(path).resolve().parent)
-    schema = Schema(id_column="patient_id", group_column="group", group_levels=classes, group_label="label", variables=(),
-                    image_columns={"2d": "image_2d"}, reference_group=classes[-1])
+    schema = Schema(id_column="patient_id", group_column="group", group_levels=classes, group_label="label",
+                    variables=(), image_columns={"2d": "image_2d"}, reference_group=classes[-1])
     return frame, schema
 
 
@@ -111,10 +112,17 @@ def load_pretraining_data(data: str, root=None):
         head = pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",")
         if "path" in head.columns or "label" in head.columns or not (path.parent / "cohort_schema.yaml").is_file():
             table, schema = _csv_manifest(path)
-            ids = table["patient_id"]
+            image_level = "patient_id" not in head.columns
+            notes = ()
+            if image_level:
+                from fusion.manifests import ImageLevelWarning
+
+                notes = (f"{path}: no patient_id column: every image is treated as its own patient, so the "
+                         f"validation split is image-level",)
+                warnings.warn(notes[0], ImageLevelWarning, stacklevel=2)
             source = DataSource("csv_manifest", str(path), table.attrs["image_root"],
-                                "image" if "patient_id" not in head.columns else "patient", len(table),
-                                int(ids.nunique()))
+                                "image" if image_level else "patient", len(table),
+                                int(table["patient_id"].nunique()), notes)
             return table, schema, source
     try:
         return load_table(data, data_root=root)

@@ -192,8 +192,8 @@ class DataSource:
 def _image_level_note(kind: str) -> str:
     if kind == "busi":
         return ("BUSI has no patient ids: every image is treated as its own patient, so cross-validation (and "
-                "every split) is image-level; about one image in five has a near-duplicate (Pawlowska et al. 2023), so the "
-                "estimates are optimistic; report them as image-level")
+                "every split) is image-level; about one image in five has a near-duplicate (Pawlowska et al. "
+                "2023), so the estimates are optimistic; report them as image-level")
     return ("no patient ids: every image is treated as its own patient, so cross-validation (and every split) "
             "is image-level; near-duplicate images on both sides of a split would make the estimates optimistic")
 

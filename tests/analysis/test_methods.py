@@ -19,6 +19,7 @@ def result():
 def test_names_every_test_used_and_counts(result):
     text = result.methods_text
     phrases = {"chi_square": "Pearson's \u03c7\u00b2", "fisher_exact": "Fisher\u2013Freeman\u2013Halton",
+               "fisher_monte_carlo": "Fisher\u2013Freeman\u2013Halton test (Monte Carlo estimate)",
                "kruskal_wallis": "Kruskal\u2013Wallis", "anova": "one-way ANOVA",
                "welch_anova": "Welch's ANOVA", "linear_by_linear": "linear-by-linear"}
     for test, n in result.stats["test"].value_counts().items():

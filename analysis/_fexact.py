@@ -82,6 +82,42 @@ def _transitions(S: np.ndarray, total: int):
     return par, X
 
 
+class _Groups:
+    """Values grouped by an integer id, sorted within each group, with per-group log prefix masses.
+
+    ``count(gq, q)`` is, for each query, the number of values of group ``gq`` that are
+    ``<= q``; it is one vectorised binary search on the composite keys ``g W + (v - lo_g)``
+    (``W`` a power of two larger than every group's range, so the groups cannot interleave).
+    The composite key rounds ``v`` to ``ulp(G W)`` (about 1e-9 for the largest networks), far
+    below the comparison tolerance ``TOL``; ties of the exact comparison are kept by the
+    monotone rounding (``v <= q`` is always counted).
+    """
+
+    def __init__(self, g, v, lm, n_groups, check=lambda: None):
+        order = np.lexsort((v, g))
+        self.g, self.v, self.lm = g[order], v[order], lm[order]
+        self.cnt = np.bincount(self.g, minlength=n_groups)
+        self.start = np.cumsum(self.cnt) - self.cnt
+        nz = self.cnt > 0
+        self.lo = np.zeros(n_groups)
+        self.hi = np.zeros(n_groups)
+        self.lo[nz] = self.v[self.start[nz]]
+        self.hi[nz] = self.v[self.start[nz] + self.cnt[nz] - 1]
+        rng = float((self.hi - self.lo).max()) if n_groups else 0.0
+        self.W = 2.0 ** np.ceil(np.log2(rng + 4.0))
+        self.key = self.g * self.W + (self.v - self.lo[self.g])
+        self.logpre = np.empty(len(self.v))
+        for i, gi in enumerate(np.flatnonzero(nz)):
+            if i % 512 == 511:
+                check()
+            a, b = self.start[gi], self.start[gi] + self.cnt[gi]
+            self.logpre[a:b] = np.logaddexp.accumulate(self.lm[a:b])
+
+    def count(self, gq, q):
+        rel = np.clip(q - self.lo[gq], -1.0, self.W - 1.0)
+        return np.searchsorted(self.key, gq * self.W + rel, side="right") - self.start[gq]
+
+
 class _Net:
     def __init__(self, table: np.ndarray, deadline: float | None):
         t = np.asarray(table, dtype=np.int64)
@@ -206,6 +242,9 @@ class _Net:
             if c - d == 2:
                 self._exact_last_two(S_u, inv, v, lm, self.cols[d])
                 break
+            if c - d == 3:
+                self._join_last_three(S_u, inv, v, lm, int(self.cols[d]), int(self.cols[d + 1]))
+                break
             states, v, lm = self._expand(S_u, inv, v, lm, int(self.cols[d]), self.cols[d + 1:])
             if len(v) == 0:
                 break
@@ -229,53 +268,92 @@ class _Net:
         ck = _keys(child, self.base)
         _, cfirst, cinv = np.unique(ck, return_index=True, return_inverse=True)
         total_c, ub_c, lb_c = self._bounds(child[cfirst], rem_child)
-        q_take = self.thr - ub_c[cinv] - inc
-        q_keep = self.thr - lb_c[cinv] - inc
         self._check_time()
-        # entries sorted by (parent, v); per-parent log prefix masses (no cancellation)
-        order_e = np.lexsort((v, inv))
-        g_e, v_e, lm_e = inv[order_e], v[order_e], lm[order_e]
-        n_g = len(S_u)
-        e_cnt = np.bincount(g_e, minlength=n_g)
-        e_start = np.cumsum(e_cnt) - e_cnt
-        logpre = np.empty(len(v_e))
-        for i, g in enumerate(np.flatnonzero(e_cnt)):
-            if i % 512 == 511:
-                self._check_time()
-            a = e_start[g]
-            logpre[a:a + e_cnt[g]] = np.logaddexp.accumulate(lm_e[a:a + e_cnt[g]])
-        # rank of each query among its parent's entries (entries first on ties: v <= q)
-        nq = len(par)
-        grp = np.concatenate([g_e, par, par])
-        val = np.concatenate([v_e, q_take, q_keep])
-        typ = np.concatenate([np.zeros(len(v_e), np.int8), np.ones(2 * nq, np.int8)])
-        self._check_time()
-        o = np.lexsort((typ, val, grp))
-        self._check_time()
-        is_e = typ[o] == 0
-        ce = np.cumsum(is_e)
-        rank = np.empty(len(val), dtype=np.int64)
-        rank[o] = ce - e_start[grp[o]]
-        r_take = rank[len(v_e):len(v_e) + nq]
-        r_keep = np.maximum(rank[len(v_e) + nq:], r_take)
+        E = _Groups(inv, v, lm, len(S_u), self._check_time)
+        r_take = E.count(par, self.thr - ub_c[cinv] - inc)
+        r_keep = np.maximum(E.count(par, self.thr - lb_c[cinv] - inc), r_take)
         has = r_take > 0
         if has.any():
-            last = e_start[par[has]] + r_take[has] - 1
-            self.contrib.append(logpre[last] + inc[has] + total_c[cinv[has]])
+            last = E.start[par[has]] + r_take[has] - 1
+            self.contrib.append(E.logpre[last] + inc[has] + total_c[cinv[has]])
         cnt = r_keep - r_take
         tot = int(cnt.sum())
         if tot == 0:
             return np.zeros((0, S_u.shape[1]), np.int64), np.zeros(0), np.zeros(0)
-        if tot > 20 * _CHUNK:
-            self._check_time()
-        t_idx = np.repeat(np.arange(nq), cnt)
+        self._check_time()
+        t_idx = np.repeat(np.arange(len(par)), cnt)
         offs = np.arange(tot) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        e_idx = e_start[par[t_idx]] + r_take[t_idx] + offs
+        e_idx = E.start[par[t_idx]] + r_take[t_idx] + offs
         states = child[t_idx]
-        nv = v_e[e_idx] + inc[t_idx]
-        nm = lm_e[e_idx] + inc[t_idx]
+        nv = E.v[e_idx] + inc[t_idx]
+        nm = E.lm[e_idx] + inc[t_idx]
         self._check_time()
         return self._merge(states, nv, nm)
+
+    def _join_last_three(self, S_u, inv, v, lm, col, col2):
+        """Entries with three columns left: join with the exact completions of every child.
+
+        For each transition (parent state -> child state by the next column, increment
+        ``inc``) the completions of the child (last two columns) are enumerated exactly and
+        sorted, so their largest and smallest values ``wmax``, ``wmin`` are exact.  Entries
+        with ``v + inc + wmax <= thr`` count entirely (per-parent prefix mass times the
+        child's total), entries with ``v + inc + wmin > thr`` not at all, and each entry in
+        between gets the exact mass of the child's completions with ``w <= thr - inc - v``
+        by a binary search in the child's sorted cumulative masses.  Nothing is merged or
+        materialised beyond one chunk of queries.
+        """
+        lf = self.lf
+        par, X = _transitions(S_u, col)
+        child = -np.sort(-(S_u[par] - X), axis=1)
+        inc = -lf[X].sum(axis=1)
+        ck = _keys(child, self.base)
+        _, cfirst, cinv = np.unique(ck, return_index=True, return_inverse=True)
+        cS = child[cfirst]
+        last = np.array([col2, int(S_u[0].sum()) - col - col2])
+        total_c, ub_c, lb_c = self._bounds(cS, last)
+        self._check_time()
+        E = _Groups(inv, v, lm, len(S_u), self._check_time)
+        r_take = E.count(par, self.thr - ub_c[cinv] - inc)
+        r_keep = np.maximum(E.count(par, self.thr - lb_c[cinv] - inc), r_take)
+        # children with an undecided transition get their completions enumerated exactly
+        need = np.zeros(len(cS), dtype=bool)
+        need[cinv[r_keep > r_take]] = True
+        idx = np.flatnonzero(need)
+        bmap = np.full(len(cS), -1, dtype=np.int64)
+        bmap[idx] = np.arange(len(idx))
+        cpar, Y = _transitions(cS[idx], col2)
+        fw = -lf[Y].sum(axis=1) - lf[cS[idx][cpar] - Y].sum(axis=1)
+        self._check_time()
+        B = _Groups(cpar, fw, fw, len(idx), self._check_time)
+        tn = np.flatnonzero(need[cinv])
+        bt = bmap[cinv[tn]]
+        r_take[tn] = E.count(par[tn], self.thr - B.hi[bt] - inc[tn])
+        r_keep[tn] = np.maximum(E.count(par[tn], self.thr - B.lo[bt] - inc[tn]), r_take[tn])
+        has = r_take > 0
+        if has.any():
+            pos = E.start[par[has]] + r_take[has] - 1
+            self.contrib.append(E.logpre[pos] + inc[has] + total_c[cinv[has]])
+        cinv = bmap[cinv]
+        cnt = r_keep - r_take
+        ends = np.cumsum(cnt)
+        t0 = 0
+        while t0 < len(par):
+            self._check_time()
+            t1 = int(np.searchsorted(ends, (ends[t0 - 1] if t0 else 0) + _CHUNK, side="right"))
+            t1 = max(t1, t0 + 1)
+            c_ = cnt[t0:t1]
+            tot = int(c_.sum())
+            if tot:
+                t_idx = t0 + np.repeat(np.arange(t1 - t0), c_)
+                offs = np.arange(tot) - np.repeat(np.cumsum(c_) - c_, c_)
+                e_idx = E.start[par[t_idx]] + r_take[t_idx] + offs
+                g = cinv[t_idx]
+                k = B.count(g, self.thr - inc[t_idx] - E.v[e_idx])
+                ok = k > 0
+                if ok.any():
+                    vals = E.lm[e_idx[ok]] + inc[t_idx[ok]] + B.logpre[B.start[g[ok]] + k[ok] - 1]
+                    self.contrib.append(np.array([logsumexp(vals)]))
+            t0 = t1
 
     def _merge(self, states, v, lm):
         """Merge entries with the same state and (numerically) the same past value."""

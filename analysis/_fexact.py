@@ -55,14 +55,37 @@ def _keys(states: np.ndarray, base: int) -> np.ndarray:
     return inv.reshape(-1).astype(np.int64)
 
 
-def _transitions(S: np.ndarray, total: int):
+def _unique_states(states: np.ndarray, base: int):
+    """Distinct rows of ``states`` (all with the same sum) and the inverse index.
+
+    The last coordinate is implied by the common sum, so when ``base ** (r - 1)`` is small the
+    keys are marked in a dense array (linear time) instead of sorted.
+    """
+    r = states.shape[1]
+    if r >= 2 and base ** (r - 1) <= 1 << 24:
+        mult = base ** np.arange(r - 1, dtype=np.int64)
+        key = states[:, :-1].astype(np.int64) @ mult
+        mark = np.zeros(base ** (r - 1), dtype=np.int64)
+        mark[key] = 1
+        ukeys = np.flatnonzero(mark)
+        mark[ukeys] = np.arange(len(ukeys))
+        inv = mark[key]
+        first = np.empty(len(ukeys), dtype=np.int64)
+        first[inv] = np.arange(len(key))
+        return states[first], inv
+    _, first, inv = np.unique(_keys(states, base), return_index=True, return_inverse=True)
+    return states[first], inv.reshape(-1)
+
+
+def _transition_cols(S: np.ndarray, total: int):
     """All column vectors ``x`` with ``sum(x) == total`` and ``0 <= x <= s`` for each state.
 
-    Returns ``(parent, X)``: ``parent[t]`` indexes ``S``; ``X[t]`` is the column.
+    Returns ``(parent, cols)``: ``parent[t]`` indexes ``S``; ``cols[i][t]`` is ``x_i`` (int32).
     """
+    S = S.astype(np.int32)
     U, r = S.shape
-    par = np.arange(U)
-    rem = np.full(U, total, dtype=np.int64)
+    par = np.arange(U, dtype=np.int32)
+    rem = np.full(U, total, dtype=np.int32)
     cols = []
     tails = np.cumsum(S[:, ::-1], axis=1)[:, ::-1]  # tails[:, i] = sum(S[:, i:])
     for i in range(r - 1):
@@ -72,14 +95,41 @@ def _transitions(S: np.ndarray, total: int):
         cnt = np.maximum(hi - lo + 1, 0)
         tot = int(cnt.sum())
         starts = np.repeat(np.cumsum(cnt) - cnt, cnt)
-        xi = np.repeat(lo, cnt) + (np.arange(tot) - starts)
+        xi = (np.repeat(lo, cnt) + (np.arange(tot, dtype=np.int64) - starts)).astype(np.int32)
         par = np.repeat(par, cnt)
         rem = np.repeat(rem, cnt) - xi
         cols = [np.repeat(c_, cnt) for c_ in cols]
         cols.append(xi)
     cols.append(rem)
-    X = np.stack(cols, axis=1) if cols else np.zeros((len(par), r), dtype=np.int64)
-    return par, X
+    return par.astype(np.int64), cols
+
+
+def _transitions(S: np.ndarray, total: int):
+    """As :func:`_transition_cols` with the columns stacked into ``X`` (``X[t]`` = column)."""
+    par, cols = _transition_cols(S, total)
+    return par, np.stack(cols, axis=1)
+
+
+def _children(S: np.ndarray, total: int, lf: np.ndarray):
+    """Transitions of every state by a column of ``total``: parent, ``-sum log x!``, child state.
+
+    The child (remaining row sums) is returned in canonical (decreasing) order.
+    """
+    par, cols = _transition_cols(S, total)
+    inc = -lf[cols[0]]
+    for c_ in cols[1:]:
+        inc -= lf[c_]
+    S32 = S.astype(np.int32)
+    ch = [S32[par, i] - cols[i] for i in range(len(cols))]
+    del cols
+    if len(ch) == 3:  # sorting network: much faster than np.sort on n x 3
+        a, b, c = ch
+        hi, lo = np.maximum(a, b), np.minimum(a, b)
+        m = np.minimum(hi, c)
+        child = np.stack([np.maximum(hi, c), np.maximum(lo, m), np.minimum(lo, m)], axis=1)
+    else:
+        child = -np.sort(-np.stack(ch, axis=1), axis=1)
+    return par, inc, child
 
 
 class _Groups:
@@ -94,7 +144,18 @@ class _Groups:
     """
 
     def __init__(self, g, v, lm, n_groups, check=lambda: None):
-        order = np.lexsort((v, g))
+        if len(g) > 64 * max(n_groups, 1) and np.all(g[1:] >= g[:-1]):
+            # few large groups, already in group order: sort each group on its own
+            order = np.arange(len(g))
+            cnt = np.bincount(g, minlength=n_groups)
+            st = np.cumsum(cnt) - cnt
+            for i, gi in enumerate(np.flatnonzero(cnt)):
+                if i % 512 == 511:
+                    check()
+                a, b = st[gi], st[gi] + cnt[gi]
+                order[a:b] = a + np.argsort(v[a:b], kind="stable")
+        else:
+            order = np.lexsort((v, g))
         self.g, self.v, self.lm = g[order], v[order], lm[order]
         self.cnt = np.bincount(self.g, minlength=n_groups)
         self.start = np.cumsum(self.cnt) - self.cnt
@@ -106,12 +167,18 @@ class _Groups:
         rng = float((self.hi - self.lo).max()) if n_groups else 0.0
         self.W = 2.0 ** np.ceil(np.log2(rng + 4.0))
         self.key = self.g * self.W + (self.v - self.lo[self.g])
+        # log prefix masses, each group scaled by its own largest mass (no cancellation)
         self.logpre = np.empty(len(self.v))
-        for i, gi in enumerate(np.flatnonzero(nz)):
+        one = self.cnt == 1
+        self.logpre[self.start[one]] = self.lm[self.start[one]]
+        for i, gi in enumerate(np.flatnonzero(self.cnt > 1)):
             if i % 512 == 511:
                 check()
             a, b = self.start[gi], self.start[gi] + self.cnt[gi]
-            self.logpre[a:b] = np.logaddexp.accumulate(self.lm[a:b])
+            seg = self.lm[a:b]
+            m = seg.max()
+            with np.errstate(divide="ignore"):
+                self.logpre[a:b] = np.log(np.cumsum(np.exp(seg - m))) + m
 
     def count(self, gq, q):
         rel = np.clip(q - self.lo[gq], -1.0, self.W - 1.0)
@@ -262,12 +329,9 @@ class _Net:
         undecided ones form the next slice (``v <= thr - lb - inc``); only those are built.
         """
         lf = self.lf
-        par, X = _transitions(S_u, col)
-        child = -np.sort(-(S_u[par] - X), axis=1)
-        inc = -lf[X].sum(axis=1)
-        ck = _keys(child, self.base)
-        _, cfirst, cinv = np.unique(ck, return_index=True, return_inverse=True)
-        total_c, ub_c, lb_c = self._bounds(child[cfirst], rem_child)
+        par, inc, child = _children(S_u, col, lf)
+        cS, cinv = _unique_states(child, self.base)
+        total_c, ub_c, lb_c = self._bounds(cS, rem_child)
         self._check_time()
         E = _Groups(inv, v, lm, len(S_u), self._check_time)
         r_take = E.count(par, self.thr - ub_c[cinv] - inc)
@@ -303,12 +367,9 @@ class _Net:
         materialised beyond one chunk of queries.
         """
         lf = self.lf
-        par, X = _transitions(S_u, col)
-        child = -np.sort(-(S_u[par] - X), axis=1)
-        inc = -lf[X].sum(axis=1)
-        ck = _keys(child, self.base)
-        _, cfirst, cinv = np.unique(ck, return_index=True, return_inverse=True)
-        cS = child[cfirst]
+        par, inc, child = _children(S_u, col, lf)
+        cS, cinv = _unique_states(child, self.base)
+        del child
         last = np.array([col2, int(S_u[0].sum()) - col - col2])
         total_c, ub_c, lb_c = self._bounds(cS, last)
         self._check_time()
@@ -321,8 +382,13 @@ class _Net:
         idx = np.flatnonzero(need)
         bmap = np.full(len(cS), -1, dtype=np.int64)
         bmap[idx] = np.arange(len(idx))
-        cpar, Y = _transitions(cS[idx], col2)
-        fw = -lf[Y].sum(axis=1) - lf[cS[idx][cpar] - Y].sum(axis=1)
+        cpar, ycols = _transition_cols(cS[idx], col2)
+        cS32 = cS[idx].astype(np.int32)
+        fw = np.zeros(len(cpar))
+        for i, y in enumerate(ycols):
+            fw -= lf[y]
+            fw -= lf[cS32[cpar, i] - y]
+        del ycols
         self._check_time()
         B = _Groups(cpar, fw, fw, len(idx), self._check_time)
         tn = np.flatnonzero(need[cinv])

@@ -352,11 +352,10 @@ def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
         "effect_size_method": eff.method if eff is not None else "",
         "posthoc": out.posthoc is not None,
     }
+    # The same columns on every run: NaN where a fact does not apply (e.g. no Monte Carlo).
     for key in ("mc_draws", "mc_seed", "mc_se", "time_budget_s"):
-        if key in details:
-            row[key] = details[key]
-    if "min_expected" in choice.details:
-        row["min_expected"] = float(choice.details["min_expected"])
+        row[key] = details.get(key, math.nan)
+    row["min_expected"] = float(choice.details.get("min_expected", math.nan))
     return row
 
 

@@ -39,10 +39,16 @@ __all__ = ["fexact_pvalue", "BudgetExceeded", "TOL"]
 TOL = 1e-7            # log-space tolerance: P <= P_obs * (1 + 1e-7)
 _MERGE = 1e-9         # past values closer than this (same grid cell) are merged
 _CHUNK = 2_000_000    # max child entries materialised at once
+_MAX_ROWS = 25_000_000  # max transitions / entries held at once (~2-3 GB); beyond: BudgetExceeded
 
 
 class BudgetExceeded(RuntimeError):
-    """The exact computation ran past its time budget."""
+    """The exact computation ran past its time budget (or would exceed its memory cap)."""
+
+
+def _check_size(n: int) -> None:
+    if n > _MAX_ROWS:
+        raise BudgetExceeded(f"{n} network rows exceed the memory cap of {_MAX_ROWS}")
 
 
 def _keys(states: np.ndarray, base: int) -> np.ndarray:
@@ -94,6 +100,7 @@ def _transition_cols(S: np.ndarray, total: int):
         hi = np.minimum(S[par, i], rem)
         cnt = np.maximum(hi - lo + 1, 0)
         tot = int(cnt.sum())
+        _check_size(tot)
         starts = np.repeat(np.cumsum(cnt) - cnt, cnt)
         xi = (np.repeat(lo, cnt) + (np.arange(tot, dtype=np.int64) - starts)).astype(np.int32)
         par = np.repeat(par, cnt)
@@ -344,6 +351,7 @@ class _Net:
         tot = int(cnt.sum())
         if tot == 0:
             return np.zeros((0, S_u.shape[1]), np.int64), np.zeros(0), np.zeros(0)
+        _check_size(tot)
         self._check_time()
         t_idx = np.repeat(np.arange(len(par)), cnt)
         offs = np.arange(tot) - np.repeat(np.cumsum(cnt) - cnt, cnt)
@@ -443,7 +451,8 @@ def fexact_pvalue(table, time_budget: float | None = None) -> float:
     """Exact Fisher–Freeman–Halton p-value of an r x c table of counts.
 
     ``table`` must have no empty rows or columns and at least 2 of each.  Raises
-    :class:`BudgetExceeded` when ``time_budget`` seconds pass before the end.
+    :class:`BudgetExceeded` when ``time_budget`` seconds pass before the end, or when the
+    network would hold more than ``_MAX_ROWS`` transitions / entries at once (memory cap).
     """
     deadline = None if time_budget is None else time.perf_counter() + float(time_budget)
     net = _Net(np.asarray(table), deadline)

@@ -207,3 +207,78 @@ def test_inputs_not_modified():
     before = df.copy()
     chi_square(df), fisher_exact_rxc(df), linear_by_linear(df), cmh_ordinal(df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def _all_tables_log_kernel(t):
+    """``-sum log x!`` of every table with the margins of ``t``, built column by column with no
+    bounds and no merging (independent of analysis._fexact; small tables only)."""
+    from scipy.special import gammaln
+    t = np.asarray(t)
+    R, C = t.sum(1), t.sum(0)
+    rem, val = R[None, :].copy(), np.zeros(1)
+    for c in C[:-1]:
+        splits = np.array([x for x in np.ndindex(*([c + 1] * (len(R) - 1))) if sum(x) <= c])
+        splits = np.c_[splits, c - splits.sum(1)]
+        i, k = np.nonzero((splits[None, :, :] <= rem[:, None, :]).all(2))
+        rem, val = rem[i] - splits[k], val[i] - gammaln(splits[k] + 1).sum(1)
+    ok = rem.sum(1) == C[-1]
+    return val[ok] - gammaln(rem[ok] + 1).sum(1)
+
+
+def _enumerated_p(t):
+    from scipy.special import gammaln
+    t = np.asarray(t)
+    R, C, N = t.sum(1), t.sum(0), t.sum()
+    const = gammaln(R + 1).sum() + gammaln(C + 1).sum() - gammaln(N + 1)
+    val = _all_tables_log_kernel(t)
+    assert np.exp(const + val).sum() == pytest.approx(1.0, rel=1e-9)  # the enumeration is complete
+    return float(np.exp(const + val[val <= -gammaln(t + 1).sum() + 1e-7]).sum())
+
+
+ENUM_CASES = [(shape, n, assoc, seed) for seed, (shape, n) in enumerate(
+    [((3, 4), 20), ((3, 4), 30), ((3, 4), 40), ((3, 5), 20), ((3, 5), 30), ((3, 5), 36),
+     ((3, 6), 22), ((4, 4), 26), ((2, 6), 40), ((4, 5), 18)]) for assoc in (False, True)]
+
+
+@pytest.mark.parametrize("shape,n,assoc,seed", ENUM_CASES)
+def test_fisher_matches_full_enumeration_random_tables(shape, n, assoc, seed):
+    """Random tables (independent or with cell-specific probabilities, i.e. association, giving
+    small p) against the p-value summed over every table with the same margins."""
+    rng = np.random.default_rng(100 + seed)
+    w = rng.dirichlet(np.full(shape[0] * shape[1], 0.7)) if assoc else \
+        np.outer(rng.dirichlet(np.full(shape[0], 3.0)), rng.dirichlet(np.full(shape[1], 3.0))).ravel()
+    t = rng.multinomial(n, w).reshape(shape)
+    t[0, :] += 1
+    t[:, 0] += 1
+    res = fisher_exact_rxc(t, time_budget=60)
+    assert res.test == "fisher_exact"
+    assert res.p_value == pytest.approx(_enumerated_p(t), rel=1e-9, abs=1e-300)
+
+
+def test_fisher_memory_cap_falls_back_to_monte_carlo(monkeypatch):
+    import analysis._fexact as fx
+    t = np.array([[20, 15, 12, 9], [11, 14, 16, 8], [9, 12, 14, 19]])
+    exact = fisher_exact_rxc(t).p_value
+    monkeypatch.setattr(fx, "_MAX_ROWS", 50)
+    with pytest.raises(fx.BudgetExceeded, match="memory cap"):
+        fx.fexact_pvalue(t)
+    with pytest.warns(ExactTestFallbackWarning):
+        res = fisher_exact_rxc(t, mc_draws=20_000)
+    assert res.test == "fisher_monte_carlo"
+    assert abs(res.p_value - exact) < 5 * res.details["mc_se"] + 1e-4
+
+
+def test_fexact_group_search_counts_ties():
+    from analysis._fexact import _Groups
+    rng = np.random.default_rng(3)
+    g = rng.integers(0, 7, 400)
+    v = rng.integers(-20, 20, 400) / 4.0  # many exact ties
+    G = _Groups(g, v, -np.abs(v), 9)
+    gq = rng.integers(0, 9, 300)
+    q = rng.integers(-25, 25, 300) / 4.0
+    want = [int(((g == a) & (v <= b)).sum()) for a, b in zip(gq, q)]
+    assert G.count(gq, q).tolist() == want
+    for a in range(7):  # log prefix masses
+        sel = np.sort(v[g == a])
+        got = G.logpre[G.start[a]:G.start[a] + G.cnt[a]]
+        assert np.allclose(got, np.log(np.cumsum(np.exp(-np.abs(sel)))))

@@ -509,6 +509,12 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
                      "best_epoch": result.best_epoch, "best_val_loss": result.best_loss,
                      "history": result.history, "config": plain_cfg}, unit_dir / "model.pt")
         preds.to_csv(unit_dir / "predictions.csv", index=False)
+        hist = pd.DataFrame(result.history)
+        hist.insert(0, "fold", split.fold)
+        hist.insert(0, "modality", modality)
+        hist.insert(0, "model", backbone)
+        hist["best_epoch"] = result.best_epoch
+        hist.to_csv(unit_dir / "history.csv", index=False)
         # mark complete last: a kill before this line retrains from latest.pt
         ckpt = load_checkpoint(latest)
         ckpt["complete"] = True
@@ -583,6 +589,14 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         metrics_path = out / "metrics.csv"
         metrics.to_csv(metrics_path, index=False)
         written.append(metrics_path)
+        histories = [pd.read_csv(p) for p in sorted((out / "checkpoints").glob("*/*/fold*/history.csv"))]
+        history = pd.concat(histories, ignore_index=True) if histories else None
+        if history is not None:
+            history.to_csv(out / "training_history.csv", index=False)
+            written.append(out / "training_history.csv")
+        from fusion.figures import save_report_figures
+
+        written.extend(save_report_figures(oof, metrics, classes, out, history=history))
         written.append(out / "checkpoints")
         return written
     finally:

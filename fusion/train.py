@@ -597,6 +597,9 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         from fusion.figures import save_report_figures
 
         written.extend(save_report_figures(oof, metrics, classes, out, history=history))
+        from fusion.reporting import write_model_modality_tables
+
+        written.extend(write_model_modality_tables(metrics, out, n_boot=cfg.n_boot))
         written.append(out / "checkpoints")
         return written
     finally:

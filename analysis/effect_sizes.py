@@ -167,16 +167,104 @@ def _eta_rows(mat, sizes):
         return np.where(ss_total > 0, ss_between / ss_total, np.nan)
 
 
+#: Largest ``n_boot * N`` for which the resamples are drawn as an (n_boot, N) matrix of
+#: values (80 MB of float64); beyond it they are drawn as counts of the distinct values.
+_MATRIX_MAX_CELLS = 10_000_000
+#: Cells of one (replicates, groups, distinct values) block of counts (about 160 MB).
+_COUNT_BLOCK_CELLS = 20_000_000
+
+
+def _bootstrap_count_blocks(groups, n_boot, seed):
+    """Yield ``(counts, values, sizes)``: within-group bootstrap resamples as counts.
+
+    ``counts[b, g, u]`` is how often the ``u``-th distinct pooled value (``values``,
+    sorted) appears in resample ``b`` of group ``g``.  Resampling ``n_g`` patients with
+    replacement from a group gives counts ~ Multinomial(n_g, f_g / n_g) over the group's
+    distinct values (``f_g`` their frequencies): the same bootstrap distribution as
+    :func:`_bootstrap_matrix`, in O(distinct values) per resample instead of O(N log N).
+    Each group's counts come from ``Generator.multinomial`` when the group has at most a
+    quarter as many distinct values as patients (rounded clinical measurements, ordinal
+    scores), else from ``Generator.integers`` indices tallied with ``bincount``; blocks
+    of replicates keep the memory bounded.  Deterministic for a given seed.
+    """
+    rng = np.random.default_rng(seed)
+    values, codes = np.unique(np.concatenate(groups), return_inverse=True)
+    codes = codes.reshape(-1)
+    sizes = np.array([g.size for g in groups])
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    per_group = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        ucodes, freq = np.unique(codes[a:b], return_counts=True)
+        per_group.append((codes[a:b], ucodes, freq))
+    k, n_values = len(groups), values.size
+    block = max(1, min(n_boot, _COUNT_BLOCK_CELLS // max(1, k * n_values)))
+    for start in range(0, n_boot, block):
+        m = min(block, n_boot - start)
+        counts = np.zeros((m, k, n_values))
+        for g, (gcodes, ucodes, freq) in enumerate(per_group):
+            n_g = gcodes.size
+            if 4 * ucodes.size <= n_g:
+                counts[:, g, ucodes] = rng.multinomial(n_g, freq / n_g, size=m)
+            else:
+                for r in range(m):
+                    counts[r, g] = np.bincount(gcodes[rng.integers(0, n_g, n_g)], minlength=n_values)
+        yield counts, values, sizes
+
+
+def _epsilon_counts(counts, values, sizes):
+    """Tie-corrected Kruskal–Wallis H / (N - 1) of every count resample (mid-ranks)."""
+    n = float(sizes.sum())
+    total = counts.sum(axis=1)                              # (m, U) pooled tie sizes
+    midrank = np.cumsum(total, axis=1) - (total - 1) / 2.0  # mid-rank of each distinct value
+    rsum = np.einsum("mgu,mu->mg", counts, midrank)
+    h = 12.0 / (n * (n + 1)) * (rsum ** 2 / sizes).sum(axis=1) - 3 * (n + 1)
+    tie = 1.0 - (total ** 3 - total).sum(axis=1) / (n ** 3 - n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tie > 0, h / tie, np.nan) / (n - 1)
+
+
+def _eta_counts(counts, values, sizes):
+    """SS_between / SS_total of every count resample (values centred for accuracy)."""
+    n = float(sizes.sum())
+    v = values - values.mean()
+    s1 = counts @ v                                         # (m, k) group sums
+    s2 = (counts @ (v * v)).sum(axis=1)
+    grand = s1.sum(axis=1) / n
+    ss_total = s2 - n * grand ** 2
+    ss_between = ((s1 / sizes - grand[:, None]) ** 2 * sizes).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ss_total > 1e-12 * np.abs(s2), ss_between / ss_total, np.nan)
+
+
+_COUNT_KERNELS = {}  # matrix kernel -> count kernel, filled below
+
+
 def _stratified_bootstrap(groups, row_statistic, n_boot, seed, ci):
-    """Percentile CI of a statistic, resampling patients with replacement within each group."""
-    mat, sizes = _bootstrap_matrix(groups, n_boot, seed)
-    values = row_statistic(mat, sizes)
+    """Percentile CI of a statistic, resampling patients with replacement within each group.
+
+    Up to ``n_boot * N = _MATRIX_MAX_CELLS`` the resamples are an (n_boot, N) matrix of
+    values (:func:`_bootstrap_matrix`); larger problems draw the same bootstrap
+    distribution as counts of the distinct values (:func:`_bootstrap_count_blocks`), which
+    needs no sorting and bounded memory.  The two paths use the seed differently, so for
+    the same seed they give different (equally valid) Monte Carlo draws.
+    """
+    n_total = sum(g.size for g in groups)
+    if n_boot * n_total <= _MATRIX_MAX_CELLS:
+        mat, sizes = _bootstrap_matrix(groups, n_boot, seed)
+        values = row_statistic(mat, sizes)
+    else:
+        kernel = _COUNT_KERNELS[row_statistic]
+        values = np.concatenate([kernel(c, v, s) for c, v, s in
+                                 _bootstrap_count_blocks(groups, n_boot, seed)])
     values = values[~np.isnan(values)]
     if values.size < 0.9 * n_boot:
         return math.nan, math.nan
     alpha = 1 - ci
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+_COUNT_KERNELS.update({_epsilon_rows: _epsilon_counts, _eta_rows: _eta_counts})
 
 
 def epsilon_squared(samples, ci: float | None = 0.95, n_boot: int = 2000, seed: int = 0) -> EffectSize:
@@ -203,7 +291,12 @@ def epsilon_squared(samples, ci: float | None = 0.95, n_boot: int = 2000, seed: 
     ``epsilon² = H / ((N² - 1) / (N + 1)) = H / (N - 1)`` with the tie-corrected H of
     :func:`analysis.location.kruskal_wallis` (Tomczak & Tomczak 2014); it lies in [0, 1].
     CI: percentile bootstrap, resampling patients with replacement within each group
-    (group sizes fixed), ``n_boot`` resamples, seed ``seed``.  The point estimate uses
+    (group sizes fixed), ``n_boot`` resamples, seed ``seed``.  When ``n_boot * N`` exceeds
+    ``_MATRIX_MAX_CELLS`` (1e7, e.g. N > 5000 with 2000 resamples) each resample is drawn
+    as counts of the distinct values (multinomial within each group, the same bootstrap
+    distribution) and H is computed from those counts with mid-ranks, so large cohorts
+    need no sorting and bounded memory; the seed then yields a different, equally valid
+    Monte Carlo draw than the matrix path would.  The point estimate uses
     R's ``kruskal.test`` statistic, checked in ``tests/analysis/test_effect_sizes.py``
     against ``tests/fixtures/r_reference/location.R``.
 
@@ -271,7 +364,8 @@ def eta_squared(samples, ci: float | None = 0.95, ci_method: str = "noncentral_f
     (``tests/fixtures/r_reference/location.R``, columns ``eta2*``).
     For Welch's ANOVA no standard variance-heterogeneity-robust eta² exists; we report the
     same eta² (a descriptive share of variance) with the bootstrap CI, which does not
-    assume equal variances.
+    assume equal variances.  Large bootstraps (``n_boot * N`` > 1e7) draw the resamples
+    as counts of the distinct values, as described for :func:`epsilon_squared`.
 
     References
     ----------

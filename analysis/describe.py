@@ -105,12 +105,19 @@ def summarize_categorical(data: pd.DataFrame, variable: str, group: str, levels=
     glevels = _group_levels(data, group, group_levels)
     levels = _resolve_levels(data[variable], levels, variable)
     rows = []
-    for label, sub in _subsets(data, group, glevels):
-        col = sub[variable].astype(object)
+    for label, sub in _subsets(data[[variable, group]], group, glevels):
+        col = sub[variable]
         n_missing = int(col.isna().sum())
         n_used = int(col.notna().sum())
+        # match the few distinct values to the levels (a value equal to a level or with
+        # the same text counts for it), then add up their frequencies
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        codes = np.asarray(codes)
+        uniques = list(np.asarray(uniques, dtype=object))
+        freq = np.bincount(codes[codes >= 0], minlength=len(uniques))
         for lev in levels:
-            count = int(((col == lev) | (col.astype(str) == str(lev)) & col.notna()).sum())
+            match = np.array([bool(u == lev) or str(u) == str(lev) for u in uniques], dtype=bool)
+            count = int(freq[match].sum())
             rows.append({"variable": variable, "type": var_type, "group": label, "level": lev,
                          "count": count, "percent": 100.0 * count / n_used if n_used else math.nan,
                          "n_used": n_used, "n_missing": n_missing})
@@ -155,7 +162,7 @@ def summarize_continuous(data: pd.DataFrame, variable: str, group: str,
                           "(expected numbers)", column=variable)
     num = num.astype(float)
     rows = []
-    for label, sub in _subsets(data.assign(**{"__value__": num}), group, glevels):
+    for label, sub in _subsets(pd.DataFrame({group: data[group], "__value__": num}), group, glevels):
         x = sub["__value__"].to_numpy()
         n_missing = int(np.isnan(x).sum())
         x = x[~np.isnan(x)]

@@ -149,22 +149,43 @@ def _summary_label(var, summary: str) -> str:
     return f"{var.label}{unit}, n (%)"
 
 
+def _unique_values(series: pd.Series):
+    """``(codes, uniques)`` of a column: codes index ``uniques`` (Python objects), -1 = missing.
+
+    Factorising once and matching the few distinct values against the levels is what keeps
+    the level matching below O(levels x N) string comparisons on large cohorts.
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return np.asarray(codes), list(np.asarray(uniques, dtype=object))
+
+
+def _matches_level(value, level) -> bool:
+    """A cell belongs to a level when it equals it or has the same text (``1`` and ``'1'``)."""
+    return bool(value == level) or str(value) == str(level)
+
+
 def _contingency(col: pd.Series, groups: pd.Series, levels, group_levels) -> pd.DataFrame:
     """levels x groups counts (all schema levels, in order; zero rows kept)."""
-    keep = col.notna() & groups.notna()
-    obj = col[keep].astype(object)
-    g = groups[keep].astype(object)
+    keep = (col.notna() & groups.notna()).to_numpy()
+    vcodes, vuniq = _unique_values(col[keep])
+    gcodes, guniq = _unique_values(groups[keep].astype(object))
+    cross = np.bincount(vcodes * len(guniq) + gcodes, minlength=len(vuniq) * len(guniq))
+    cross = cross.reshape(len(vuniq), len(guniq))
     table = pd.DataFrame(0, index=[str(v) for v in levels], columns=list(group_levels), dtype=int)
     for lev_text, lev in zip(table.index, levels):
+        vmatch = np.array([_matches_level(u, lev) for u in vuniq], dtype=bool)
         for grp in group_levels:
-            table.loc[lev_text, grp] = int(((obj == lev) | (obj.astype(str) == str(lev)))[g == grp].sum())
+            gmatch = np.array([bool(u == grp) for u in guniq], dtype=bool)
+            table.loc[lev_text, grp] = int(cross[vmatch][:, gmatch].sum())
     return table
 
 
 def _scores(col: pd.Series, levels) -> pd.Series:
     """Ordinal levels -> scores 1..k in schema order (NaN stays NaN)."""
     mapping = {str(lev): float(i + 1) for i, lev in enumerate(levels)}
-    return col.astype(object).map(lambda v: mapping.get(str(v), math.nan) if pd.notna(v) else math.nan)
+    codes, uniques = _unique_values(col)
+    mapped = np.array([mapping.get(str(u), math.nan) for u in uniques] + [math.nan], dtype=float)
+    return pd.Series(mapped[codes], index=col.index, name=col.name)  # code -1 -> the NaN appended
 
 
 def _samples(values: pd.Series, groups: pd.Series, group_levels) -> list:

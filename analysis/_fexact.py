@@ -448,31 +448,38 @@ class _Net:
         B = _Groups(cpar[kp], fw[kp], fw[kp], nb, self._check_time)
         B.logpre = np.logaddexp(B.logpre, base[B.g])
         del fw, cpar, below, keep, kp
-        cnt = r_keep - r_take
+        # Band queries: one binary search per (entry, transition) in the composite keys
+        # g W + (w - qlo_g) of the kept completions; every per-transition constant is folded
+        # into one offset so that the query key is ``off[t] - v``.
+        qlo0 = np.where(np.isfinite(qlo_c), qlo_c, 0.0)
+        span = np.where(np.isfinite(qlo_c), qhi_c - qlo_c, 0.0)
+        W = 2.0 ** np.ceil(np.log2(float(span.max(initial=0.0)) + 4.0))
+        bkey = B.g * W + (B.v - qlo0[B.g])
+        gu = cinv[und]
+        off = gu * W - qlo0[gu] + (self.thr - inc[und])
+        bstart = B.start[gu]
+        inc_u = inc[und]
+        base_u = base[gu]
+        e0 = E.start[par[und]] + r_take[und]
+        cnt = (r_keep - r_take)[und]
         ends = np.cumsum(cnt)
+        logpre = B.logpre if len(B.logpre) else np.zeros(1)
         t0 = 0
-        while t0 < len(par):
+        while t0 < len(und):
             self._check_time()
             t1 = int(np.searchsorted(ends, (ends[t0 - 1] if t0 else 0) + _CHUNK, side="right"))
             t1 = max(t1, t0 + 1)
             c_ = cnt[t0:t1]
             tot = int(c_.sum())
-            if tot:
-                t_idx = t0 + np.repeat(np.arange(t1 - t0), c_)
-                offs = np.arange(tot) - np.repeat(np.cumsum(c_) - c_, c_)
-                e_idx = E.start[par[t_idx]] + r_take[t_idx] + offs
-                g = cinv[t_idx]
-                it = inc[t_idx]
-                k = B.count(g, (self.thr - it) - E.v[e_idx])
-                # k == 0: only the base mass (completions below the child's query range)
-                if len(B.logpre):
-                    below_q = np.where(k > 0, B.logpre[np.maximum(B.start[g] + k - 1, 0)], base[g])
-                else:
-                    below_q = base[g]
-                vals = E.lm[e_idx] + it + below_q
-                m = vals.max()
-                if np.isfinite(m):
-                    self.contrib.append(np.array([m + np.log(np.exp(vals - m).sum())]))
+            t_idx = t0 + np.repeat(np.arange(t1 - t0), c_)
+            e_idx = np.arange(tot) + np.repeat(e0[t0:t1] - (np.cumsum(c_) - c_), c_)
+            pos = np.searchsorted(bkey, off[t_idx] - E.v[e_idx], side="right") - 1
+            # pos < start of the child's keys: only the base mass (completions below the range)
+            lp = np.where(pos >= bstart[t_idx], logpre[np.maximum(pos, 0)], base_u[t_idx])
+            vals = E.lm[e_idx] + inc_u[t_idx] + lp
+            m = vals.max()
+            if np.isfinite(m):
+                self.contrib.append(np.array([m + np.log(np.exp(vals - m).sum())]))
             t0 = t1
 
     def _merge(self, states, v, lm):

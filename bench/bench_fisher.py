@@ -12,6 +12,8 @@ Prints a markdown table: k, n, median and max seconds, and how many were exact v
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 import time
 import warnings
@@ -46,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ns", default="100,300,600")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
+    print(f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"load average at start {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     shifts = [0.0, 0.15, 0.5]
     print("| k | n | tables | median s | max s | exact / fallback |")
     print("|---|---|---|---|---|---|")
@@ -63,7 +67,8 @@ def main(argv=None) -> int:
             ex = sum(k_ == "fisher_exact" for k_ in kinds)
             print(f"| {k} | {n} | {len(times)} | {np.median(times):.3f} | {max(times):.3f} | "
                   f"{ex} / {len(times) - ex} |", flush=True)
-    print(f"goal: <= 1 s per table (exact); fallback = exceeded --budget {args.budget} s")
+    print(f"goal: <= 1 s per table (exact); fallback = exceeded --budget {args.budget} s "
+          f"or the memory cap; load average at end {os.getloadavg()[0]:.2f}")
     return 0
 
 

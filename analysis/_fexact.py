@@ -385,8 +385,11 @@ class _Net:
         with ``v + inc + wmax <= thr`` count entirely (per-parent prefix mass times the
         child's total), entries with ``v + inc + wmin > thr`` not at all, and each entry in
         between gets the exact mass of the child's completions with ``w <= thr - inc - v``
-        by a binary search in the child's sorted cumulative masses.  Nothing is merged or
-        materialised beyond one chunk of queries.
+        by a binary search in the child's sorted cumulative masses.  Only the completions
+        inside the range of queries a child receives are sorted (those below the range
+        count for every query and enter as one base mass; those above count for none).
+        Nothing is merged or materialised beyond one chunk of queries.  The composite search
+        keys round at ``ulp(G W)`` (about 1e-10 here), far below ``TOL``.
         """
         lf = self.lf
         par, inc, child = _children(S_u, col, lf)

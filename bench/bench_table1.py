@@ -185,7 +185,7 @@ def run_size(n, args, schema):
     finite = cmp_[(cmp_["p_tableone"] > 0) | (cmp_["p_ours"] > 0)]
     summary = {
         "rows": n, "load_1min": round(load, 2), "simulate_s": t_sim, "validate_s": t_val,
-        "table1_s": t_ours, "tableone_s": t_tone, "peak_rss_mib": _rss_mib(),
+        "table1_s": t_ours, "tableone_s": t_tone, "peak_rss_mib": int(round(_rss_mib())),
         "tests_compared": len(cmp_), "p_both_zero": both_zero,
         "max_rel_p_diff": float(finite["p_rel_diff"].max()) if len(finite) else math.nan,
         "max_rel_stat_diff": float(cmp_["stat_rel_diff"].max()) if len(cmp_) else math.nan,
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
         summaries.append(summary)
         details.append(detail)
         extra = extra or more
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()},
+        print(", ".join(f"{k}={_fmt(v)}" for k, v in summary.items() if k != "not_compared"),
               file=sys.stderr, flush=True)
     command = "python bench/bench_table1.py " + " ".join(shlex.quote(a) for a in
                                                          (argv if argv is not None else sys.argv[1:]))

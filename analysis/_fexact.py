@@ -39,12 +39,13 @@ all tables with the given margins (tests/analysis/test_contingency.py).
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-__all__ = ["fexact_pvalue", "BudgetExceeded", "TOL"]
+__all__ = ["fexact_pvalue", "fexact_work", "BudgetExceeded", "TOL"]
 
 TOL = 1e-7            # log-space tolerance: P <= P_obs * (1 + 1e-7)
 _MERGE = 1e-9         # past values closer than this (same grid cell) are merged
@@ -56,9 +57,28 @@ class BudgetExceeded(RuntimeError):
     """The exact computation ran past its time budget (or would exceed its memory cap)."""
 
 
+_work = threading.local()  # per-call work counter (see fexact_pvalue's ``max_work``)
+
+
 def _check_size(n: int) -> None:
+    """Memory cap on one materialised block, and the deterministic work budget.
+
+    Every block of ``n`` network rows the algorithm materialises is charged to the call's work
+    counter; unlike wall-clock time, that count is the same on every machine and every run,
+    so a work budget makes the exact-or-Monte-Carlo decision reproducible.
+    """
     if n > _MAX_ROWS:
         raise BudgetExceeded(f"{n} network rows exceed the memory cap of {_MAX_ROWS}")
+    _charge(n)
+
+
+def _charge(n: int) -> None:
+    """Charge ``n`` units (rows materialised or binary-search queries) to the work budget."""
+    limit = getattr(_work, "limit", None)
+    if limit is not None:
+        _work.used += n
+        if _work.used > limit:
+            raise BudgetExceeded(f"work budget of {limit} network rows exceeded")
 
 
 def _keys(states: np.ndarray, base: int) -> np.ndarray:
@@ -414,6 +434,7 @@ class _Net:
             fw -= lf[y]
             fw -= lf[cS32[cpar, i] - y]
         del ycols
+        _charge(len(fw))
         self._check_time()
         nb = len(idx)
         bcnt = np.bincount(cpar, minlength=nb)  # >= 1: every state has a completion
@@ -474,6 +495,7 @@ class _Net:
             t1 = max(t1, t0 + 1)
             c_ = cnt[t0:t1]
             tot = int(c_.sum())
+            _charge(tot)
             t_idx = t0 + np.repeat(np.arange(t1 - t0), c_)
             e_idx = np.arange(tot) + np.repeat(e0[t0:t1] - (np.cumsum(c_) - c_), c_)
             pos = np.searchsorted(bkey, off[t_idx] - E.v[e_idx], side="right") - 1
@@ -503,13 +525,29 @@ class _Net:
         return states[rep], v[rep], gmax + np.log(summed)
 
 
-def fexact_pvalue(table, time_budget: float | None = None) -> float:
+def fexact_pvalue(table, time_budget: float | None = None, max_work: int | None = None) -> float:
     """Exact Fisher–Freeman–Halton p-value of an r x c table of counts.
 
     ``table`` must have no empty rows or columns and at least 2 of each.  Raises
-    :class:`BudgetExceeded` when ``time_budget`` seconds pass before the end, or when the
-    network would hold more than ``_MAX_ROWS`` transitions / entries at once (memory cap).
+    :class:`BudgetExceeded` when ``time_budget`` seconds pass before the end, when the
+    network would hold more than ``_MAX_ROWS`` transitions / entries at once (memory cap), or
+    when more than ``max_work`` network rows have been materialised in total (a deterministic,
+    machine-independent budget).
     """
     deadline = None if time_budget is None else time.perf_counter() + float(time_budget)
-    net = _Net(np.asarray(table), deadline)
-    return net.run()
+    _work.used, _work.limit = 0, (None if max_work is None else int(max_work))
+    try:
+        net = _Net(np.asarray(table), deadline)
+        return net.run()
+    finally:
+        _work.limit = None
+
+
+def fexact_work(table) -> int:
+    """Network rows materialised by the exact computation of ``table`` (for calibration)."""
+    _work.used, _work.limit = 0, 2**62
+    try:
+        _Net(np.asarray(table), None).run()
+        return int(_work.used)
+    finally:
+        _work.limit = None

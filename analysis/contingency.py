@@ -173,16 +173,28 @@ def _log_prob_kernel(tables: np.ndarray) -> np.ndarray:
     return -gammaln(tables + 1.0).sum(axis=(-2, -1))
 
 
-def fisher_exact_rxc(table, *, time_budget: float = 10.0, mc_draws: int = 100_000, seed: int = 0) -> TestResult:
+#: Default deterministic work budget of the exact test (network rows + binary-search queries).
+#: About 4-10 s on the 2-core development machine; see bench/README-fisher.md.
+DEFAULT_WORK_BUDGET = 100_000_000
+
+
+def fisher_exact_rxc(table, *, time_budget: float | None = 30.0, work_budget: int | None = DEFAULT_WORK_BUDGET,
+                     mc_draws: int = 100_000, seed: int = 0) -> TestResult:
     """Fisher–Freeman–Halton exact test for an r x c table, with a seeded Monte Carlo fallback.
 
     Parameters
     ----------
     table : array-like or pandas.DataFrame
         r x c non-negative integer counts; groups in rows or columns (symmetric).
-    time_budget : float, default 10.0
+    time_budget : float or None, default 30.0
         Seconds allowed for the exact network algorithm; beyond it a Monte Carlo estimate is
-        returned (``time_budget=0`` forces Monte Carlo).
+        returned (``time_budget=0`` forces Monte Carlo).  A safety net: on a typical machine
+        the work budget below decides first.
+    work_budget : int or None, default ``DEFAULT_WORK_BUDGET`` (1e8)
+        Units of work (network rows materialised and binary-search queries) allowed for the
+        exact computation.  Unlike seconds, this count is the same on every machine and run,
+        so whether a table gets an exact or a Monte Carlo p-value is reproducible.  ``None``:
+        no work limit.
     mc_draws : int, default 100_000
         Tables drawn for the Monte Carlo estimate.
     seed : int, default 0
@@ -199,7 +211,8 @@ def fisher_exact_rxc(table, *, time_budget: float = 10.0, mc_draws: int = 100_00
     Warns
     -----
     ExactTestFallbackWarning
-        When the time budget is exceeded and Monte Carlo is used.
+        When the work or time budget (or the memory cap) is exceeded and Monte Carlo is used;
+        ``details['fallback_reason']`` says which.
 
     Raises
     ------
@@ -237,11 +250,11 @@ def fisher_exact_rxc(table, *, time_budget: float = 10.0, mc_draws: int = 100_00
         return TestResult("fisher_exact", _NAN, _NAN, _NAN, n, method=method, details=details)
     try:
         if time_budget is not None and time_budget <= 0:
-            raise BudgetExceeded
-        p = fexact_pvalue(t, time_budget=time_budget)
+            raise BudgetExceeded(f"time budget of {time_budget} s")
+        p = fexact_pvalue(t, time_budget=time_budget, max_work=work_budget)
         return TestResult("fisher_exact", _NAN, _NAN, p, n, method=method, details=details)
-    except BudgetExceeded:
-        pass
+    except BudgetExceeded as exc:
+        why = str(exc) or f"time budget of {time_budget} s exceeded"
     rng = np.random.default_rng(seed)
     obs = float(_log_prob_kernel(t.astype(float)))
     dist = stats.random_table(t.sum(axis=1), t.sum(axis=0), seed=rng)
@@ -254,12 +267,13 @@ def fisher_exact_rxc(table, *, time_budget: float = 10.0, mc_draws: int = 100_00
         left -= b
     p = (1 + hits) / (mc_draws + 1)
     warnings.warn(
-        f"exact Fisher test exceeded its time budget of {time_budget} s for a "
+        f"exact Fisher test stopped ({why}) for a "
         f"{t.shape[0]} x {t.shape[1]} table (n = {n}); Monte Carlo estimate from "
         f"{mc_draws} tables (seed {seed}) used instead",
         ExactTestFallbackWarning, stacklevel=2,
     )
-    details.update(mc_draws=int(mc_draws), mc_seed=seed, mc_se=float(math.sqrt(p * (1 - p) / mc_draws)))
+    details.update(mc_draws=int(mc_draws), mc_seed=seed, mc_se=float(math.sqrt(p * (1 - p) / mc_draws)),
+                   fallback_reason=why)
     return TestResult("fisher_monte_carlo", _NAN, _NAN, float(p), n,
                       method="Fisher-Freeman-Halton test, Monte Carlo p-value", details=details)
 

@@ -113,7 +113,7 @@ TEST_DESCRIPTIONS = {
                   "(every expected count \u2265 5)",
     "fisher_exact": "Fisher\u2013Freeman\u2013Halton exact test (an expected count < 5)",
     "fisher_monte_carlo": "Fisher\u2013Freeman\u2013Halton test, seeded Monte Carlo estimate "
-                          "(the exact computation exceeded its time budget)",
+                          "(the exact computation exceeded its work budget)",
     "anova": "one-way ANOVA (normal data, equal variances)",
     "welch_anova": "Welch's ANOVA (normal data, unequal variances)",
     "kruskal_wallis": "Kruskal\u2013Wallis rank-sum test",
@@ -208,20 +208,7 @@ def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_bud
     if test == "chi_square":
         return contingency.chi_square(table)
     if test == "fisher_exact":
-        # thin adapter: pass the seed / time budget under whichever name the function uses
-        import inspect
-
-        params = inspect.signature(contingency.fisher_exact_rxc).parameters
-        kwargs = {}
-        for name in ("seed", "mc_seed", "random_state"):
-            if name in params:
-                kwargs[name] = seed
-                break
-        for name in ("time_budget", "time_budget_s", "timeout", "max_seconds"):
-            if name in params:
-                kwargs[name] = fisher_time_budget
-                break
-        return contingency.fisher_exact_rxc(table, **kwargs)
+        return contingency.fisher_exact_rxc(table, seed=seed, time_budget=fisher_time_budget)
     if test == "linear_by_linear":
         return contingency.linear_by_linear(table)
     names = [str(g) for g in group_levels]
@@ -374,8 +361,9 @@ def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
         "posthoc": out.posthoc is not None,
     }
     # The same columns on every run: NaN where a fact does not apply (e.g. no Monte Carlo).
-    for key in ("mc_draws", "mc_seed", "mc_se", "time_budget_s"):
+    for key in ("mc_draws", "mc_seed", "mc_se"):
         row[key] = details.get(key, math.nan)
+    row["fallback_reason"] = details.get("fallback_reason", "")
     row["min_expected"] = float(choice.details.get("min_expected", math.nan))
     return row
 
@@ -546,7 +534,7 @@ def _software_versions() -> dict:
 
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
-                 fisher_time_budget: float = 10.0, n_boot: int = 2000,
+                 fisher_time_budget: float = 30.0, n_boot: int = 2000,
                  progress=None) -> Table1Result:
     """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
     post hoc comparisons and multinomial odds ratios.
@@ -570,9 +558,11 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         the last group level).
     seed : int, default 0
         Seed of every random procedure (Monte Carlo Fisher fallback, bootstrap CIs).
-    fisher_time_budget : float, default 10.0
-        Seconds allowed for each exact Fisher–Freeman–Halton test before the seeded Monte
-        Carlo estimate is used (reported in the footnote with draws, seed and SE).
+    fisher_time_budget : float, default 30.0
+        Safety net in seconds for each exact Fisher–Freeman–Halton test.  The exact-or-Monte-
+        Carlo decision is normally made by the deterministic work budget of
+        :func:`analysis.contingency.fisher_exact_rxc` (the same on every machine and run);
+        a fallback is reported in the footnote with draws, seed and SE.
     n_boot : int, default 2000
         Bootstrap resamples for the ε² (and Welch η²) confidence intervals.
     progress : callable, optional
@@ -739,9 +729,10 @@ def build_parser(add_help: bool = True):
                      help="seed of Monte Carlo and bootstrap procedures (default: 0)")
     ana.add_argument("--n-boot", type=int, default=2000,
                      help="bootstrap resamples for effect-size CIs (default: 2000)")
-    ana.add_argument("--fisher-time-budget", type=float, default=10.0, metavar="SECONDS",
-                     help="seconds per exact Fisher test before the seeded Monte Carlo "
-                          "fallback (default: 10)")
+    ana.add_argument("--fisher-time-budget", type=float, default=30.0, metavar="SECONDS",
+                     help="safety net: seconds per exact Fisher test before the seeded Monte "
+                          "Carlo fallback; a deterministic work budget normally decides first "
+                          "(default: 30)")
     ana.add_argument("--no-posthoc", action="store_true", help="skip pairwise post hoc tests")
     ana.add_argument("--no-regression", action="store_true",
                      help="skip the multinomial odds-ratio table")

@@ -22,7 +22,8 @@ continuous
     summary ``'median_iqr'``.  No "n >= 30, central limit theorem" exemption is made:
     the summary shown in Table 1 (mean ± SD versus median [IQR]) must describe the
     distribution, and for skewed data the median is the honest summary whatever n is.
-    Groups larger than 5000 are not tested (Shapiro–Wilk limit) and count as normal.
+    Groups larger than 5000 are tested on 5000 evenly spaced order statistics (see
+    :func:`analysis.location.normality_check`).
 ordinal
     Kruskal–Wallis on the level scores (levels are ordered, groups are not); summary
     ``'n_percent'``.  ``trend=True`` (schema ``test: trend``) gives the linear-by-linear

@@ -113,8 +113,10 @@ def test_degenerate_data_gives_nan_with_reason_not_a_crash():
     r = anova_oneway([[1.0, 2.0], [], []])
     assert np.isnan(r.p_value) and r.details["empty_groups"] == ["1", "2"]
     frame = normality_check([[1.0, 2.0], np.arange(6000.0), [3.0, 3.0, 3.0]])
-    assert frame["normal"].isna().all()
-    assert "< 3" in frame.loc[0, "reason"] and "> 5000" in frame.loc[1, "reason"]
+    assert frame.loc[[0, 2], "normal"].isna().all()
+    assert "< 3" in frame.loc[0, "reason"] and "identical" in frame.loc[2, "reason"]
+    # n > 5000 is tested on evenly spaced order statistics (a uniform sample is not normal)
+    assert "> 5000" in frame.loc[1, "reason"] and frame.loc[1, "normal"] == False  # noqa: E712
 
 
 def test_empty_group_is_ignored_but_named():
@@ -128,3 +130,16 @@ def test_empty_group_is_ignored_but_named():
 def test_non_numeric_value_is_a_clear_error():
     with pytest.raises(CohortError, match="non-numeric value 'abc'"):
         anova_oneway([[1.0, "abc"], [2.0, 3.0]])
+
+
+def test_normality_check_beyond_5000_uses_order_statistics_and_still_sees_skew():
+    rng = np.random.default_rng(0)
+    skewed = rng.lognormal(size=20_000)
+    normal = rng.normal(size=20_000)
+    out = normality_check([skewed, normal], names=["skewed", "normal"])
+    assert out["reason"].str.contains("evenly spaced order statistics").all()
+    assert out.loc[0, "normal"] is False or out.loc[0, "normal"] == False  # noqa: E712
+    assert bool(out.loc[1, "normal"]) is True
+    # deterministic: no random subsample
+    again = normality_check([skewed, normal], names=["skewed", "normal"])
+    pd.testing.assert_frame_equal(out, again)

@@ -145,8 +145,40 @@ def _row_numbers(df: pd.DataFrame) -> list:
     return list(range(2, len(df) + 2))  # position 0 is spreadsheet row 2 (header = row 1)
 
 
-def _is_missing(value, codes: set, level_keys: set | None = None) -> bool:
-    key = normalize_value(value)
+class _Normalizer:
+    """``normalize_value`` memoised per distinct cell value (type and value), for speed on
+    large tables whose columns repeat a few levels; unhashable values are not cached."""
+
+    def __init__(self):
+        self.cache: dict = {}
+
+    def __call__(self, value):
+        try:
+            key = (type(value), value)
+            hit = self.cache.get(key, _MISS)
+        except TypeError:
+            return normalize_value(value)
+        if hit is _MISS:
+            hit = self.cache[key] = normalize_value(value)
+        return hit
+
+
+_MISS = object()
+
+
+def _numeric_codes(codes: set) -> set:
+    """The missing codes that are numbers (as floats), e.g. {-99.0} from '-99'."""
+    out = set()
+    for c in codes:
+        try:
+            out.add(float(c))
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def _is_missing(value, codes: set, level_keys: set | None = None, norm=normalize_value) -> bool:
+    key = norm(value)
     if key is None:
         return True
     if level_keys is not None and key in level_keys:
@@ -235,12 +267,13 @@ def validate_cohort(df: pd.DataFrame, schema: Schema, source=None) -> Cohort:
         gkeys = {normalize_value(g): g for g in schema.group_levels}
         codes = {normalize_value(c) for c in schema.missing_codes_for(gcol)}
         groups = []
+        norm, gset = _Normalizer(), set(gkeys)
         for row, value in work[gcol].items():
-            if _is_missing(value, codes, set(gkeys)):
+            if _is_missing(value, codes, gset, norm):
                 groups.append(np.nan)
                 excluded_rows.append((row, gcol, "missing group"))
                 continue
-            key = normalize_value(value)
+            key = norm(value)
             if key in gkeys:
                 groups.append(gkeys[key])
             else:
@@ -273,7 +306,8 @@ def validate_cohort(df: pd.DataFrame, schema: Schema, source=None) -> Cohort:
     hcol = schema.hospital_column
     if hcol and hcol in present:
         codes = {normalize_value(c) for c in schema.missing_codes}
-        values = [np.nan if _is_missing(v, codes) else " ".join(str(v).split()) for v in work[hcol]]
+        norm = _Normalizer()
+        values = [np.nan if _is_missing(v, codes, None, norm) else " ".join(str(v).split()) for v in work[hcol]]
         levels = sorted({v for v in values if isinstance(v, str)})
         out[hcol] = pd.Series(pd.Categorical(values, categories=levels), index=work.index)
         if any(not isinstance(v, str) for v in values):
@@ -372,9 +406,21 @@ def _role(schema: Schema, col: str) -> str:
 
 def _continuous(values: pd.Series, var: Variable, schema: Schema, problem) -> pd.Series:
     codes = {normalize_value(c) for c in schema.missing_codes_for(var.name)}
+    num_codes = _numeric_codes(codes)
+    low = var.min if var.min is not None else -math.inf
+    high = var.max if var.max is not None else math.inf
     unit = f" {var.unit}" if var.unit else ""
     result = []
     for row, value in values.items():
+        if type(value) is float or type(value) is np.float64 or type(value) is int:
+            # fast path (same outcome as the general one below): NaN and numeric missing
+            # codes are missing, finite in-range numbers are kept
+            if value != value or value in num_codes:
+                result.append(np.nan)
+                continue
+            if low <= value <= high and math.isfinite(value):
+                result.append(float(value))
+                continue
         if _is_missing(value, codes):
             result.append(np.nan)
             continue
@@ -393,8 +439,6 @@ def _continuous(values: pd.Series, var: Variable, schema: Schema, problem) -> pd
             problem(row, var.name, f"expected a number{f' ({var.unit})' if var.unit else ''}, got {_fmt(value)}{hint}")
             result.append(np.nan)
             continue
-        low = var.min if var.min is not None else -math.inf
-        high = var.max if var.max is not None else math.inf
         if not low <= number <= high:
             rng = f"{_fmt(var.min) if var.min is not None else '-inf'}..{_fmt(var.max) if var.max is not None else 'inf'}"
             problem(row, var.name, f"value {_fmt(number)}{unit} is outside the allowed range {rng}{unit}")
@@ -408,12 +452,14 @@ def _categorical(values: pd.Series, var: Variable, schema: Schema, problem) -> p
     level_of = {normalize_value(lv): lv for lv in var.levels}
     codes = {normalize_value(c) for c in schema.missing_codes_for(var.name)}
     shown = ", ".join(map(str, var.levels))
+    level_keys = set(level_of)
+    norm = _Normalizer()
     result = []
     for row, value in values.items():
-        if _is_missing(value, codes, set(level_of)):
+        if _is_missing(value, codes, level_keys, norm):
             result.append(np.nan)
             continue
-        key = normalize_value(value)
+        key = norm(value)
         if key in level_of:
             result.append(level_of[key])
         else:

@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
     p.add_argument("--steps", type=int, default=20, help="timed training steps per setting (default: 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds (default: 4)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--n-images", type=int, default=None, help="use only the first N BUSI images (default: all)")
     p.add_argument("--data-root", default=None, help="BUSI folder (default: $LYMPH_SHARED_DATA/busi)")
@@ -94,6 +96,21 @@ def _timed(step_fn, steps: int, warmup: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def _interleaved(step_fns: dict, steps: int, warmup: int, rounds: int) -> dict:
+    """Seconds per step of each setting: the median over ``rounds`` rounds, each round timing
+    every setting in turn for ``steps // rounds`` steps, so that a slow spell of the machine
+    hits all settings alike instead of whichever happened to run then."""
+    for fn in step_fns.values():
+        for _ in range(warmup):
+            fn()
+    per = max(1, steps // rounds)
+    times = {k: [] for k in step_fns}
+    for _ in range(rounds):
+        for k, fn in step_fns.items():
+            times[k].append(_timed(fn, per, 0))
+    return {k: float(statistics.median(v)) for k, v in times.items()}
+
+
 def naive(df, busi_root: Path, args) -> float:
     """(a) ImageFolder + v1 transforms per item, DataLoader(num_workers=0), fp32."""
     tmp = tempfile.TemporaryDirectory(prefix="busi_tree_")
@@ -120,10 +137,8 @@ def naive(df, busi_root: Path, args) -> float:
             it = iter(loader)
             x, y = next(it)
         _step(model, opt, x, y, bf16=False)
-    try:
-        return _timed(step, args.steps, args.warmup)
-    finally:
-        tmp.cleanup()
+    step.tmp = tmp  # keeps the symlink tree alive while the step is used
+    return step
 
 
 def ours(ds: MultimodalDataset, args) -> float:
@@ -143,7 +158,7 @@ def ours(ds: MultimodalDataset, args) -> float:
         batch = ds.batch(idx)
         x = transform(batch["images"]["2d"]).contiguous(memory_format=torch.channels_last)
         _step(model, opt, x, batch["label"], bf16=True)
-    return _timed(step, args.steps, args.warmup)
+    return step
 
 
 def model_only(args, bf16: bool) -> float:
@@ -155,7 +170,7 @@ def model_only(args, bf16: bool) -> float:
     if bf16:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 3, (args.batch_size,), generator=g)
-    return _timed(lambda: _step(model, opt, x, y, bf16=bf16), args.steps, args.warmup)
+    return lambda: _step(model, opt, x, y, bf16=bf16)
 
 
 def augmentation_ms(ds: MultimodalDataset, args) -> dict:
@@ -170,7 +185,7 @@ def augmentation_ms(ds: MultimodalDataset, args) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.steps, args.warmup, args.n_images = 2, 1, args.n_images or 64
+        args.steps, args.warmup, args.rounds, args.n_images = 2, 1, 1, args.n_images or 64
     torch.set_num_threads(args.threads)
     busi_root = resolve_data_root(args.data_root, "busi")
     import warnings
@@ -189,8 +204,10 @@ def main(argv=None) -> int:
     ds = MultimodalDataset(df, schema, root=busi_root, size=args.size, channels={"2d": 3}, progress=True)
     decode_s = time.perf_counter() - t0
 
-    res = {"naive_fp32": naive(df, busi_root, args), "ours_bf16": ours(ds, args),
+    fns = {"naive_fp32": naive(df, busi_root, args), "ours_bf16": ours(ds, args),
            "model_fp32": model_only(args, bf16=False), "model_bf16": model_only(args, bf16=True)}
+    res = _interleaved(fns, args.steps, args.warmup, args.rounds)
+    fns["naive_fp32"].tmp.cleanup()
     aug = augmentation_ms(ds, args)
     ips = {k: args.batch_size / v for k, v in res.items()}
     eff_ours = res["model_bf16"] / res["ours_bf16"]
@@ -200,8 +217,8 @@ def main(argv=None) -> int:
     cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + list(argv or sys.argv[1:]))
     lines = [
         f"Training throughput, ResNet18 (3 classes), {args.size} px, batch {args.batch_size}, "
-        f"{len(df)} BUSI images, torch threads {args.threads}, {args.steps} timed steps "
-        f"(+{args.warmup} warm-up)" + (" -- QUICK SMOKE RUN, numbers not meaningful" if args.quick else ""),
+        f"{len(df)} BUSI images, torch threads {args.threads}, {args.steps} timed steps per setting "
+        f"in {args.rounds} interleaved rounds, median of round means (+{args.warmup} warm-up)" + (" -- QUICK SMOKE RUN, numbers not meaningful" if args.quick else ""),
         "",
         "| setting | ms / step | images/s | pipeline efficiency |",
         "|---|---:|---:|---:|",

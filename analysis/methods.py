@@ -143,6 +143,13 @@ def methods_text(result) -> str:
         parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
                      f"MNLogit) estimated odds ratios with 95% Wald confidence intervals for each "
                      f"group against {result.reference_group}.")
+        chosen = settings.get("predictors")
+        if chosen:
+            labels = dict(zip(stats["variable"], stats["label"])) if "label" in stats else {}
+            parts.append("The multivariable model included " + _join([labels.get(v, v) for v in chosen])
+                         + "; every variable had its own univariable model.")
+        else:
+            parts.append("The multivariable model included every variable of the table.")
         reg = result.regression
         if "fit" in reg and (reg["fit"].astype(str) == "l2_penalized").any():
             models = _join(sorted(set(reg.loc[reg["fit"].astype(str) == "l2_penalized", "model"].astype(str))))

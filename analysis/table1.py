@@ -441,11 +441,12 @@ def _test_key(o) -> str:
     return o.result.test if not math.isnan(o.result.p_value) else "not_tested"
 
 
-def _regression(cohort, data: pd.DataFrame, reference: str):
+def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
     """Tidy multinomial OR frame and a note (empty frame + reason when not computed).
 
-    Every schema variable is a predictor (univariable models, then one multivariable
-    model on complete cases); ordinal variables enter as scores.
+    Every schema variable gets a univariable model; the multivariable model (complete cases)
+    uses ``multivariable`` (default: every schema variable).  Ordinal variables enter as
+    scores.
     """
     import warnings
 
@@ -456,11 +457,20 @@ def _regression(cohort, data: pd.DataFrame, reference: str):
     predictors = [v.name for v in schema.variables]
     types = {v.name: v.type for v in schema.variables}
     levels = {v.name: list(v.levels) for v in schema.variables if v.levels is not None}
+    chosen = predictors if multivariable is None else list(multivariable)
+    common = dict(levels=levels, outcome_levels=[str(g) for g in schema.group_levels])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeparationWarning)
-        frame = reg.multinomial_or_table(data, schema.group_column, predictors, reference, types,
-                                         levels=levels,
-                                         outcome_levels=[str(g) for g in schema.group_levels])
+        if multivariable is None:
+            frame = reg.multinomial_or_table(data, schema.group_column, predictors, reference, types,
+                                             **common)
+        else:
+            frame = pd.concat([
+                reg.multinomial_or_table(data, schema.group_column, predictors, reference, types,
+                                         models=("univariable",), **common),
+                reg.multinomial_or_table(data, schema.group_column, chosen, reference, types,
+                                         models=("multivariable",), **common),
+            ], ignore_index=True)
     note = "; ".join(dict.fromkeys(str(w.message) for w in caught
                                    if issubclass(w.category, SeparationWarning)))
     return frame.reset_index(drop=True), note
@@ -535,7 +545,7 @@ def _software_versions() -> dict:
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
                  fisher_time_budget: float = 30.0, n_boot: int = 2000,
-                 progress=None) -> Table1Result:
+                 predictors=None, progress=None) -> Table1Result:
     """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
     post hoc comparisons and multinomial odds ratios.
 
@@ -565,6 +575,10 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         a fallback is reported in the footnote with draws, seed and SE.
     n_boot : int, default 2000
         Bootstrap resamples for the ε² (and Welch η²) confidence intervals.
+    predictors : sequence of str, optional
+        Variables of the multivariable multinomial model (default: every schema variable).
+        Univariable models are fitted for every variable either way.  Choose them a priori
+        (clinical knowledge, events per variable), not from this table's p-values.
     progress : callable, optional
         Wraps the iterable of variables (e.g. ``tqdm``); the library itself never prints.
 
@@ -609,6 +623,13 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         raise CohortError(f"reference group '{reference}' is not a group level (expected: "
                           f"{', '.join(group_levels)}{did_you_mean(reference, group_levels)})",
                           column=gcol)
+    if predictors is not None:
+        names = [v.name for v in schema.variables]
+        unknown = [v for v in predictors if v not in names]
+        if unknown or not predictors:
+            bad = unknown[0] if unknown else ""
+            raise CohortError(f"multivariable predictor '{bad}' is not a schema variable"
+                              f"{did_you_mean(bad, names)}", column=bad or None)
     reference = str(reference)
     data = cohort.data
     data = data.loc[data[gcol].notna()]
@@ -662,7 +683,7 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         reg_note = "multinomial regression not requested (--no-regression)"
     else:
         try:
-            reg_frame, reg_note = _regression(cohort, data, reference)
+            reg_frame, reg_note = _regression(cohort, data, reference, predictors)
         except (ValueError, np.linalg.LinAlgError) as exc:  # CohortError is a ValueError
             reg_frame, reg_note = pd.DataFrame(), f"model could not be fitted ({exc})"
     odds_display = _odds_display(reg_frame, variables, reference)
@@ -670,7 +691,8 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     settings = {"alpha": float(alpha), "seed": int(seed), "posthoc": bool(posthoc),
                 "regression": bool(regression), "overall": bool(overall),
                 "fisher_time_budget": float(fisher_time_budget), "n_boot": int(n_boot),
-                "reference": reference}
+                "reference": reference,
+                "predictors": None if predictors is None else [str(v) for v in predictors]}
     result = Table1Result(
         display=display, stats=stats, decisions={o.var.name: o.choice for o in outcomes},
         posthoc=posthoc_frame, regression=reg_frame, exclusions=exclusions, methods_text="",
@@ -736,6 +758,9 @@ def build_parser(add_help: bool = True):
     ana.add_argument("--no-posthoc", action="store_true", help="skip pairwise post hoc tests")
     ana.add_argument("--no-regression", action="store_true",
                      help="skip the multinomial odds-ratio table")
+    ana.add_argument("--predictors", nargs="+", metavar="VAR", default=None,
+                     help="variables of the multivariable model (default: every schema variable; "
+                          "univariable models are fitted for every variable either way)")
     ana.add_argument("--no-overall", action="store_true", help="omit the Overall column")
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", default="reports",
@@ -797,7 +822,8 @@ def _run(args) -> int:
     result = build_table1(cohort, overall=not args.no_overall, alpha=args.alpha,
                           posthoc=not args.no_posthoc, regression=not args.no_regression,
                           reference=args.reference, seed=args.seed, n_boot=args.n_boot,
-                          fisher_time_budget=args.fisher_time_budget, progress=progress)
+                          fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
+                          progress=progress)
     try:
         paths = write_all(result, Path(args.out))
     except OSError as exc:

@@ -201,3 +201,20 @@ def test_variable_without_variation_in_one_group_is_reported_not_dropped():
     assert "not computed" in row["reason"]
     assert "Not tested" in " ".join(res.test_markers.values())
     assert len(res.stats) == len(cohort.schema.variables)
+
+
+def test_multivariable_predictors_are_chosen_and_named_in_methods(cohort):
+    res = build_table1(cohort, n_boot=N_BOOT, posthoc=False,
+                       predictors=["age", "hilum", "elasticity_score"])
+    multi = res.regression[res.regression["model"] == "multivariable"]
+    uni = res.regression[res.regression["model"] == "univariable"]
+    assert set(multi["variable"]) == {"age", "hilum", "elasticity_score"}
+    assert set(uni["variable"]) == {v.name for v in cohort.schema.variables}
+    assert "The multivariable model included Age" in res.methods_text
+
+
+def test_unknown_multivariable_predictor_is_one_clear_error(cohort):
+    from analysis.errors import CohortError
+
+    with pytest.raises(CohortError, match="did you mean 'hilum'"):
+        build_table1(cohort, n_boot=N_BOOT, predictors=["age", "hilun"])

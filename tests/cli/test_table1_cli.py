@@ -88,6 +88,7 @@ def test_group_without_schema_infers_types_and_write_schema(demo_xlsx, tmp_path,
     ("write_schema_without_group", "--write-schema needs --group"),
     ("bad_level", "row "),
     ("schema_typo", "did you mean"),
+    ("bad_predictor", "did you mean 'hilum'"),
 ])
 def test_bad_input_exit_2_one_line(case, expected, demo_xlsx, tmp_path, capsys):
     args = [demo_xlsx, "--out", tmp_path / "o", *FAST]
@@ -112,6 +113,8 @@ def test_bad_input_exit_2_one_line(case, expected, demo_xlsx, tmp_path, capsys):
         text = (demo_xlsx.parent / "cohort_schema.yaml").read_text(encoding="utf-8")
         bad.write_text(text.replace("id_column:", "id_colum:", 1), encoding="utf-8")
         args += ["--schema", bad]
+    elif case == "bad_predictor":
+        args += ["--predictors", "age", "hilun"]
     code, out, err = _run(args, capsys)
     assert code == 2
     lines = err.strip().splitlines()

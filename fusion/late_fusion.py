@@ -1,0 +1,375 @@
+"""Late fusion: a stacked logistic regression over the single-modality predictions (+ clinical data).
+
+The published study trained one CNN per modality and compared them; it never combined them.
+This module combines them *after* training (late fusion, stacked generalization, Wolpert
+1992): the out-of-fold class probabilities of each modality's CNN become the inputs of a
+small second-level model, a multinomial L2 logistic regression.
+
+Three second-level variants are fitted, each written in the prediction-file format of
+:mod:`fusion.evaluate` with ``model = 'late_fusion'``:
+
+``fusion_images``
+    log-probabilities of every (backbone, modality) first-level model.
+``fusion_images_clinical``
+    the same plus the clinical variables of the schema.
+``clinical_only``
+    the clinical variables alone (the baseline a fusion has to beat).
+
+What is fitted where
+--------------------
+The second level re-uses the **same patient-level folds** as the first level
+(:class:`fusion.splits.Split` objects from :func:`fusion.train.make_splits`).  For outer fold
+``k``:
+
+1. Training patients = the fold's ``train_idx`` and ``val_idx`` patients; test patients =
+   its ``test_idx`` patients.  Each patient's first-level features are its own out-of-fold
+   probabilities (from the CNN of the fold in which it was a test patient).
+2. Everything estimated from data is estimated on the training patients only: the class
+   prior used to fill a missing modality, the mean / SD used to standardise continuous and
+   ordinal clinical variables, the mean / mode used to impute missing clinical values, and
+   the L2 strength ``C``.
+3. ``C`` is chosen from :data:`C_GRID` by an inner stratified k-fold (``min(3, smallest
+   class)`` folds, seeded) over those training patients, minimising the mean log loss; the
+   model is then refitted on all training patients with that ``C`` and applied to the
+   fold's test patients.
+
+Features.  For every first-level model: ``log(max(p_c, 1e-6))`` for each class, and a 0/1
+indicator "modality missing".  A patient without that modality's image gets the training
+patients' class-prior log-probabilities plus indicator 1.  Clinical variables (schema types):
+continuous and ordinal (level scores ``0..L-1``) are imputed with the training mean and
+standardised with training mean / SD; categorical and binary are imputed with the training
+mode and one-hot coded against the first schema level; every variable that has a missing
+value anywhere in the table (a label-free fact) gets a missing indicator.
+
+Why it does not leak
+--------------------
+A test patient's fusion prediction comes from a second-level model fitted without that
+patient's label or features (steps 1-3 never touch ``test_idx``), and its inputs are
+produced by a CNN that never saw it.  One indirect dependence remains and is inherent to
+stacking with shared folds: the out-of-fold probabilities of the *training* patients of
+fold ``k`` come from CNNs of other folds, which were trained with fold ``k``'s patients.
+Removing it requires nested first-level training (``K x (K-1)`` CNN fits per modality);
+this module does not do that.  The test in ``tests/fusion/test_late_fusion.py`` checks the
+direct part: changing only a patient's own label leaves its fusion prediction unchanged.
+
+Design for hospitals.  With leave-one-hospital-out splits (``Split.kind == 'hospital'``)
+the same procedure runs with ``split = 'external'``: the second level for a hospital is
+fitted on the other hospitals' patients.  A single held-out set (``'holdout'`` splits) is not
+supported (:class:`~analysis.errors.ConfigError`).
+
+References
+----------
+Wolpert DH. Stacked generalization. Neural Networks. 1992;5(2):241-259.
+doi:10.1016/S0893-6080(05)80023-1
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import CohortError, ConfigError
+
+__all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "LateFusionResult", "late_fusion_predictions",
+           "fusion_comparison"]
+
+#: ``model`` value of every fusion row.
+FUSION_MODEL = "late_fusion"
+#: ``modality`` values of the fusion rows, in output order.
+FUSION_VARIANTS = ("fusion_images", "fusion_images_clinical", "clinical_only")
+#: Inverse L2 strengths searched by the inner cross-validation.
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+_EPS = 1e-6
+MODEL_COLUMNS = ["fold", "split", "modality", "c", "n_train", "n_test", "n_features", "inner_folds", "reason"]
+
+
+@dataclass(frozen=True)
+class LateFusionResult:
+    """Output of :func:`late_fusion_predictions`.
+
+    Attributes
+    ----------
+    predictions : pandas.DataFrame
+        Prediction rows ``patient_id, fold, split, y_true, model, modality, p_<class>...``
+        (``model == 'late_fusion'``), one per test patient x variant.
+    models : pandas.DataFrame
+        One row per fold x variant: ``fold, split, modality, c`` (the chosen ``C``),
+        ``n_train, n_test, n_features, inner_folds, reason`` (why ``C`` was not tuned, else '').
+    """
+
+    predictions: pd.DataFrame
+    models: pd.DataFrame
+
+
+# ----------------------------------------------------------------------------- features
+def _patient_probabilities(oof: pd.DataFrame, classes, split_name: str) -> dict:
+    """(model, modality) -> DataFrame of mean p_<class> per patient (index patient_id)."""
+    pcols = [f"p_{c}" for c in classes]
+    sub = oof[(oof["split"] == split_name) & (oof["model"] != FUSION_MODEL)]
+    blocks = {}
+    for key, g in sub.groupby(["model", "modality"], sort=True):
+        blocks[key] = g.groupby(g["patient_id"].astype(str), sort=False)[pcols].mean()
+    return blocks
+
+
+def _image_features(blocks: dict, patients: np.ndarray, train_mask: np.ndarray, y: np.ndarray,
+                    n_classes: int) -> np.ndarray:
+    """Log-probabilities (missing: training class prior) + a missing indicator per block."""
+    counts = np.bincount(y[train_mask], minlength=n_classes).astype(float)
+    prior = np.log(np.maximum((counts + 1.0) / (counts.sum() + n_classes), _EPS))
+    cols = []
+    for key in sorted(blocks):
+        p = blocks[key].reindex(patients).to_numpy(dtype=float)
+        missing = np.isnan(p).any(axis=1)
+        logp = np.log(np.clip(np.where(np.isnan(p), 1.0, p), _EPS, None))
+        logp[missing] = prior
+        cols.extend([logp, missing[:, None].astype(float)])
+    return np.hstack(cols) if cols else np.zeros((len(patients), 0))
+
+
+def _clinical_features(clinical: pd.DataFrame, types: dict, train_mask: np.ndarray) -> np.ndarray:
+    """Clinical design matrix with statistics from the training rows only (see module docs)."""
+    cols = []
+    for name, (kind, levels) in types.items():
+        s = clinical[name]
+        miss = s.isna().to_numpy()
+        if kind in ("continuous", "ordinal"):
+            if kind == "ordinal":
+                order = {lv: i for i, lv in enumerate(levels)}
+                x = s.astype(object).map(lambda v: order.get(v, np.nan)).to_numpy(dtype=float)
+            else:
+                x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+            miss = np.isnan(x)
+            tr = x[train_mask & ~miss]
+            mean = float(tr.mean()) if tr.size else 0.0
+            sd = float(tr.std()) if tr.size > 1 else 0.0
+            x = np.where(miss, mean, x)
+            cols.append(((x - mean) / (sd if sd > 0 else 1.0))[:, None])
+        else:
+            values = s.astype(object).to_numpy()
+            tr = pd.Series(values[train_mask & ~miss])
+            mode = tr.value_counts().index[0] if len(tr) else levels[0]
+            values = np.where(miss, mode, values)
+            for lv in levels[1:]:
+                cols.append((values == lv).astype(float)[:, None])
+        if clinical[name].isna().any():
+            cols.append(miss.astype(float)[:, None])
+    return np.hstack(cols) if cols else np.zeros((len(clinical), 0))
+
+
+def _variable_types(clinical: pd.DataFrame, schema) -> dict:
+    """name -> (type, levels) from the schema, or inferred from the dtypes without one."""
+    out = {}
+    for name in clinical.columns:
+        var = None
+        if schema is not None:
+            try:
+                var = schema.variable(name)
+            except (KeyError, CohortError, ValueError):
+                var = None
+        if var is not None:
+            levels = tuple(var.levels) if var.levels else None
+            kind = var.type
+        elif pd.api.types.is_numeric_dtype(clinical[name]) and not isinstance(clinical[name].dtype,
+                                                                              pd.CategoricalDtype):
+            kind, levels = "continuous", None
+        else:
+            s = clinical[name]
+            levels = (tuple(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype)
+                      else tuple(sorted(s.dropna().astype(str).unique())))
+            kind = "categorical"
+        if kind != "continuous" and not levels:
+            continue
+        out[str(name)] = (kind, levels)
+    return out
+
+
+# ----------------------------------------------------------------------------- second-level model
+def _fit_predict(X_train, y_train, X_test, n_classes: int, seed: int):
+    """Inner-CV choice of C, refit on all training rows, predict; returns (proba, C, inner_folds, reason)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    present = np.unique(y_train)
+    counts = np.bincount(y_train, minlength=n_classes)
+    n_inner = int(min(3, counts[present].min()))
+    reason = ""
+    chosen = 1.0
+    if len(present) < 2:
+        proba = np.zeros((len(X_test), n_classes))
+        proba[:, present[0]] = 1.0
+        return proba, math.nan, 0, "one class among the training patients: its prediction is that class"
+    if n_inner >= 2:
+        inner = StratifiedKFold(n_splits=n_inner, shuffle=True, random_state=seed)
+        losses = np.zeros(len(C_GRID))
+        for tr, va in inner.split(X_train, y_train):
+            for i, c in enumerate(C_GRID):
+                m = LogisticRegression(C=c, max_iter=2000).fit(X_train[tr], y_train[tr])
+                p = _full_proba(m, X_train[va], n_classes)
+                losses[i] += log_loss(y_train[va], p, labels=list(range(n_classes)))
+        chosen = float(C_GRID[int(np.argmin(losses))])
+    else:
+        n_inner = 0
+        reason = "a class has fewer than 2 training patients: C = 1 without tuning"
+    model = LogisticRegression(C=chosen, max_iter=2000).fit(X_train, y_train)
+    return _full_proba(model, X_test, n_classes), chosen, n_inner, reason
+
+
+def _full_proba(model, X, n_classes: int) -> np.ndarray:
+    """predict_proba with a column for every class (0 for classes absent from training)."""
+    out = np.zeros((len(X), n_classes))
+    out[:, model.classes_] = model.predict_proba(X)
+    return out
+
+
+def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, labels, clinical=None,
+                            schema=None, seed: int = 0, variants=FUSION_VARIANTS) -> LateFusionResult:
+    """Stacked (late) fusion predictions for every outer fold's test patients.
+
+    Parameters
+    ----------
+    oof : pandas.DataFrame
+        Out-of-fold first-level predictions (``fusion.train``'s ``oof_predictions.csv``):
+        ``patient_id, split, model, modality, p_<class>...``.  Rows with split ``'test'``
+        (k-fold) or ``'external'`` (hospital splits) are used; existing ``late_fusion`` rows
+        are ignored.  Not modified.
+    classes : list of str
+        Class names, in ``p_<class>`` order.
+    splits : list of fusion.splits.Split
+        The first level's folds (positions into ``patient_ids``); the same folds are used here.
+    patient_ids : array-like
+        Patient id of each dataset row (positions of ``splits``).
+    labels : array-like
+        Class of each dataset row: an index into ``classes`` or a class name.
+    clinical : pandas.DataFrame, optional
+        One row per dataset row (``MultimodalDataset.clinical``); None: only
+        ``fusion_images`` is produced.
+    schema : analysis.schema.Schema, optional
+        Variable types and level orders of ``clinical`` (inferred from dtypes without one).
+    seed : int
+        Seed of the inner cross-validation (fold ``k`` uses ``seed + k``).
+    variants : sequence of str
+        Subset of :data:`FUSION_VARIANTS`.
+
+    Returns
+    -------
+    LateFusionResult
+        ``predictions`` in the prediction-file format (``model = 'late_fusion'``,
+        ``modality`` = variant) and ``models`` (chosen ``C`` per fold x variant).
+
+    Raises
+    ------
+    ConfigError
+        Unknown variant, ``'holdout'`` splits, a patient in the test set of two folds.
+    CohortError
+        A label that is not one of ``classes``.
+
+    Notes
+    -----
+    Method, what is fitted on which patients and the remaining indirect dependence are
+    described in the module docstring.  Reference: Wolpert DH. Stacked generalization.
+    Neural Networks 1992;5:241-259. doi:10.1016/S0893-6080(05)80023-1.  The logistic
+    regression is scikit-learn's ``LogisticRegression`` (lbfgs, multinomial, L2).
+    """
+    classes = [str(c) for c in classes]
+    variants = tuple(variants)
+    for v in variants:
+        if v not in FUSION_VARIANTS:
+            from analysis.errors import did_you_mean
+
+            raise ConfigError(f"unknown late-fusion variant {v!r} (expected: {', '.join(FUSION_VARIANTS)})"
+                              f"{did_you_mean(v, FUSION_VARIANTS)}")
+    if clinical is None:
+        variants = tuple(v for v in variants if v == "fusion_images")
+    kinds = {s.kind for s in splits}
+    if "holdout" in kinds:
+        raise ConfigError("late fusion on a single held-out test set is not supported yet "
+                          "(use k-fold cross-validation or --external-hospital)")
+    split_name = "external" if kinds == {"hospital"} else "test"
+
+    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype(str).to_numpy()
+    lab = np.asarray(labels)
+    if lab.dtype.kind in "iu":
+        codes_rows = lab.astype(int)
+    else:
+        index = {c: i for i, c in enumerate(classes)}
+        bad = [v for v in lab.astype(str) if v not in index]
+        if bad:
+            raise CohortError(f"label {bad[0]!r} is not one of the classes ({', '.join(classes)})")
+        codes_rows = np.array([index[v] for v in lab.astype(str)])
+    # one entry per patient (first row), in first-appearance order
+    patients, first = np.unique(ids, return_index=True)
+    order = np.argsort(first)
+    patients, first = patients[order], first[order]
+    pos = {p: i for i, p in enumerate(patients)}
+    y = codes_rows[first]
+    n_classes = len(classes)
+
+    blocks = _patient_probabilities(oof, classes, split_name)
+    clin = None
+    if clinical is not None and ("fusion_images_clinical" in variants or "clinical_only" in variants):
+        frame = clinical.reset_index(drop=True).iloc[first].reset_index(drop=True)
+        types = _variable_types(frame, schema)
+        clin = (frame, types)
+
+    test_of = {}
+    for s in splits:
+        for p in np.unique(ids[s.test_idx]):
+            if p in test_of:
+                raise ConfigError(f"patient {p!r} is a test patient of folds {test_of[p]} and {s.fold}")
+            test_of[p] = s.fold
+
+    pred_rows, model_rows = [], []
+    for s in splits:
+        train_p = np.unique(ids[np.concatenate([s.train_idx, s.val_idx]).astype(np.int64)])
+        test_p = np.unique(ids[s.test_idx])
+        train_mask = np.zeros(len(patients), bool)
+        train_mask[[pos[p] for p in train_p]] = True
+        test_pos = np.array([pos[p] for p in test_p], dtype=np.int64)
+        img = _image_features(blocks, patients, train_mask, y, n_classes) if blocks else None
+        cx = _clinical_features(clin[0], clin[1], train_mask) if clin is not None else None
+        for v in variants:
+            parts = {"fusion_images": [img], "fusion_images_clinical": [img, cx], "clinical_only": [cx]}[v]
+            if any(p is None for p in parts):
+                continue
+            X = np.hstack(parts)
+            if len(test_pos) == 0:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                proba, c, n_inner, reason = _fit_predict(X[train_mask], y[train_mask], X[test_pos], n_classes,
+                                                         seed + s.fold)
+            out = pd.DataFrame({"patient_id": patients[test_pos], "fold": s.fold, "split": split_name,
+                                "y_true": np.asarray(classes, dtype=object)[y[test_pos]], "model": FUSION_MODEL,
+                                "modality": v})
+            for k, cname in enumerate(classes):
+                out[f"p_{cname}"] = proba[:, k]
+            pred_rows.append(out)
+            model_rows.append({"fold": s.fold, "split": split_name, "modality": v, "c": c,
+                               "n_train": int(train_mask.sum()), "n_test": int(len(test_pos)),
+                               "n_features": int(X.shape[1]), "inner_folds": n_inner, "reason": reason})
+    cols = ["patient_id", "fold", "split", "y_true", "model", "modality", *[f"p_{c}" for c in classes]]
+    preds = pd.concat(pred_rows, ignore_index=True) if pred_rows else pd.DataFrame(columns=cols)
+    rank = {v: i for i, v in enumerate(FUSION_VARIANTS)}
+    preds = preds.sort_values(["modality", "fold"], key=lambda s: s.map(rank) if s.name == "modality" else s,
+                              kind="stable").reset_index(drop=True)[cols]
+    return LateFusionResult(preds, pd.DataFrame(model_rows, columns=MODEL_COLUMNS))
+
+
+def fusion_comparison(predictions: pd.DataFrame, classes, n_boot: int = 2000, seed: int = 0,
+                      source: str = "predictions") -> pd.DataFrame:
+    """Paired comparisons (:func:`fusion.evaluate.compare_models_delong`) of pairs involving a fusion row.
+
+    Returns the rows of ``compare_models_delong(predictions, ...)`` where ``model_a`` or
+    ``model_b`` is ``'late_fusion'`` (fusion variant vs each single modality, and the
+    variants against each other); same columns, RangeIndex.
+    """
+    from fusion.evaluate import compare_models_delong
+
+    cmp = compare_models_delong(predictions, classes, n_boot=n_boot, seed=seed, source=source)
+    keep = (cmp["model_a"] == FUSION_MODEL) | (cmp["model_b"] == FUSION_MODEL)
+    return cmp[keep].reset_index(drop=True)

@@ -50,6 +50,7 @@ class TrainConfig:
     n_boot: int = 2000
     cache: str | None = None
     keep_epochs: bool = False
+    late_fusion: bool = False             # stacked fusion of the oof predictions (fusion.late_fusion)
 
 
 @dataclass

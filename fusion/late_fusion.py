@@ -246,8 +246,8 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
     labels : array-like
         Class of each dataset row: an index into ``classes`` or a class name.
     clinical : pandas.DataFrame, optional
-        One row per dataset row (``MultimodalDataset.clinical``); None: only
-        ``fusion_images`` is produced.
+        One row per dataset row (``MultimodalDataset.clinical``); None (or no usable
+        column): only ``fusion_images`` is produced.
     schema : analysis.schema.Schema, optional
         Variable types and level orders of ``clinical`` (inferred from dtypes without one).
     seed : int
@@ -314,7 +314,9 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
     if clinical is not None and ("fusion_images_clinical" in variants or "clinical_only" in variants):
         frame = clinical.reset_index(drop=True).iloc[first].reset_index(drop=True)
         types = _variable_types(frame, schema)
-        clin = (frame, types)
+        clin = (frame, types) if types else None
+    if clin is None:
+        variants = tuple(v for v in variants if v == "fusion_images")
 
     test_of = {}
     for s in splits:

@@ -23,7 +23,11 @@ Outputs in ``--out``: ``oof_predictions.csv``, ``metrics.csv`` (patient-level bo
 through :func:`fusion.evaluate.evaluate_predictions`), ``checkpoints/<modality>/<backbone>/
 fold<k>/`` (``latest.pt`` rolling, ``model.pt`` final best-epoch weights, ``predictions.csv``),
 ``run_manifest.json`` (resolved config, seed, versions, git commit, data hashes) and
-``config.yaml``. ``--resume`` continues a killed run from the latest checkpoints and skips
+``config.yaml``. With ``--late-fusion`` (k-fold or ``--external-hospital``), stacked fusion rows
+(``model = 'late_fusion'``, :mod:`fusion.late_fusion`, fitted over the same patient folds) are
+appended to ``oof_predictions.csv`` before the metrics, and ``late_fusion_comparison.csv``
+(paired DeLong / bootstrap tests of each fusion variant against each single modality) and
+``late_fusion_models.csv`` (chosen ``C`` per fold) are written. ``--resume`` continues a killed run from the latest checkpoints and skips
 finished models; on CPU it reaches exactly the predictions of an uninterrupted run.
 """
 from __future__ import annotations
@@ -131,6 +135,11 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoints")
     _bool_flag(g, "--keep-epochs", "keep a checkpoint file per epoch besides latest.pt (default: off)")
     g.add_argument("--n-boot", type=int, help=f"bootstrap resamples for metric CIs (default: {d.n_boot})")
+    g = p.add_argument_group("fusion")
+    g.add_argument("--late-fusion", action="store_true",
+                   help="also fit a stacked logistic regression on the out-of-fold predictions of all modalities "
+                        "(+ clinical variables) over the same folds (fusion.late_fusion; k-fold or "
+                        "--external-hospital only; default: off)")
     return p
 
 
@@ -156,6 +165,9 @@ def _check_config(cfg: TrainConfig) -> None:
     chosen = [cfg.holdout_hospital is not None, bool(cfg.external_hospital), cfg.test_fraction is not None]
     if sum(chosen) > 1:
         raise ConfigError("choose at most one of --holdout-hospital, --external-hospital, --test-fraction")
+    if cfg.late_fusion and (cfg.holdout_hospital is not None or cfg.test_fraction is not None):
+        raise ConfigError("--late-fusion with --holdout-hospital or --test-fraction is not supported yet "
+                          "(use k-fold cross-validation or --external-hospital)")
 
 
 # ----------------------------------------------------------------------------- data
@@ -583,6 +595,13 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
             parts.append(_heldout_ensemble(preds, classes, holdout))
         oof = pd.concat(parts, ignore_index=True)
         oof_path = out / "oof_predictions.csv"
+        fusion = None
+        if cfg.late_fusion:
+            from fusion.late_fusion import late_fusion_predictions
+
+            fusion = late_fusion_predictions(oof, classes, folds, dataset.patient_ids, dataset.labels.cpu().numpy(),
+                                             clinical=dataset.clinical, schema=dataset.schema, seed=cfg.seed)
+            oof = pd.concat([oof, fusion.predictions], ignore_index=True)
         oof.to_csv(oof_path, index=False)
         written.append(oof_path)
         from fusion.evaluate import evaluate_predictions
@@ -591,6 +610,13 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         metrics_path = out / "metrics.csv"
         metrics.to_csv(metrics_path, index=False)
         written.append(metrics_path)
+        if fusion is not None:
+            from fusion.late_fusion import fusion_comparison
+
+            fusion.models.to_csv(out / "late_fusion_models.csv", index=False)
+            comparison = fusion_comparison(oof, classes, n_boot=cfg.n_boot, seed=cfg.seed, source=str(oof_path))
+            comparison.to_csv(out / "late_fusion_comparison.csv", index=False)
+            written.extend([out / "late_fusion_models.csv", out / "late_fusion_comparison.csv"])
         histories = [pd.read_csv(p) for p in sorted((out / "checkpoints").glob("*/*/fold*/history.csv"))]
         history = pd.concat(histories, ignore_index=True) if histories else None
         if history is not None:
@@ -615,7 +641,7 @@ def _unit_complete(unit_dir: Path) -> bool:
         return False
 
 
-_RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile"}
+_RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion"}
 
 
 def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:

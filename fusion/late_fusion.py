@@ -65,7 +65,6 @@ doi:10.1016/S0893-6080(05)80023-1
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -341,10 +340,8 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
             X = np.hstack(parts)
             if len(test_pos) == 0:
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                proba, c, n_inner, reason = _fit_predict(X[train_mask], y[train_mask], X[test_pos], n_classes,
-                                                         seed + s.fold)
+            proba, c, n_inner, reason = _fit_predict(X[train_mask], y[train_mask], X[test_pos], n_classes,
+                                                     seed + s.fold)
             out = pd.DataFrame({"patient_id": patients[test_pos], "fold": s.fold, "split": split_name,
                                 "y_true": np.asarray(classes, dtype=object)[y[test_pos]], "model": FUSION_MODEL,
                                 "modality": v})

@@ -152,3 +152,16 @@ def test_cli_late_fusion_writes_fusion_rows_and_comparison(tmp_path):
     cmp = pd.read_csv(out / "late_fusion_comparison.csv")
     assert len(cmp) and ((cmp["model_a"] == FUSION_MODEL) | (cmp["model_b"] == FUSION_MODEL)).all()
     assert (out / "late_fusion_models.csv").is_file()
+
+
+def test_hospital_splits_fit_on_other_hospitals_and_write_external_rows():
+    oof, ids, y, _, clinical = _synthetic(n=90, seed=7)
+    hospital = np.array(["A", "B", "C"] * 30, dtype=object)
+    folds = sp.with_inner_validation(sp.hospital_splits(hospital, ids), ids, y, 0.2, 0)
+    ext = oof.assign(split="external")
+    res = late_fusion_predictions(ext, CLASSES, folds, ids, y, clinical=clinical)
+    pred = res.predictions
+    assert set(pred["split"]) == {"external"} and len(pred) == 3 * 90
+    by_fold = {s.fold: set(ids[s.test_idx]) for s in folds}
+    assert all(p in by_fold[f] for p, f in zip(pred["patient_id"], pred["fold"]))
+    assert (res.models["n_train"] == 60).all()

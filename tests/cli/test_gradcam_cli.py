@@ -1,0 +1,85 @@
+"""python -m fusion.gradcam on a fold model written by fusion.train (tiny cohort), and its errors."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fusion"))
+from tiny_training_cohort import TINY_ARGS, write_tiny_cohort  # noqa: E402
+
+from fusion.gradcam import build_parser, main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from fusion.train import main as train_main
+
+    folder = tmp_path_factory.mktemp("gradcam_tiny")
+    cohort = write_tiny_cohort(folder)
+    out = folder / "run"
+    assert train_main([str(cohort), *TINY_ARGS, "--modalities", "2d", "--out", str(out)]) == 0
+    table = pd.read_csv(cohort, dtype={"patient_id": str})
+    images = [folder / p for p in table["image_2d"].dropna().head(2)]
+    return out / "checkpoints" / "2d" / "resnet18" / "fold0" / "model.pt", images
+
+
+def test_writes_overlays_panel_and_csv(trained, tmp_path, capsys):
+    ckpt, images = trained
+    mask = np.zeros((40, 40), dtype=np.uint8)  # another size than the images: resized like them
+    mask[:20, :20] = 255
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(mask).save(mask_path)
+    out = tmp_path / "cams"
+    argv = [str(ckpt), *map(str, images), "--out", str(out), "--mask", str(mask_path), str(mask_path),
+            "--threads", "1"]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("wrote: ") and "gradcam.csv" in last
+    frame = pd.read_csv(out / "gradcam.csv")
+    assert list(frame.columns) == ["image", "predicted_class", "p_metastatic", "p_lymphoma", "p_benign",
+                                   "target_class", "mask", "cam_inside_mask", "mask_area_share", "overlay"]
+    assert len(frame) == 2
+    assert frame[["p_metastatic", "p_lymphoma", "p_benign"]].sum(axis=1).sub(1).abs().max() < 1e-6
+    assert (frame["predicted_class"] == frame["target_class"]).all()
+    assert frame["cam_inside_mask"].between(0, 1).all()
+    assert frame["mask_area_share"].eq(0.25).all()  # 16 px image, top-left quadrant
+    for path in frame["overlay"]:
+        assert Path(path).is_file() and Path(path).stat().st_size > 1000
+    assert (out / "gradcam_panel.png").is_file()
+
+
+def test_target_class_is_explained(trained, tmp_path):
+    ckpt, images = trained
+    out = tmp_path / "cams"
+    assert main([str(ckpt), str(images[0]), "--out", str(out), "--target", "benign"]) == 0
+    frame = pd.read_csv(out / "gradcam.csv")
+    assert frame["target_class"].tolist() == ["benign"] and "cam_inside_mask" not in frame
+
+
+def test_errors_are_one_line_with_exit_2(trained, tmp_path, capsys):
+    ckpt, images = trained
+    not_image = tmp_path / "x.png"
+    not_image.write_text("hello")
+    not_ckpt = tmp_path / "model.pt"
+    not_ckpt.write_text("not a checkpoint")
+    cases = [
+        ([str(tmp_path / "missing.pt"), str(images[0])], "file not found"),
+        ([str(not_ckpt), str(images[0])], "cannot be read"),
+        ([str(ckpt), str(tmp_path / "missing.png")], "missing.png"),
+        ([str(ckpt), str(not_image)], "not a readable image"),
+        ([str(ckpt), str(images[0]), "--target", "benig"], "did you mean 'benign'"),
+        ([str(ckpt), str(images[0]), "--mask", str(images[0]), str(images[1])], "2 mask(s) for 1 image(s)"),
+        ([str(ckpt), str(images[0]), "--layer", "body.layer5"], "did you mean"),
+    ]
+    for argv, text in cases:
+        assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and text in err[0], err
+
+
+def test_parser_has_examples():
+    parser = build_parser()
+    assert "python -m fusion.gradcam" in parser.epilog and "--mask" in parser.epilog

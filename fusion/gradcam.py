@@ -252,6 +252,18 @@ def _draw(ax, image, cam, mask=None, alpha: float = 0.45):
     return im
 
 
+def _colour_bar(fig, ax, **kw):
+    """Colour bar of the jet scale drawn opaque (the overlay itself is translucent)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap="jet"), ax=ax, **kw)
+    bar.set_label("Grad-CAM (relative)")
+    bar.set_ticks([0, 0.5, 1])
+    bar.outline.set_linewidth(0.6)
+    return bar
+
+
 def overlay(image_uint8, cam, path=None, *, mask=None, title: str | None = None, alpha: float = 0.45):
     """One image with its Grad-CAM map (jet, ``alpha`` opaque) and a colour bar.
 
@@ -278,13 +290,10 @@ def overlay(image_uint8, cam, path=None, *, mask=None, title: str | None = None,
     with figure_style():
         fig = new_figure(3.6, 3.0)
         ax = fig.add_subplot()
-        im = _draw(ax, image_uint8, cam, mask, alpha)
+        _draw(ax, image_uint8, cam, mask, alpha)
         if title:
-            ax.set_title(title)
-        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-        bar.set_label("Grad-CAM (relative)")
-        bar.set_ticks([0, 0.5, 1])
-        bar.outline.set_linewidth(0.6)
+            ax.set_title(title, fontweight="normal")
+        _colour_bar(fig, ax, fraction=0.046, pad=0.03)
     return _finish(fig, path)
 
 
@@ -340,10 +349,7 @@ def overlay_panel(images, cams, path=None, *, true_class: Sequence | None = None
             if lines:
                 ax.set_title("\n".join(lines), fontsize=8, fontweight="normal")
         if im is not None:
-            bar = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
-            bar.set_label("Grad-CAM (relative)")
-            bar.set_ticks([0, 0.5, 1])
-            bar.outline.set_linewidth(0.6)
+            _colour_bar(fig, axes.ravel().tolist(), fraction=0.03, pad=0.02)
     return _finish(fig, path)
 
 

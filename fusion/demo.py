@@ -5,9 +5,10 @@ Steps (each is an ordinary command a user can run alone; this module only chains
 1. ``python -m analysis.simulate``  — a deterministic synthetic cohort of 586 patients;
 2. ``python -m analysis.table1``    — its Table 1 (xlsx, tex, md, stats csv, ORs, methods);
 3. ``python -m fusion.synthetic``   — B-mode, CDFI and elastography images for every patient;
-4. ``python -m fusion.train``       — one CNN per modality, patient-level cross-validation with
-   an inner validation split for early stopping, out-of-fold predictions, metrics with
-   patient-level bootstrap 95 % CIs and figures.
+4. ``python -m fusion.train --late-fusion`` — one CNN per modality, patient-level
+   cross-validation with an inner validation split for early stopping, out-of-fold
+   predictions, late fusion of the three modalities (and of the clinical variables) on the
+   same folds, metrics with patient-level bootstrap 95 % CIs, paired comparisons and figures.
 
 Nothing here downloads anything, and the public data sets are not needed.
 """
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         train_args = [
             str(cohort_file), "--out", str(out / "cv"), "--folds", str(args.folds),
             "--epochs", str(args.epochs), "--size", str(args.size), "--seed", str(args.seed),
-            "--device", args.device,
+            "--device", args.device, "--late-fusion",
         ]
         if args.threads is not None:
             train_args += ["--threads", str(args.threads)]
@@ -99,9 +100,10 @@ def main(argv=None) -> int:
     metrics = pd.read_csv(out / "cv" / "metrics.csv")
     auc = metrics[(metrics["metric"] == "auc") & (metrics["class"].fillna("") == "")] if "class" in metrics else metrics
     if len(auc):
-        print("\nOut-of-fold macro one-vs-rest AUC (95 % CI, patient-level bootstrap):")
+        print("\nOut-of-fold macro one-vs-rest AUC (95 % CI, patient-level bootstrap; split 'test' = "
+              "out-of-fold predictions of the patient-level CV):")
         for _, r in auc.iterrows():
-            print(f"  {r['model']:<10} {r['modality']:<13} split={r['split']:<6} "
+            print(f"  {r['model']:<12} {r['modality']:<23} split={r['split']:<9} "
                   f"{r['estimate']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; results in {out}")
     return 0

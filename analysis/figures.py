@@ -99,7 +99,9 @@ def save_figure(fig: Figure, path, dpi: int = 150) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with figure_style():
-        fig.savefig(path, dpi=dpi, metadata=_METADATA.get(path.suffix.lower()))
+        # bbox "tight": long legends (many model x modality rows) are never clipped
+        fig.savefig(path, dpi=dpi, metadata=_METADATA.get(path.suffix.lower()), bbox_inches="tight",
+                    pad_inches=0.05)
     return path
 
 

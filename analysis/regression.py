@@ -212,7 +212,8 @@ def _fit_rows(model_name, data, outcome, reference, outcome_levels, predictors, 
     fit_kind, fit_reason = "mle", ""
     if params is None or problems:
         flagged = list(dict.fromkeys(flagged))
-        what = ", ".join(flagged) if flagged else "the model"
+        shown = flagged[:5] + ([f"{len(flagged) - 5} more term(s)"] if len(flagged) > 5 else [])
+        what = ", ".join(shown) if flagged else "the model"
         fit_reason = (f"separation or unstable fit ({'; '.join(sorted(set(problems)))}) in {what}: "
                       f"L2-penalized estimates (penalty {penalty:g}), approximate CIs")
         warnings.warn(f"{model_name} model for {', '.join(predictors)}: {fit_reason}",

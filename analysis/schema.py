@@ -619,6 +619,17 @@ def _as_number(value):
         return None
 
 
+_IDENTIFIER_NAMES = {"id", "case", "case_id", "caseid", "case_no", "case_number", "patient", "patient_id",
+                     "patientid", "subject", "subject_id", "mrn", "record", "record_id", "study_id",
+                     "image_id", "accession"}
+
+
+def _looks_like_identifier(name: str) -> bool:
+    """Column names that hold identifiers, never variables (``Case``, ``MRN``, ``study_id``...)."""
+    key = "_".join(str(name).casefold().split())
+    return key in _IDENTIFIER_NAMES or key.endswith("_id")
+
+
 def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> Schema:
     """Guess a schema from a table, for cohorts that have no YAML schema yet.
 
@@ -642,7 +653,8 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
         ``'grade 10'``); case and spacing variants of one level are merged.  A column
         named ``hospital``/``centre``/``site`` becomes the hospital column and columns
         named ``image_<modality>`` the image columns.  Text columns with more than 20
-        values, most of them unique (free text, second identifiers), and constant text
+        values, most of them unique (free text, second identifiers), columns named like
+        identifiers (``Case``, ``MRN``, ``patient``, ``*_id``) and constant text
         columns are not made variables; :func:`analysis.cohort.validate_cohort` lists them in ``Cohort.notes``.
         The reference group is a level named like ``benign``/``control``/``normal`` if
         there is one, else the first level.  Write the result with :meth:`Schema.to_yaml`,
@@ -688,8 +700,8 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
 
     variables = []
     for name in columns:
-        if name in taken:
-            continue
+        if name in taken or _looks_like_identifier(name):
+            continue  # identifiers (a second id, a case number) are not compared between groups
         values = present(df[name])
         numbers = [_as_number(v) for v in values]
         n_numeric = sum(x is not None for x in numbers)

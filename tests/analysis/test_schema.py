@@ -190,3 +190,12 @@ def test_empty_variables_without_images_is_an_error(tmp_path):
     path.write_text("id_column: id\ngroup:\n  column: g\n  levels: [a, b]\nvariables: []\n")
     with pytest.raises(SchemaError, match="empty list is allowed only when 'images'"):
         load_schema(path)
+
+
+def test_infer_schema_does_not_compare_identifier_columns():
+    df = pd.DataFrame({"ID": [f"img{i}" for i in range(12)], "Case": [i // 2 for i in range(12)],
+                       "MRN": range(100, 112), "age": [40.5 + i for i in range(12)],
+                       "dx": ["a", "b"] * 6})
+    schema = infer_schema(df, group="dx")
+    assert schema.id_column == "ID"
+    assert [v.name for v in schema.variables] == ["age"]

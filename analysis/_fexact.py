@@ -331,7 +331,6 @@ class _Net:
             self.contrib.append(lm[e] + gmax[inv[e]] + np.log(mass[ok]))
 
     def run(self) -> float:
-        r = len(self.rows)
         c = len(self.cols)
         states = self.rows[None, :].copy()
         v = np.zeros(1)

@@ -8,7 +8,7 @@ order (``[metastatic_values, lymphoma_values, benign_values]``).  A mapping
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import pandas as pd

@@ -6,7 +6,6 @@ drawn patient together, so the interval reflects the number of patients, not of 
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence

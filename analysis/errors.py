@@ -22,6 +22,7 @@ __all__ = [
     "UndefinedMetricWarning",
     "did_you_mean",
     "format_location",
+    "require_columns",
 ]
 
 
@@ -47,6 +48,21 @@ def did_you_mean(value, choices: Iterable[str]) -> str:
         if str(value).lower().strip() in lowered:
             match = [lowered[str(value).lower().strip()]]
     return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def require_columns(frame, needed, what: str, *, file=None) -> None:
+    """Raise one located :class:`CohortError` unless ``frame`` is a DataFrame with ``needed``.
+
+    The message names the first missing column (``column=``), lists what is expected and
+    suggests a close name; ``what`` names the table (e.g. ``'predictions'``).
+    """
+    if not hasattr(frame, "columns") or not hasattr(frame, "iloc"):
+        raise CohortError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}", file=file)
+    present = [str(c) for c in frame.columns]
+    for col in needed:
+        if col not in present:
+            raise CohortError(f"missing column: {what} has no column '{col}' (expected: "
+                              f"{', '.join(needed)}){did_you_mean(col, present)}", file=file, column=col)
 
 
 class CohortError(ValueError):

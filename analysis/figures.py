@@ -14,7 +14,6 @@ Numbers printed on figures go through :mod:`analysis.formatting`, the only place
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from .errors import CohortError, did_you_mean
+from .errors import CohortError, did_you_mean, require_columns
 from .formatting import format_number
 
 __all__ = ["PALETTE", "figure_style", "save_figure", "new_figure", "forest_plot", "group_distribution_plot"]
@@ -118,15 +117,6 @@ _MODEL_STYLE = {"univariable": (PALETTE[0], "o", "Univariable"),
                 "multivariable": (PALETTE[1], "s", "Multivariable")}
 
 
-def _check_columns(frame, needed, what: str, file=None):
-    if not isinstance(frame, pd.DataFrame):
-        raise CohortError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}", file=file)
-    present = [str(c) for c in frame.columns]
-    for col in needed:
-        if col not in present:
-            raise CohortError(f"{what} has no column '{col}' (expected: {', '.join(needed)})"
-                              f"{did_you_mean(col, present)}", file=file, column=col)
-
 
 def _is_nan(x) -> bool:
     try:
@@ -197,7 +187,7 @@ def forest_plot(or_table: pd.DataFrame, path=None, ax=None, *, labels: dict | No
     table says why).  Whiskers beyond the axis limits end in an arrow.  The vertical line is
     OR = 1.
     """
-    _check_columns(or_table, _OR_COLUMNS, "or_table")
+    require_columns(or_table, _OR_COLUMNS, "or_table")
     if len(or_table) == 0:
         raise CohortError("or_table has no rows")
     table = or_table.copy()

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.bootstrap import cluster_bootstrap
-from analysis.errors import CohortError, UndefinedMetricWarning, did_you_mean
+from analysis.errors import CohortError, UndefinedMetricWarning, require_columns
 from analysis.metrics import _metric_vector, classification_metrics
 from analysis.roc import _check_level, _class_codes_and_proba, delong_test
 
@@ -34,17 +34,10 @@ _KEYS = ["model", "modality", "split"]
 
 def _validate(predictions: pd.DataFrame, classes, source):
     """Check columns, labels and probabilities once, with rows numbered as in the CSV."""
-    if not isinstance(predictions, pd.DataFrame):
-        raise CohortError(f"predictions must be a pandas DataFrame, got {type(predictions).__name__}",
-                          file=source)
     classes = [str(c) for c in classes]
     proba_cols = [f"p_{c}" for c in classes]
-    required = ["patient_id", "split", "y_true", "model", "modality", *proba_cols]
-    present = [str(c) for c in predictions.columns]
-    for col in required:
-        if col not in present:
-            raise CohortError(f"missing column (a prediction file needs: {', '.join(required)})"
-                              f"{did_you_mean(col, present)}", file=source, column=col)
+    require_columns(predictions, ["patient_id", "split", "y_true", "model", "modality", *proba_cols],
+                    "predictions", file=source)
     if len(predictions) == 0:
         raise CohortError("no predictions (the file has no data rows)", file=source)
     frame = predictions.reset_index(drop=True)
@@ -179,7 +172,6 @@ def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot:
     """
     _check_level(ci)
     frame, classes, codes, proba = _validate(predictions, classes, source)
-    k = len(classes)
     rows = []
     for split, split_idx in frame.groupby("split", sort=False).indices.items():
         sub = frame.iloc[split_idx]

@@ -28,10 +28,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.calibration import calibration_ovr, reliability_curve
-from analysis.errors import CohortError, UndefinedMetricWarning, did_you_mean
+from analysis.errors import CohortError, UndefinedMetricWarning, did_you_mean, require_columns
 from analysis.figures import PALETTE, figure_style, new_figure, save_figure
 from analysis.formatting import MISSING, format_ci, format_number
-from fusion.evaluate import EVALUATION_COLUMNS, _validate, evaluate_predictions
+from fusion.evaluate import _validate, evaluate_predictions
 
 __all__ = ["roc_curves", "confusion_matrices", "calibration_plot", "metrics_plot", "learning_curves",
            "save_report_figures"]
@@ -135,13 +135,8 @@ def _metric_lookup(metrics: pd.DataFrame):
 
 
 def _check_metrics(metrics, source="metrics"):
-    if not isinstance(metrics, pd.DataFrame):
-        raise CohortError(f"metrics must be a pandas DataFrame, got {type(metrics).__name__}", file=source)
-    present = [str(c) for c in metrics.columns]
-    for col in ("model", "modality", "split", "metric", "class", "estimate", "ci_low", "ci_high", "ci_level"):
-        if col not in present:
-            raise CohortError(f"missing column (metrics need: {', '.join(EVALUATION_COLUMNS)})"
-                              f"{did_you_mean(col, present)}", file=source, column=col)
+    require_columns(metrics, ("model", "modality", "split", "metric", "class", "estimate", "ci_low",
+                              "ci_high", "ci_level"), "metrics", file=source)
 
 
 def _finish(fig: Figure, path) -> Figure:
@@ -564,13 +559,7 @@ def learning_curves(history: pd.DataFrame, path=None, *, source: str = "history"
     loss, which is the epoch :class:`fusion.engine.EarlyStopping` keeps with
     ``min_delta = 0``.
     """
-    if not isinstance(history, pd.DataFrame):
-        raise CohortError(f"history must be a pandas DataFrame, got {type(history).__name__}", file=source)
-    present = [str(c) for c in history.columns]
-    for col in HISTORY_COLUMNS:
-        if col not in present:
-            raise CohortError(f"missing column (a history needs: {', '.join(HISTORY_COLUMNS)})"
-                              f"{did_you_mean(col, present)}", file=source, column=col)
+    require_columns(history, HISTORY_COLUMNS, "history", file=source)
     if len(history) == 0:
         raise CohortError("history has no rows", file=source)
     frame = history.copy()

@@ -41,7 +41,7 @@ import sys
 import warnings
 import zlib
 from dataclasses import dataclass
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np

@@ -166,7 +166,7 @@ def learnability(device, size, n=2048, steps=150, batch=128):
         x = F.interpolate(test.float(), size=(size, size), mode="bilinear", antialias=True)
         x = ((x - MEAN.to(device)) / STD.to(device)).contiguous(memory_format=torch.channels_last)
         acc = (model(x).argmax(1) == ytest).float().mean().item()
-    return {"final_train_loss": float(loss), "log3": math.log(3), "heldout_accuracy": acc}
+    return {"final_train_loss": loss.item(), "log3": math.log(3), "heldout_accuracy": acc}
 
 
 def main(argv=None) -> int:

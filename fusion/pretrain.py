@@ -244,8 +244,8 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
     ckdir = out / "checkpoints"
     resume = load_checkpoint(ckdir / "latest.pt") if cfg.resume and (ckdir / "latest.pt").is_file() else None
     plain = asdict(cfg)
-    t_train = build_transform(cfg.augment, train=True, channels=cfg.channels)
-    t_eval = build_transform("none", train=False, channels=cfg.channels)
+    t_train = build_transform(cfg.augment, train=True, channels=cfg.channels).to(device)
+    t_eval = build_transform("none", train=False, channels=cfg.channels).to(device)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -469,8 +469,8 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     if cfg.compile:
         net = torch.compile(net)
     weights = balanced_class_weights(labels[train_idx], len(classes)) if cfg.class_weights else None
-    t_train = build_transform(cfg.augment, train=True, channels=channels)
-    t_eval = build_transform("none", train=False, channels=channels)
+    t_train = build_transform(cfg.augment, train=True, channels=channels).to(device)
+    t_eval = build_transform("none", train=False, channels=channels).to(device)
     resume = None
     latest = unit_dir / "latest.pt"
     if cfg.resume and latest.is_file():

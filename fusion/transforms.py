@@ -179,7 +179,8 @@ class BatchTransform(torch.nn.Module):
                 out = self._augment_batched(x.float().div_(255))
         else:
             out = x.float().div_(255)
-        out.sub_(self.mean).div_(self.std)
+        # the buffers follow the images, so a transform built on the CPU also serves GPU batches
+        out.sub_(self.mean.to(out.device)).div_(self.std.to(out.device))
         return out[0] if single else out
 
     # ------------------------------------------------------------------ batched backend

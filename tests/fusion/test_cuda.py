@@ -78,3 +78,14 @@ def test_pretrain_on_cuda(tmp_path):
     assert main(args) == 0
     ckpt = load_checkpoint(out / "pretrained_resnet18.pt")  # mapped to the CPU: usable without a GPU
     assert ckpt["backbone"] == "resnet18" and ckpt["n_train"] + ckpt["n_val"] == 20
+
+
+def test_compiled_training_on_cuda(cuda_run, tmp_path):
+    from fusion.train import main
+
+    _, cohort, _ = cuda_run
+    out = tmp_path / "compiled"
+    args = [str(cohort), *_on("cuda", TINY_ARGS), "--modalities", "2d", "--epochs", "1", "--compile"]
+    assert main([*args, "--out", str(out)]) == 0
+    oof = pd.read_csv(out / "oof_predictions.csv")
+    assert np.isfinite(oof.filter(like="p_").to_numpy()).all()

@@ -182,7 +182,7 @@ def forest_plot(or_table: pd.DataFrame, path=None, ax=None, *, labels: dict | No
     and score terms one row each, categorical variables a header row "Label (vs reference
     level)" followed by one row per non-reference level.  Univariable (circles) and
     multivariable (squares) estimates sit side by side within a row.  Open markers are
-    L2-penalized estimates (``fit == 'l2_penalized'``, separation; approximate CIs).  Rows
+    penalized fallback estimates (``fit`` ``'firth'`` or ``'l2_penalized'``: separation).  Rows
     whose odds ratio is NaN are kept and say "not estimable" (the ``reason`` column of the
     table says why).  Whiskers beyond the axis limits end in an arrow.  The vertical line is
     OR = 1.
@@ -250,7 +250,7 @@ def forest_plot(or_table: pd.DataFrame, path=None, ax=None, *, labels: dict | No
                             a.plot([lo], [y], marker="<", color=colour, ms=4, clip_on=False)
                         if ch > hi:
                             a.plot([hi], [y], marker=">", color=colour, ms=4, clip_on=False)
-                    penalized = "fit" in r and str(r["fit"]) == "l2_penalized"
+                    penalized = "fit" in r and str(r["fit"]) in ("firth", "l2_penalized")
                     penalized_seen |= penalized
                     a.plot([min(max(orv, lo), hi)], [y], marker=marker, ms=4.5, color=colour,
                            markerfacecolor="white" if penalized else colour, markeredgewidth=1.1,
@@ -280,7 +280,7 @@ def forest_plot(or_table: pd.DataFrame, path=None, ax=None, *, labels: dict | No
             handles.append(Line2D([], [], color=colour, marker=marker, ms=4.5, lw=1.2, label=name))
         if penalized_seen:
             handles.append(Line2D([], [], color=".3", marker="o", ms=4.5, markerfacecolor="white", lw=0,
-                                  label="L2-penalized (separation)"))
+                                  label="penalized fit (separation)"))
         if ax is None:
             fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
             if title:

@@ -151,11 +151,17 @@ def methods_text(result) -> str:
         else:
             parts.append("The multivariable model included every variable of the table.")
         reg = result.regression
-        if "fit" in reg and (reg["fit"].astype(str) == "l2_penalized").any():
-            models = _join(sorted(set(reg.loc[reg["fit"].astype(str) == "l2_penalized", "model"].astype(str))))
-            parts.append(f"Where a model showed separation or did not converge ({models}), "
+        fits = reg["fit"].astype(str) if "fit" in reg else pd.Series(dtype=str)
+        if (fits == "firth").any():
+            models = _join(sorted(set(reg.loc[fits == "firth", "model"].astype(str))))
+            parts.append(f"Where a model showed separation or did not converge ({models}), Firth's "
+                         "bias-reduced estimates (Jeffreys-penalized likelihood; Firth 1993) with Wald "
+                         "confidence intervals are reported instead.")
+        if (fits == "l2_penalized").any():
+            models = _join(sorted(set(reg.loc[fits == "l2_penalized", "model"].astype(str))))
+            parts.append(f"Where Firth's correction was not estimable (collinear terms; {models}), "
                          "L2-penalized (ridge) estimates with approximate confidence intervals "
-                         "are reported instead.")
+                         "are reported.")
     elif settings.get("regression", True) and result.regression_note:
         parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "

@@ -78,7 +78,7 @@ def test_forest_plot_shows_nan_odds_ratio_as_text_and_keeps_the_row():
     assert [t.get_text() for t in fig.axes[0].texts] == []
     assert "ill-defined" in [t.get_text() for t in fig.axes[0].get_yticklabels()]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["Univariable", "Multivariable", "L2-penalized (separation)"]
+    assert legend == ["Univariable", "Multivariable", "penalized fit (separation)"]
 
 
 def test_forest_plot_does_not_modify_its_input_and_writes_identical_png_twice(tmp_path):

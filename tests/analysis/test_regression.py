@@ -1,5 +1,5 @@
 """Multinomial ORs against R nnet::multinom (tests/fixtures/r_reference/regression.R) and
-the separation / singularity fallbacks."""
+the separation / singularity fallbacks (Firth against R brglm2: firth.R; L2 for collinearity)."""
 import warnings
 from pathlib import Path
 
@@ -78,15 +78,15 @@ def separated_data():
     return pd.DataFrame({"group": group, "necrosis": necrosis, "age": age})
 
 
-def test_separation_falls_back_to_penalized_fit_with_warning_and_reason():
+def test_separation_falls_back_to_firth_with_warning_and_reason():
     df = separated_data()
     types = {"necrosis": "binary", "age": "continuous"}
     with pytest.warns(SeparationWarning, match="necrosis"):
         out = multinomial_or_table(df, "group", ["necrosis", "age"], "benign", types,
                                    levels={"necrosis": ["absent", "present"]}, outcome_levels=GROUPS)
     nec = out[(out["variable"] == "necrosis") & (out["level"] == "present")]
-    assert (nec["fit"] == "l2_penalized").all()
-    assert nec["reason"].str.contains("penalized").all()
+    assert (nec["fit"] == "firth").all()
+    assert nec["reason"].str.contains("Firth bias-reduced").all()
     assert np.isfinite(nec[["odds_ratio", "ci_low", "ci_high"]].to_numpy()).all()
     assert (nec["odds_ratio"] < np.exp(10)).all()
     # the univariable age model is unaffected and stays an ordinary MLE
@@ -94,28 +94,74 @@ def test_separation_falls_back_to_penalized_fit_with_warning_and_reason():
     assert (age_uni["fit"] == "mle").all() and (age_uni["reason"] == "").all()
 
 
-def test_penalized_fit_is_the_penalized_optimum():
-    """At the returned estimates the penalized score is zero (checked by finite differences
-    of the penalized log-likelihood written out independently here)."""
-    df = separated_data()
+FIRTH_DATA = pd.read_csv(REF_DIR / "firth_data.csv")
+FIRTH_REF = pd.read_csv(REF_DIR / "firth_results.csv")
+FIRTH_TYPES = {"necrosis": "binary", "hilum": "categorical", "age": "continuous", "sex": "binary"}
+FIRTH_LEVELS = {"necrosis": ["absent", "present"], "hilum": ["present", "narrow", "absent"],
+                "sex": ["female", "male"]}
+
+
+@pytest.mark.parametrize("predictors", [["necrosis"], ["hilum"], ["necrosis", "hilum", "age", "sex"]])
+def test_firth_fallback_matches_r_brglm2(predictors):
+    """Complete (necrosis) and quasi-separation (hilum 'absent' never benign): the fallback's
+    estimates and standard errors equal R brglm2::brmultinom(type = 'AS_mean')."""
+    formula = "group ~ " + " + ".join(predictors)
+    ref = FIRTH_REF[FIRTH_REF["formula"] == formula]
+    assert len(ref) > 0
+    model = "univariable" if len(predictors) == 1 else "multivariable"
     with pytest.warns(SeparationWarning):
-        out = multinomial_or_table(df, "group", ["necrosis"], "benign", {"necrosis": "binary"},
-                                   levels={"necrosis": ["absent", "present"]}, outcome_levels=GROUPS,
-                                   models=("univariable",), penalty=1.0)
-    slopes = out[out["level"] == "present"].set_index("outcome_level")["coef"]
+        out = multinomial_or_table(FIRTH_DATA, "group", predictors, "benign", FIRTH_TYPES,
+                                   levels=FIRTH_LEVELS, outcome_levels=GROUPS, models=(model,))
+    fitted = out[out["reason"] != "reference level"]
+    assert (fitted["fit"] == "firth").all()
+    got = fitted.assign(r_term=fitted.apply(r_term, axis=1)).set_index(["outcome_level", "r_term"])
+    slopes = ref[ref["r_term"] != "(Intercept)"]
+    assert len(slopes) == len(got)
+    for _, row in slopes.iterrows():
+        mine = got.loc[(row["outcome_level"], row["r_term"])]
+        assert mine["coef"] == pytest.approx(row["coef"], rel=1e-6, abs=1e-9)
+        assert mine["std_error"] == pytest.approx(row["std_error"], rel=1e-6)
+
+
+def test_firth_without_separation_matches_r_brglm2():
+    """Firth's estimator itself (not only as a fallback) on a well-behaved model."""
+    from analysis.regression import _firth
+
+    d = FIRTH_DATA
+    codes = {"benign": 0, "metastatic": 1, "lymphoma": 2}
+    y = d["group"].map(codes).to_numpy()
+    X = np.column_stack([np.ones(len(d)), d["age"].to_numpy(float), (d["sex"] == "male").to_numpy(float)])
+    params, bse, converged = _firth(y, X)
+    assert converged
+    ref = FIRTH_REF[FIRTH_REF["formula"] == "group ~ age + sex"]
+    cols = {"(Intercept)": 0, "age": 1, "sexmale": 2}
+    for _, row in ref.iterrows():
+        j = 0 if row["outcome_level"] == "metastatic" else 1
+        assert params[cols[row["r_term"]], j] == pytest.approx(row["coef"], rel=1e-6, abs=1e-9)
+        assert bse[cols[row["r_term"]], j] == pytest.approx(row["std_error"], rel=1e-6)
+
+
+def test_l2_fallback_is_the_penalized_optimum():
+    """The last-resort L2 fit: at the returned estimates the penalized score is zero (checked by
+    minimising the penalized log-likelihood written out independently here)."""
+    from analysis.regression import _penalized
+
+    df = separated_data()
     x = (df["necrosis"] == "present").to_numpy(float)
     y = df["group"].to_numpy()
+    codes = np.select([y == "benign", y == "metastatic"], [0, 1], 2)
+    params, _, ok = _penalized(codes, np.column_stack([np.ones_like(x), x]), 1.0)
+    assert ok
 
     def neg_pen_loglik(b):  # b = [a_met, a_lym, b_met, b_lym]
         eta = np.column_stack([np.zeros_like(x), b[0] + b[2] * x, b[1] + b[3] * x])
         logp = eta - np.log(np.exp(eta).sum(axis=1, keepdims=True))
-        idx = np.select([y == "benign", y == "metastatic"], [0, 1], 2)
-        return -logp[np.arange(len(y)), idx].sum() + 0.5 * (b[2] ** 2 + b[3] ** 2)
+        return -logp[np.arange(len(y)), codes].sum() + 0.5 * (b[2] ** 2 + b[3] ** 2)
 
     from scipy.optimize import minimize
     best = minimize(neg_pen_loglik, np.zeros(4), method="BFGS", options={"gtol": 1e-9}).x
-    assert slopes["metastatic"] == pytest.approx(best[2], abs=1e-4)
-    assert slopes["lymphoma"] == pytest.approx(best[3], abs=1e-4)
+    assert params[1, 0] == pytest.approx(best[2], abs=1e-4)
+    assert params[1, 1] == pytest.approx(best[3], abs=1e-4)
 
 
 def test_collinear_predictors_do_not_crash():
@@ -125,6 +171,7 @@ def test_collinear_predictors_do_not_crash():
         out = multinomial_or_table(df, "group", ["age", "age_copy"], "benign", types,
                                    models=("multivariable",))
     assert (out["fit"] == "l2_penalized").all() and np.isfinite(out["odds_ratio"]).all()
+    assert out["reason"].str.contains("rank-deficient design").all()
 
 
 def test_constant_predictor_and_unobserved_level_are_reported_not_fitted():

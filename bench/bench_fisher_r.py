@@ -75,7 +75,7 @@ def main(argv=None) -> int:
                 rel = abs(p_o - p_r) / p_r if (p_o is not None and p_r is not None) else None
                 fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
                 r_s = fmt(s_r, ".2f") if s_r is not None else f"> {args.limit:.0f} (stopped)"
-                o_s = f"{s_o:.2f}" if exact else f"> {args.limit:.0f} (stopped)"
+                o_s = f"{s_o:.2f}" if exact else f"{s_o:.2f}, stopped: {res.details.get('fallback_reason', '?')}"
                 print(f"| {k} | {n} | {t.tolist()} | {r_s} | {o_s} | {fmt(p_r, '.6g')} | {fmt(p_o, '.6g')} | "
                       f"{fmt(rel, '.1e')} |", flush=True)
     return 0

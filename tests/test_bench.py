@@ -1,0 +1,46 @@
+"""Smoke runs of the benchmark scripts, so that they keep working between benchmark sessions.
+
+Only that they run and write well-formed results: the timings themselves live in
+BENCHMARKS.md, never in assertions.
+"""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_bench_runs_its_checks_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_gpu.py"), "--device", "cpu", "--quick",
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["correctness"]["fp32_device_vs_cpu_max_abs_diff"] == 0.0  # same device: identical
+    assert res["correctness"]["bf16_argmax_agreement"] >= 0.5
+    assert {r["precision"] for r in res["throughput"]} == {"bf16 autocast", "fp32/tf32"}
+    assert all(r["img_per_s"] > 0 and 0 < r["pipeline_efficiency"] for r in res["throughput"])
+
+
+def test_fisher_bench_prints_a_row_per_cell():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_fisher.py"), "--reps", "1",
+                           "--ks", "2,3", "--ns", "50"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [r.split("|")[1].strip() for r in rows] == ["2", "3"]
+    assert all(r.split("|")[6].strip() == "1 / 0" for r in rows)  # exact, no fallback
+
+
+def test_throughput_bench_reports_the_cpu_bf16_instructions():
+    info = _load("bench_throughput").cpu_info()
+    assert set(info) == {"model", "bf16", "flags"}
+    assert info["bf16"] in {"AMX", "AVX-512 BF16 (no AMX)", "none", "unknown"}

@@ -227,7 +227,8 @@ def _firth(y, X, maxiter: int = 100, tol: float = 1e-9):
                 break
             t /= 2.0
         B, obj, P, info = B + t * step, new_obj, new_P, new_info
-    cov = np.linalg.inv(info)
+    else:  # no convergence: the information matrix of the last iterate
+        cov = np.linalg.inv(info)
     bse = np.sqrt(np.clip(np.diag(cov), 0, None)).reshape(m, k).T
     return B, bse, converged
 

@@ -179,8 +179,7 @@ class BatchTransform(torch.nn.Module):
                 out = self._augment_batched(x.float().div_(255))
         else:
             out = x.float().div_(255)
-        # the buffers follow the images, so a transform built on the CPU also serves GPU batches
-        out.sub_(self.mean.to(out.device)).div_(self.std.to(out.device))
+        out.sub_(self.mean).div_(self.std)
         return out[0] if single else out
 
     # ------------------------------------------------------------------ batched backend

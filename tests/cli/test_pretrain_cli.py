@@ -2,14 +2,12 @@
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fusion"))
-from tiny_training_cohort import TINY_ARGS, write_tiny_cohort  # noqa: E402
+from tiny_training_cohort import TINY_ARGS, write_class_folders, write_tiny_cohort  # noqa: E402
 
 from fusion.checkpoint import load_checkpoint  # noqa: E402
 from fusion.pretrain import main, pretraining_table  # noqa: E402
@@ -17,18 +15,8 @@ from fusion.pretrain import main, pretraining_table  # noqa: E402
 TINY = ["--size", "16", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--threads", "1"]
 
 
-def _class_folders(root: Path, n_per_class=10):
-    rng = np.random.default_rng(0)
-    for c, level in (("benign", 60), ("malignant", 190)):
-        (root / c).mkdir(parents=True)
-        for i in range(n_per_class):
-            arr = np.clip(level + rng.normal(0, 25, (20, 24)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(root / c / f"{c} ({i}).png")
-    return root
-
-
 def test_pretrain_on_a_folder_writes_a_checkpoint_that_train_fine_tunes_from(tmp_path, capsys):
-    data = _class_folders(tmp_path / "public")
+    data = write_class_folders(tmp_path / "public")
     out = tmp_path / "pre"
     assert main(["--data", str(data), *TINY, "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("wrote: ")
@@ -56,7 +44,7 @@ def test_pretrain_on_a_folder_writes_a_checkpoint_that_train_fine_tunes_from(tmp
 
 
 def test_pretrain_manifest_and_errors(tmp_path, capsys):
-    data = _class_folders(tmp_path / "public", n_per_class=6)
+    data = write_class_folders(tmp_path / "public", n_per_class=6)
     rows = [{"path": str(p.relative_to(tmp_path)), "label": p.parent.name, "patient_id": p.stem[:-2] + str(i // 2)}
             for i, p in enumerate(sorted(data.rglob("*.png")))]
     manifest = tmp_path / "manifest.csv"
@@ -86,7 +74,7 @@ def test_bus_bra_pretraining_validation_is_official_fold_1_and_patient_disjoint(
 
 
 def test_pretrain_reads_a_manifest_yaml(tmp_path):
-    data = _class_folders(tmp_path / "public", n_per_class=4)
+    data = write_class_folders(tmp_path / "public", n_per_class=4)
     (tmp_path / "m.yaml").write_text(f"dataset: folder\nroot: {data.name}\n")
     table, source = pretraining_table(str(tmp_path / "m.yaml"))
     assert len(table) == 8 and set(table["label"]) == {"benign", "malignant"} and table["fold"].isna().all()

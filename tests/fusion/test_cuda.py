@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
-from tiny_training_cohort import TINY_ARGS, write_tiny_cohort
+from tiny_training_cohort import TINY_ARGS, write_class_folders, write_tiny_cohort
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -66,12 +65,7 @@ def test_pretrain_on_cuda(tmp_path):
     from fusion.checkpoint import load_checkpoint
     from fusion.pretrain import main
 
-    rng = np.random.default_rng(0)
-    for c, level in (("benign", 60), ("malignant", 190)):
-        (tmp_path / "public" / c).mkdir(parents=True)
-        for i in range(10):
-            arr = np.clip(level + rng.normal(0, 25, (20, 24)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(tmp_path / "public" / c / f"{c} ({i}).png")
+    write_class_folders(tmp_path / "public")
     out = tmp_path / "pre"
     args = ["--data", str(tmp_path / "public"), "--size", "16", "--epochs", "1", "--batch-size", "8",
             "--device", "cuda", "--out", str(out)]

@@ -33,5 +33,16 @@ def write_tiny_cohort(folder: Path, n: int = 24, size: int = 16, seed: int = 1) 
     return cohort
 
 
+def write_class_folders(root: Path, n_per_class: int = 10) -> Path:
+    """A tiny public-set stand-in: one sub-folder of grey PNGs per class (benign darker)."""
+    rng = np.random.default_rng(0)
+    for c, level in (("benign", 60), ("malignant", 190)):
+        (root / c).mkdir(parents=True)
+        for i in range(n_per_class):
+            arr = np.clip(level + rng.normal(0, 25, (20, 24)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / c / f"{c} ({i}).png")
+    return root
+
+
 TINY_ARGS = ["--size", "16", "--folds", "2", "--epochs", "2", "--patience", "5", "--batch-size", "8",
              "--n-boot", "20", "--device", "cpu", "--threads", "1", "--augment", "light"]

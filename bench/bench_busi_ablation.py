@@ -239,8 +239,8 @@ def compare(args, out: Path, command: str, timings: dict, report: Path) -> str:
         lines.append(f"- Pre-training: BUS-BRA only (benign/malignant; {pre['source']}), {pre['n_train']} train / "
                      f"{pre['n_val']} validation images, best epoch {pre['best_epoch'] + 1} of max "
                      f"{args.pretrain_epochs}, validation accuracy {pre['val_accuracy']:.3f}. BUSI is never seen.")
-    lines.append(f"- Best epochs per fold: " + "; ".join(f"{k}: {v}" for k, v in epochs.items()) + ".")
-    lines.append(f"- Wall time: " + "; ".join(f"{k}: " + ", ".join(f"{n} {v / 60:.1f} min" for n, v in t.items()
+    lines.append("- Best epochs per fold: " + "; ".join(f"{k}: {v}" for k, v in epochs.items()) + ".")
+    lines.append("- Wall time: " + "; ".join(f"{k}: " + ", ".join(f"{n} {v / 60:.1f} min" for n, v in t.items()
                                                                        if n != "arm") for k, t in timings.items())
                  + ".\n")
 

@@ -1,4 +1,4 @@
-import json, sys
+import json
 def nb(cells):
     out = []
     for kind, src in cells:

@@ -6,7 +6,6 @@ committed script tests/fixtures/r_reference/contingency.R (Rscript, fixed seed).
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -1,6 +1,5 @@
 """fusion.dataset.MultimodalDataset: decode once, masks, labels, aggregated errors, views."""
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from analysis.errors import CohortError

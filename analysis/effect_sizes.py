@@ -384,12 +384,6 @@ def eta_squared(samples, ci: float | None = 0.95, ci_method: str = "noncentral_f
     if ci_method not in ("noncentral_f", "bootstrap"):
         raise ValueError(f"ci_method must be 'noncentral_f' or 'bootstrap', got {ci_method!r}")
 
-    def stat(groups):
-        r = anova_oneway(groups)
-        if "ss_between" not in r.details:
-            return math.nan
-        return r.details["ss_between"] / (r.details["ss_between"] + r.details["ss_within"])
-
     clean = clean_samples(samples)
     groups = clean.nonempty
     level = ci if ci is not None else math.nan
@@ -397,7 +391,7 @@ def eta_squared(samples, ci: float | None = 0.95, ci_method: str = "noncentral_f
     if np.isnan(res.statistic):
         return EffectSize("eta_squared", math.nan, math.nan, math.nan, level,
                           f"not computed: {res.details.get('reason', 'F undefined')}")
-    estimate = stat(groups)
+    estimate = res.details["ss_between"] / (res.details["ss_between"] + res.details["ss_within"])
     if ci is None:
         return EffectSize("eta_squared", estimate, math.nan, math.nan, level, "eta² = SS_between/SS_total")
     if ci_method == "bootstrap":

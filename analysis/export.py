@@ -487,10 +487,7 @@ def write_xlsx(result, path) -> Path:
         _frame_to_sheet(wb.create_sheet("Exclusions"), result.exclusions)
 
     wb.properties.creator = "analysis.table1"
-    path = _path(path)
-    wb.save(path)
-    _normalise_xlsx_timestamps(path)
-    return path
+    return save_deterministic_xlsx(wb, _path(path))
 
 
 def _autofit_table(ws, display: pd.DataFrame):
@@ -504,24 +501,31 @@ def _autofit_table(ws, display: pd.DataFrame):
     ws.row_dimensions[2].height = 30
 
 
-def _normalise_xlsx_timestamps(path: Path) -> None:
-    """Rewrite the zip with fixed timestamps and created/modified dates so that the
-    workbook bytes do not depend on the wall clock."""
+def save_deterministic_xlsx(wb, path, when=(2000, 1, 1, 0, 0, 0)) -> Path:
+    """Save an openpyxl workbook whose bytes do not depend on the wall clock.
+
+    openpyxl stamps 'now' into the zip entries and into docProps/core.xml (created /
+    modified); both are replaced by ``when`` (a ``(Y, M, D, h, m, s)`` tuple).
+    """
+    import io
     import re
     import zipfile
 
-    fixed = "2000-01-01T00:00:00Z"
-    with zipfile.ZipFile(path) as zin:
-        items = [(info, zin.read(info.filename)) for info in zin.infolist()]
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zout:
-        for info, data in items:
+    path = Path(path)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    stamp = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*when).encode()
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            content = src.read(info.filename)
             if info.filename == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)",
-                              lambda m: m.group(1) + fixed.encode() + m.group(2), data)
-            zi = zipfile.ZipInfo(info.filename, date_time=(2000, 1, 1, 0, 0, 0))
-            zi.compress_type = zipfile.ZIP_DEFLATED
-            zi.external_attr = info.external_attr
-            zout.writestr(zi, data)
+                content = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)",
+                                 lambda m: m.group(1) + stamp + m.group(2), content)
+            entry = zipfile.ZipInfo(info.filename, date_time=tuple(when))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = info.external_attr
+            dst.writestr(entry, content)
+    return path
 
 
 # --------------------------------------------------------------------------- all

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import io
 import shutil
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -221,27 +219,9 @@ def write_cohort(df: pd.DataFrame, path) -> Path:
     ws.freeze_panes = "A2"
     wb.properties.creator = "analysis.simulate"
     wb.properties.created = _FIXED_TIME
-    buffer = io.BytesIO()
-    wb.save(buffer)
-    _rezip_deterministic(buffer.getvalue(), path)
-    return path
+    from .export import save_deterministic_xlsx
 
-
-def _rezip_deterministic(data: bytes, path: Path) -> None:
-    """Rewrite an xlsx zip with fixed timestamps (openpyxl stamps 'now' on save)."""
-    stamp = _FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            content = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                import re
-
-                content = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:(?:created|modified)>)",
-                                 rb"\g<1>" + stamp + rb"\g<2>", content)
-            entry = zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = info.external_attr
-            dst.writestr(entry, content)
+    return save_deterministic_xlsx(wb, path, when=_FIXED_TIME.timetuple()[:6])
 
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -45,7 +45,7 @@ import time
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-__all__ = ["fexact_pvalue", "fexact_work", "BudgetExceeded", "TOL"]
+__all__ = ["fexact_pvalue", "BudgetExceeded", "TOL"]
 
 TOL = 1e-7            # log-space tolerance: P <= P_obs * (1 + 1e-7)
 _MERGE = 1e-9         # past values closer than this (same grid cell) are merged
@@ -538,15 +538,5 @@ def fexact_pvalue(table, time_budget: float | None = None, max_work: int | None 
     try:
         net = _Net(np.asarray(table), deadline)
         return net.run()
-    finally:
-        _work.limit = None
-
-
-def fexact_work(table) -> int:
-    """Network rows materialised by the exact computation of ``table`` (for calibration)."""
-    _work.used, _work.limit = 0, 2**62
-    try:
-        _Net(np.asarray(table), None).run()
-        return int(_work.used)
     finally:
         _work.limit = None

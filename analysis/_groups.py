@@ -67,24 +67,3 @@ def clean_samples(samples, names=None, variable=None) -> CleanSamples:
         n_missing += int((~keep).sum())
         arrays.append(arr[keep].copy())
     return CleanSamples(tuple(arrays), tuple(names), n_missing)
-
-
-def values_groups_to_samples(values, groups, levels=None, variable=None):
-    """``(values, groups)`` -> (list of arrays, level names); rows with missing group dropped."""
-    v = pd.Series(np.asarray(values, dtype=object).reshape(-1))
-    g = pd.Series(np.asarray(groups, dtype=object).reshape(-1))
-    if len(v) != len(g):
-        raise CohortError(f"values ({len(v)}) and groups ({len(g)}) differ in length", column=variable)
-    if levels is None:
-        if isinstance(groups, pd.Series) and isinstance(groups.dtype, pd.CategoricalDtype):
-            levels = list(groups.cat.categories)
-        elif isinstance(groups, pd.Categorical):
-            levels = list(groups.categories)
-        else:
-            levels = list(pd.unique(g.dropna()))
-            try:
-                levels = sorted(levels)
-            except TypeError:
-                pass
-    samples = [v[(g == lev).to_numpy()].to_numpy() for lev in levels]
-    return samples, [str(x) for x in levels]

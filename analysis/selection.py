@@ -254,7 +254,5 @@ def choose_test(values, groups, var_type: str, override: str = "auto", *, levels
         test, reason, more = _continuous(v, g, group_levels, alpha)
         details.update(more)
     if summary == "auto":
-        summary = _SUMMARY.get(test, "n_percent") if var_type == "continuous" else "n_percent"
-        if var_type == "continuous" and test not in _SUMMARY:
-            summary = "median_iqr"
+        summary = _SUMMARY[test] if var_type == "continuous" else "n_percent"
     return TestChoice(test=test, reason=reason, summary=summary, details=details)

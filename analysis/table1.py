@@ -119,11 +119,6 @@ TEST_DESCRIPTIONS = {
     "kruskal_wallis": "Kruskal\u2013Wallis rank-sum test",
     "linear_by_linear": "linear-by-linear association (trend) test on the level scores",
 }
-_EFFECT_LABELS = {
-    "cramers_v": "bias-corrected Cram\u00e9r's V",
-    "epsilon_squared": "\u03b5\u00b2",
-    "eta_squared": "\u03b7\u00b2",
-}
 _MARKERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -260,8 +255,6 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
     else:
         summary = summarize_continuous(data, var.name, gcol, group_levels=list(group_levels))
         samples = _samples(col, groups, group_levels)
-    if test in ("kruskal_wallis", "anova", "welch_anova") and samples is None:
-        samples = _samples(_scores(col, var.levels), groups, group_levels)
     n_used = int((col.notna() & groups.notna()).sum())
     nonempty = [g for g in group_levels if ((groups == g) & col.notna()).any()]
     if len(nonempty) < 2:

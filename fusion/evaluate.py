@@ -126,7 +126,7 @@ def _per_patient(frame: pd.DataFrame, codes: np.ndarray, proba: np.ndarray, idx:
 
 
 def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot: int = 2000, seed: int = 0,
-                          ci: float = 0.95, source: str = "predictions") -> pd.DataFrame:
+                          ci: float = 0.95, source: str = "predictions", pairs=None) -> pd.DataFrame:
     """Pairwise AUC comparison of every two model/modality groups on the same patients.
 
     Parameters
@@ -139,6 +139,9 @@ def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot:
         Paired patient bootstrap for the macro AUC (``n_boot = 0``: macro p-value NaN).
     source : str
         Name used in error messages.
+    pairs : callable, optional
+        ``pairs((model_a, modality_a), (model_b, modality_b)) -> bool`` keeps only the pairs
+        it accepts (the others are not computed); default: every pair.
 
     Returns
     -------
@@ -179,6 +182,8 @@ def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot:
         for key, gi in sub.groupby(["model", "modality"], sort=False).indices.items():
             groups[key] = _per_patient(frame, codes, proba, split_idx[gi], source)
         for (ka, (pa, ya)), (kb, (pb, yb)) in combinations(groups.items(), 2):
+            if pairs is not None and not pairs(ka, kb):
+                continue
             common = pa.index.intersection(pb.index)
             base = {"split": split, "model_a": ka[0], "modality_a": ka[1], "model_b": kb[0], "modality_b": kb[1]}
             if not ya.loc[common].equals(yb.loc[common]):

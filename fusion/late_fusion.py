@@ -369,6 +369,5 @@ def fusion_comparison(predictions: pd.DataFrame, classes, n_boot: int = 2000, se
     """
     from fusion.evaluate import compare_models_delong
 
-    cmp = compare_models_delong(predictions, classes, n_boot=n_boot, seed=seed, source=source)
-    keep = (cmp["model_a"] == FUSION_MODEL) | (cmp["model_b"] == FUSION_MODEL)
-    return cmp[keep].reset_index(drop=True)
+    return compare_models_delong(predictions, classes, n_boot=n_boot, seed=seed, source=source,
+                                 pairs=lambda a, b: FUSION_MODEL in (a[0], b[0]))

@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 
 from analysis.calibration import calibration_ovr, reliability_curve
 from analysis.errors import CohortError, UndefinedMetricWarning, did_you_mean, require_columns
-from analysis.figures import PALETTE, figure_style, new_figure, save_figure
+from analysis.figures import PALETTE, _finish, _pct, figure_style, new_figure
 from analysis.formatting import MISSING, format_ci, format_number
 from fusion.evaluate import _validate, evaluate_predictions
 
@@ -103,10 +103,6 @@ def _style(i: int):
     return PALETTE[i % len(PALETTE)], _LINESTYLES[(i // len(PALETTE)) % len(_LINESTYLES)]
 
 
-def _pct(level: float) -> str:
-    return f"{100 * float(level):g}"
-
-
 def _roc_points(y: np.ndarray, score: np.ndarray):
     """Empirical ROC curve (false- and true-positive rates at every distinct threshold).
 
@@ -137,12 +133,6 @@ def _metric_lookup(metrics: pd.DataFrame):
 def _check_metrics(metrics, source="metrics"):
     require_columns(metrics, ("model", "modality", "split", "metric", "class", "estimate", "ci_low",
                               "ci_high", "ci_level"), "metrics", file=source)
-
-
-def _finish(fig: Figure, path) -> Figure:
-    if path is not None:
-        save_figure(fig, path)
-    return fig
 
 
 def _panels_with_legends(k: int, n_entries: int, panel: float = 3.1):

@@ -465,7 +465,7 @@ def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, laye
                               f"{', '.join(classes)}){did_you_mean(target, classes)}")
         target_idx = classes.index(target)
     if layer is not None:
-        _ = _resolve_layer_or_config(model, layer)
+        layer = _resolve_layer_or_config(model, layer)  # the module: a bad name fails before any work
     dev = runtime.pick_device(device)
     model.to(dev)
     raw = [load_image(p, size=size, channels=chans) for p in images]

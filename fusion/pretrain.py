@@ -46,7 +46,7 @@ from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, sav
 from fusion.config import PretrainConfig, resolve_config, save_config
 from fusion.engine import evaluate, fit
 
-__all__ = ["build_parser", "main", "default_data_root", "load_pretraining_data", "pretraining_table",
+__all__ = ["build_parser", "main", "load_pretraining_data", "pretraining_table",
            "run_pretraining"]
 
 EPILOG = """\
@@ -58,13 +58,6 @@ examples:
   # BUSI, or any folder with one sub-folder per class
   python -m fusion.pretrain --data busi --backbone densenet121 --out runs/pretrain_busi
 """
-
-
-def default_data_root() -> Path:
-    """``$LYMPH_SHARED_DATA`` or ``<project>/../shared/data`` (as :mod:`fusion.manifests`)."""
-    from fusion.manifests import default_data_root as _root
-
-    return _root()
 
 
 def _csv_manifest(path: Path):

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import CohortError, UndefinedMetricWarning
+from .errors import CohortError, UndefinedMetricWarning, check_ci_level
 
 __all__ = ["BootstrapResult", "cluster_bootstrap"]
 
@@ -206,8 +206,7 @@ def cluster_bootstrap(statistic_fn: Callable, data, cluster=None, n_boot: int = 
     """
     if method not in _METHODS:
         raise CohortError(f"unknown bootstrap method {method!r} (expected one of: {', '.join(_METHODS)})")
-    if not (isinstance(ci, (int, float)) and 0 < ci < 1):
-        raise CohortError(f"ci must be a confidence level strictly between 0 and 1, got {ci!r}")
+    check_ci_level(ci)
     if int(n_boot) != n_boot or n_boot < 0:
         raise CohortError(f"n_boot must be a non-negative integer, got {n_boot!r}")
     n_boot = int(n_boot)

@@ -14,8 +14,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from .errors import CohortError, UndefinedMetricWarning
-from .roc import _binary_labels, _check_level, _class_codes_and_proba, _scores
+from .errors import CohortError, UndefinedMetricWarning, check_ci_level
+from .roc import _binary_labels, _class_codes_and_proba, _scores
 
 __all__ = ["CalibrationResult", "brier_score", "reliability_curve", "calibration_slope_intercept",
            "calibration_ovr"]
@@ -163,7 +163,7 @@ def calibration_slope_intercept(y_true, proba, ci: float = 0.95) -> CalibrationR
     Van Calster B, et al. Calibration: the Achilles heel of predictive analytics. BMC Med.
     2019;17:230. doi:10.1186/s12916-019-1466-7
     """
-    _check_level(ci)
+    check_ci_level(ci)
     y = _binary_labels(y_true).astype(float)
     p = _probabilities(proba, y.size)
     clipped = int(np.sum((p < _EPS) | (p > 1 - _EPS)))

@@ -23,6 +23,7 @@ __all__ = [
     "did_you_mean",
     "format_location",
     "require_columns",
+    "check_ci_level",
 ]
 
 
@@ -63,6 +64,12 @@ def require_columns(frame, needed, what: str, *, file=None) -> None:
         if col not in present:
             raise CohortError(f"missing column: {what} has no column '{col}' (expected: "
                               f"{', '.join(needed)}){did_you_mean(col, present)}", file=file, column=col)
+
+
+def check_ci_level(ci) -> None:
+    """Raise :class:`CohortError` unless ``ci`` is a confidence level strictly between 0 and 1."""
+    if not (isinstance(ci, (int, float)) and 0 < ci < 1):
+        raise CohortError(f"ci must be a confidence level strictly between 0 and 1, got {ci!r}")
 
 
 class CohortError(ValueError):

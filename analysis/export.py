@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .table1 import STATS_COLUMNS
+
 __all__ = [
     "write_xlsx",
     "write_latex",
@@ -41,8 +43,6 @@ __all__ = [
 OUTPUT_FILES = ("table1.xlsx", "table1.tex", "table1.md", "table1_stats.csv",
                 "odds_ratios.csv", "methods.md")
 
-_STATS_FIRST = ("variable", "test", "statistic", "df", "p_value", "q_value", "effect_size",
-                "effect_size_name", "n_used", "n_missing")
 
 
 def _path(path) -> Path:
@@ -98,7 +98,7 @@ def write_stats_csv(result, path) -> Path:
     Floats are written at full precision (shortest repr that round-trips), missing as an
     empty field, ``\\n`` line endings, UTF-8: identical inputs give identical bytes.
     """
-    return _write_csv(_tidy_for_csv(result.stats, _STATS_FIRST), path)
+    return _write_csv(_tidy_for_csv(result.stats, STATS_COLUMNS), path)
 
 
 def write_odds_ratios_csv(result, path) -> Path:
@@ -459,7 +459,7 @@ def write_xlsx(result, path) -> Path:
     if result.regression is not None and len(result.regression):
         _frame_to_sheet(wb.create_sheet("Odds ratios (tidy)"), result.regression)
 
-    _frame_to_sheet(wb.create_sheet("Statistics"), _tidy_for_csv(result.stats, _STATS_FIRST))
+    _frame_to_sheet(wb.create_sheet("Statistics"), _tidy_for_csv(result.stats, STATS_COLUMNS))
     _frame_to_sheet(wb.create_sheet("Post hoc"), result.posthoc,
                     note="no omnibus test reached significance (or post hoc tests were not requested)")
 

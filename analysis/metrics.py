@@ -14,8 +14,8 @@ import pandas as pd
 from scipy import stats
 
 from .bootstrap import cluster_bootstrap
-from .errors import CohortError, UndefinedMetricWarning
-from .roc import _check_level, _class_codes_and_proba
+from .errors import CohortError, UndefinedMetricWarning, check_ci_level
+from .roc import _class_codes_and_proba
 
 __all__ = ["METRIC_COLUMNS", "classification_metrics"]
 
@@ -138,7 +138,7 @@ def classification_metrics(y_true, proba, classes, patient_ids=None, n_boot: int
     >>> out.loc[out.metric == 'accuracy', 'estimate'].item()
     0.5
     """
-    _check_level(ci)
+    check_ci_level(ci)
     classes = [str(c) for c in classes]
     codes, p = _class_codes_and_proba(y_true, proba, classes, file=file, y_column=y_column,
                                       proba_columns=proba_columns)

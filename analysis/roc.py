@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from ._results import TestResult
-from .errors import CohortError, UndefinedMetricWarning, did_you_mean
+from .errors import CohortError, UndefinedMetricWarning, check_ci_level, did_you_mean
 
 __all__ = ["AUCResult", "roc_auc", "roc_auc_ovr", "delong_ci", "delong_test"]
 
@@ -321,7 +321,7 @@ def delong_ci(y, score, ci: float = 0.95) -> AUCResult:
     >>> round(r.estimate, 4), round(r.ci_low, 4), round(r.ci_high, 4)
     (0.8889, 0.5809, 1.0)
     """
-    _check_level(ci)
+    check_ci_level(ci)
     pos = _binary_labels(y)
     s = _scores(score, pos.size)
     m = int(pos.sum())
@@ -376,7 +376,7 @@ def delong_test(y, score_a, score_b, ci: float = 0.95) -> TestResult:
     >>> round(r.statistic, 4), round(r.p_value, 4)
     (0.3536, 0.7237)
     """
-    _check_level(ci)
+    check_ci_level(ci)
     pos = _binary_labels(y)
     sa = _scores(score_a, pos.size, "score_a")
     sb = _scores(score_b, pos.size, "score_b")
@@ -403,6 +403,3 @@ def delong_test(y, score_a, score_b, ci: float = 0.95) -> TestResult:
     return TestResult("delong", float(z), math.nan, p, int(pos.size), method=method, details=details)
 
 
-def _check_level(ci: float) -> None:
-    if not (isinstance(ci, (int, float)) and 0 < ci < 1):
-        raise CohortError(f"ci must be a confidence level strictly between 0 and 1, got {ci!r}")

@@ -397,14 +397,13 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
         notes.append(("", f"{len(exclusions)} of {n_input} rows were excluded ({reasons})."))
     markers, order = {}, []
     for o in outcomes:
-        key = o.result.test if not math.isnan(o.result.p_value) else "not_tested"
+        key = _test_key(o)
         if key not in markers:
             markers[key] = _MARKERS[len(markers) % len(_MARKERS)]
             order.append(key)
     test_notes = []
     for key in order:
-        members = [o for o in outcomes
-                   if (o.result.test if not math.isnan(o.result.p_value) else "not_tested") == key]
+        members = [o for o in outcomes if _test_key(o) == key]
         names = ", ".join(o.var.label for o in members)
         if key == "not_tested":
             text = "Not tested: " + "; ".join(f"{o.var.label} ({_reason_not_tested(o)})" for o in members)

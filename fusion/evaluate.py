@@ -19,9 +19,9 @@ import pandas as pd
 from scipy import stats
 
 from analysis.bootstrap import cluster_bootstrap
-from analysis.errors import CohortError, UndefinedMetricWarning, require_columns
+from analysis.errors import CohortError, UndefinedMetricWarning, check_ci_level, require_columns
 from analysis.metrics import _metric_vector, classification_metrics
-from analysis.roc import _check_level, _class_codes_and_proba, delong_test
+from analysis.roc import _class_codes_and_proba, delong_test
 
 __all__ = ["EVALUATION_COLUMNS", "COMPARISON_COLUMNS", "evaluate_predictions", "compare_models_delong"]
 
@@ -96,7 +96,7 @@ def evaluate_predictions(predictions: pd.DataFrame, classes: list[str], n_boot: 
     >>> out.loc[0, "metric"], float(out.loc[0, "estimate"])
     ('auc', 1.0)
     """
-    _check_level(ci)
+    check_ci_level(ci)
     frame, classes, codes, proba = _validate(predictions, classes, source)
     out = []
     for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
@@ -173,7 +173,7 @@ def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot:
     Robin X, et al. pROC: an open-source package for R and S+ to analyze and compare ROC curves.
     BMC Bioinformatics. 2011;12:77. doi:10.1186/1471-2105-12-77
     """
-    _check_level(ci)
+    check_ci_level(ci)
     frame, classes, codes, proba = _validate(predictions, classes, source)
     rows = []
     for split, split_idx in frame.groupby("split", sort=False).indices.items():

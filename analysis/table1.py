@@ -489,6 +489,7 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
             continue
         keys = list(dict.fromkeys(sub["level_key"]))
         unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
+        ref_level = None
         if keys == [""]:
             per = "per level" if var.type == "ordinal" else "per unit"
             entries = [(f"{var.label}{unit}, {per}", "")]
@@ -508,8 +509,7 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
                           & (sub["level_key"] == key)]
                 c_or = f"{model.capitalize()} {grp} vs {reference}: OR (95% CI)"
                 c_p = f"{model.capitalize()} {grp} vs {reference}: p"
-                if key and key == (sub["reference_level"].dropna().astype(str).iloc[0]
-                                   if sub["reference_level"].notna().any() else None):
+                if key and key == ref_level:
                     row[c_or], row[c_p] = "1 (reference)", ""
                 elif len(hit):
                     r = hit.iloc[0]

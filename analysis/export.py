@@ -483,7 +483,6 @@ def write_xlsx(result, path) -> Path:
         r += 1
         ws_m.cell(row=r, column=1, value="Excluded rows").font = Font(bold=True)
         ws_m.cell(row=r, column=2, value=len(result.exclusions))
-    if len(result.exclusions):
         _frame_to_sheet(wb.create_sheet("Exclusions"), result.exclusions)
 
     wb.properties.creator = "analysis.table1"

@@ -74,7 +74,8 @@ def anova_oneway(samples, names=None) -> TestResult:
     method = "One-way ANOVA"
     clean = clean_samples(samples, names)
     groups = clean.nonempty
-    extra = {"empty_groups": _empty_groups(clean)} if _empty_groups(clean) else {}
+    empty = _empty_groups(clean)
+    extra = {"empty_groups": empty} if empty else {}
     k, n = len(groups), clean.n_used
     if k < 2:
         return _not_computed("anova", method, clean, "fewer than 2 groups with data", **extra)
@@ -133,7 +134,8 @@ def welch_anova(samples, names=None) -> TestResult:
     method = "Welch's ANOVA"
     clean = clean_samples(samples, names)
     groups = clean.nonempty
-    extra = {"empty_groups": _empty_groups(clean)} if _empty_groups(clean) else {}
+    empty = _empty_groups(clean)
+    extra = {"empty_groups": empty} if empty else {}
     k = len(groups)
     if k < 2:
         return _not_computed("welch_anova", method, clean, "fewer than 2 groups with data", **extra)
@@ -191,7 +193,8 @@ def kruskal_wallis(samples, names=None) -> TestResult:
     method = "Kruskal–Wallis test"
     clean = clean_samples(samples, names)
     groups = clean.nonempty
-    extra = {"empty_groups": _empty_groups(clean)} if _empty_groups(clean) else {}
+    empty = _empty_groups(clean)
+    extra = {"empty_groups": empty} if empty else {}
     k, n = len(groups), clean.n_used
     if k < 2:
         return _not_computed("kruskal_wallis", method, clean, "fewer than 2 groups with data", **extra)
@@ -306,7 +309,7 @@ def variance_check(samples, names=None, center: str = "median") -> TestResult:
     test = "brown_forsythe" if center == "median" else "levene"
     method = "Brown–Forsythe test" if center == "median" else "Levene's test"
     clean = clean_samples(samples, names)
-    groups = [g for g in clean.nonempty]
+    groups = list(clean.nonempty)
     k, n = len(groups), clean.n_used
     if k < 2 or n - k < 1:
         return _not_computed(test, method, clean, "fewer than 2 groups with data or N <= k")

@@ -129,6 +129,7 @@ def pairwise_tests(values, groups, kind: str = "dunn", *, group_levels=None, var
     n_total = x.size
     _, counts = np.unique(x, return_counts=True)
     tie = (counts ** 3 - counts).sum() / (12.0 * (n_total - 1)) if n_total > 1 else 0.0
+    var = n_total * (n_total + 1) / 12.0 - tie  # Dunn's rank variance (the same for every pair)
     rows = []
     for a, b in itertools.combinations(levels, 2):
         ia, ib = (g == a).to_numpy(), (g == b).to_numpy()
@@ -137,7 +138,6 @@ def pairwise_tests(values, groups, kind: str = "dunn", *, group_levels=None, var
                "statistic": math.nan, "p_value": math.nan, "n_a": int(xa.size), "n_b": int(xb.size),
                "reason": ""}
         if test == "dunn":
-            var = (n_total * (n_total + 1) / 12.0 - tie)
             if xa.size == 0 or xb.size == 0 or var <= 0:
                 row["reason"] = "empty group or no variation in ranks"
             else:

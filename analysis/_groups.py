@@ -20,7 +20,12 @@ from .errors import CohortError
 class CleanSamples:
     arrays: tuple          # float arrays, NaN removed, empty groups kept (length 0)
     names: tuple           # group names (str)
-    n_missing: int         # values dropped as missing, all groups together
+    missing: tuple         # values dropped as missing, per group
+
+    @property
+    def n_missing(self) -> int:
+        """Values dropped as missing, all groups together."""
+        return int(sum(self.missing))
 
     @property
     def sizes(self) -> np.ndarray:
@@ -49,7 +54,7 @@ def clean_samples(samples, names=None, variable=None) -> CleanSamples:
     names = [str(n) for n in names]
     if len(names) != len(samples):
         raise CohortError(f"got {len(samples)} groups but {len(names)} group names", column=variable)
-    arrays, n_missing = [], 0
+    arrays, missing = [], []
     for name, s in zip(names, samples):
         ser = pd.Series(s.to_numpy(dtype=object) if isinstance(s, pd.Series)
                         else np.asarray(s, dtype=object).reshape(-1))
@@ -64,6 +69,6 @@ def clean_samples(samples, names=None, variable=None) -> CleanSamples:
             raise CohortError(f"group '{name}' holds an infinite value (expected finite numbers)",
                               column=variable)
         keep = ~np.isnan(arr)
-        n_missing += int((~keep).sum())
+        missing.append(int((~keep).sum()))
         arrays.append(arr[keep].copy())
-    return CleanSamples(tuple(arrays), tuple(names), n_missing)
+    return CleanSamples(tuple(arrays), tuple(names), tuple(missing))

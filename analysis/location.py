@@ -247,9 +247,7 @@ def normality_check(samples, names=None, alpha: float = 0.05) -> pd.DataFrame:
     """
     clean = clean_samples(samples, names)
     rows = []
-    raw = list(samples.values()) if isinstance(samples, dict) else list(samples)
-    for name, arr, orig in zip(clean.names, clean.arrays, raw):
-        n_missing = int(np.asarray(orig, dtype=object).size - arr.size)
+    for name, arr, n_missing in zip(clean.names, clean.arrays, clean.missing):
         row = {"group": name, "test": "shapiro_wilk", "statistic": math.nan, "p_value": math.nan,
                "n_used": int(arr.size), "n_missing": n_missing, "normal": pd.NA, "reason": ""}
         if arr.size < SHAPIRO_MIN_N:

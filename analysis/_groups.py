@@ -40,6 +40,22 @@ class CleanSamples:
         return int(self.sizes.sum())
 
 
+def default_levels(values, full=None) -> list:
+    """Level order when none is given: the categories of a categorical ``full`` (default:
+    ``values``), else the distinct ``values`` sorted (first-seen order if they cannot be sorted).
+
+    ``values`` holds the non-missing observations; ``full`` is the column they came from.
+    """
+    full = values if full is None else full
+    if isinstance(getattr(full, "dtype", None), pd.CategoricalDtype):
+        return list(full.categories if isinstance(full, pd.Categorical) else full.cat.categories)
+    distinct = pd.unique(values)
+    try:
+        return sorted(distinct)
+    except TypeError:
+        return list(distinct)
+
+
 def clean_samples(samples, names=None, variable=None) -> CleanSamples:
     """Validate ``samples`` and drop missing values (NaN/None/pd.NA), never mutating input."""
     if isinstance(samples, Mapping):

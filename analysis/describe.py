@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ._groups import default_levels
 from .errors import CohortError, did_you_mean
 
 __all__ = ["describe", "summarize_categorical", "summarize_continuous", "OVERALL", "VARIABLE_TYPES"]
@@ -29,12 +30,7 @@ def _resolve_levels(series: pd.Series, levels, variable):
     """Levels in schema order; a value outside them is a CohortError with did-you-mean."""
     observed = pd.unique(series.dropna())
     if levels is None:
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            return list(series.cat.categories)
-        try:
-            return sorted(observed)
-        except TypeError:
-            return list(observed)
+        return default_levels(series.dropna(), series)
     levels = list(levels)
     as_text = {str(lv) for lv in levels}
     for value in observed:
@@ -51,13 +47,7 @@ def _group_levels(data, group, group_levels):
                           column=group)
     if group_levels is not None:
         return list(group_levels)
-    g = data[group]
-    if isinstance(g.dtype, pd.CategoricalDtype):
-        return list(g.cat.categories)
-    try:
-        return sorted(pd.unique(g.dropna()))
-    except TypeError:
-        return list(pd.unique(g.dropna()))
+    return default_levels(data[group].dropna(), data[group])
 
 
 def _subsets(data, group, group_levels):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._groups import default_levels
 from .errors import CohortError, did_you_mean
 from .multiplicity import benjamini_hochberg, holm
 
@@ -48,15 +49,7 @@ def _split(values, groups, group_levels, variable, numeric):
                               column=variable)
         v = num.astype(float)
     if group_levels is None:
-        if isinstance(groups, (pd.Series, pd.Categorical)) and isinstance(
-                getattr(groups, "dtype", None), pd.CategoricalDtype):
-            group_levels = list(groups.categories if isinstance(groups, pd.Categorical)
-                                else groups.cat.categories)
-        else:
-            try:
-                group_levels = sorted(pd.unique(g))
-            except TypeError:
-                group_levels = list(pd.unique(g))
+        group_levels = default_levels(g, groups)
     return v, g, list(group_levels)
 
 
@@ -167,13 +160,7 @@ def _table_from_input(table_or_xy, group_levels, levels, variable):
         x, g = table_or_xy
         xs, gs, glev = _split(x, g, group_levels, variable, numeric=False)
         if levels is None:
-            if isinstance(x, pd.Series) and isinstance(x.dtype, pd.CategoricalDtype):
-                levels = list(x.cat.categories)
-            else:
-                try:
-                    levels = sorted(pd.unique(xs))
-                except TypeError:
-                    levels = list(pd.unique(xs))
+            levels = default_levels(xs, x if isinstance(x, pd.Series) else None)
         return pd.crosstab(pd.Categorical(xs, categories=levels),
                            pd.Categorical(gs, categories=glev), dropna=False)
     if isinstance(table_or_xy, pd.DataFrame):

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ._groups import default_levels
 from .errors import CohortError, SeparationWarning, did_you_mean
 
 __all__ = ["multinomial_or_table", "REGRESSION_COLUMNS"]
@@ -45,15 +46,7 @@ _TYPES = ("continuous", "categorical", "ordinal", "binary")
 
 
 def _levels_of(series, given):
-    if given is not None:
-        return list(given)
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return list(series.cat.categories)
-    values = pd.unique(series.dropna())
-    try:
-        return sorted(values)
-    except TypeError:
-        return list(values)
+    return list(given) if given is not None else default_levels(series.dropna(), series)
 
 
 def _match(series, level):

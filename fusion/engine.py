@@ -32,6 +32,8 @@ __all__ = [
     "EarlyStopping",
     "FitResult",
     "fit",
+    "TrainingSetup",
+    "setup_training",
 ]
 
 
@@ -228,6 +230,42 @@ class FitResult:
     best_loss: float
     epochs_run: int
     history: list = field(default_factory=list)
+
+
+@dataclass
+class TrainingSetup:
+    """What :func:`fit` needs besides the data: model, optimiser, schedule, shuffling and transforms."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    generator: torch.Generator
+    transform_train: Callable
+    transform_eval: Callable
+
+
+def setup_training(backbone: str, weights, *, in_chans: int, num_classes: int, device, seed: int,
+                   lr: float, weight_decay: float, epochs: int, channels_last: bool,
+                   augment: str) -> TrainingSetup:
+    """Seeded model (on ``device``), AdamW + cosine schedule, shuffling generator and transforms.
+
+    The global seed is ``seed`` (set before the model's random initialisation) and the
+    shuffling generator's seed ``seed + 1``, as used by ``fusion.train`` and ``fusion.pretrain``.
+    """
+    from fusion import runtime
+    from fusion.backbones import create_backbone
+    from fusion.transforms import build_transform
+
+    runtime.set_seed(seed)
+    model = create_backbone(backbone, weights, in_chans=in_chans, num_classes=num_classes).to(device)
+    if channels_last:
+        model = runtime.to_channels_last(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    generator = torch.Generator().manual_seed(seed + 1)
+    return TrainingSetup(model, optimizer, scheduler, generator,
+                         build_transform(augment, train=True, channels=in_chans).to(device),
+                         build_transform("none", train=False, channels=in_chans).to(device))
 
 
 def fit(model, optimizer, scheduler, images: torch.Tensor, labels, train_idx, val_idx, *, epochs: int,

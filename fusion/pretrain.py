@@ -37,14 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from analysis.errors import CohortError, ConfigError, did_you_mean
 from fusion import runtime
-from fusion.backbones import create_backbone, list_backbones
+from fusion.backbones import list_backbones
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import PretrainConfig, resolve_config, save_config
-from fusion.engine import evaluate, fit
+from fusion.engine import evaluate, fit, setup_training
 
 __all__ = ["build_parser", "main", "load_pretraining_data", "pretraining_table",
            "run_pretraining"]
@@ -196,7 +195,6 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
     """Everything ``main`` does after parsing; returns the files written."""
     from fusion import splits as sp
     from fusion.dataset import MultimodalDataset
-    from fusion.transforms import build_transform
 
     if cfg.backbone not in list_backbones():
         raise ConfigError(f"--backbone: unknown backbone {cfg.backbone!r}{did_you_mean(cfg.backbone, list_backbones())}")
@@ -225,20 +223,16 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
     train_idx, val_idx = train_idx[present[train_idx]], val_idx[present[val_idx]]
     images = dataset.tensors(modality)
 
-    runtime.set_seed(cfg.seed)
-    model = create_backbone(cfg.backbone, cfg.weights, in_chans=cfg.channels, num_classes=len(classes)).to(device)
-    if cfg.channels_last:
-        model = runtime.to_channels_last(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    setup = setup_training(cfg.backbone, cfg.weights, in_chans=cfg.channels, num_classes=len(classes),
+                           device=device, seed=cfg.seed, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           epochs=cfg.epochs, channels_last=cfg.channels_last, augment=cfg.augment)
+    model, optimizer, scheduler, generator = setup.model, setup.optimizer, setup.scheduler, setup.generator
+    t_train, t_eval = setup.transform_train, setup.transform_eval
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckdir = out / "checkpoints"
     resume = load_checkpoint(ckdir / "latest.pt") if cfg.resume and (ckdir / "latest.pt").is_file() else None
     plain = asdict(cfg)
-    t_train = build_transform(cfg.augment, train=True, channels=cfg.channels).to(device)
-    t_eval = build_transform("none", train=False, channels=cfg.channels).to(device)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -50,10 +50,10 @@ import torch
 
 from analysis.errors import CohortError, ConfigError, did_you_mean
 from fusion import runtime
-from fusion.backbones import create_backbone, list_backbones
+from fusion.backbones import list_backbones
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import TrainConfig, resolve_config, save_config
-from fusion.engine import balanced_class_weights, fit, predict_proba
+from fusion.engine import balanced_class_weights, fit, predict_proba, setup_training
 
 __all__ = ["build_parser", "main", "run_training", "load_table", "load_dataset", "make_splits", "DataSource",
            "PUBLIC_SETS"]
@@ -440,8 +440,6 @@ def _prediction_frame(ids, y, classes, proba, fold, split, backbone, modality) -
 def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, holdout, device,
                unit_dir: Path, show_progress: bool) -> pd.DataFrame:
     """Train (or resume) one modality x backbone x fold; return its prediction rows."""
-    from fusion.transforms import build_transform
-
     j = dataset.modalities.index(modality)
     present = dataset.mask[:, j].cpu().numpy()
     images = dataset.tensors(modality)
@@ -455,13 +453,12 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ConfigError(f"modality '{modality}', fold {split.fold}: no training or validation images present")
 
-    runtime.set_seed(_unit_seed(cfg.seed, modality, backbone, split.fold))
-    model = create_backbone(backbone, cfg.weights, in_chans=channels, num_classes=len(classes)).to(device)
-    if cfg.channels_last:
-        model = runtime.to_channels_last(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    generator = torch.Generator().manual_seed(_unit_seed(cfg.seed, modality, backbone, split.fold) + 1)
+    setup = setup_training(backbone, cfg.weights, in_chans=channels, num_classes=len(classes), device=device,
+                           seed=_unit_seed(cfg.seed, modality, backbone, split.fold), lr=cfg.lr,
+                           weight_decay=cfg.weight_decay, epochs=cfg.epochs, channels_last=cfg.channels_last,
+                           augment=cfg.augment)
+    model, optimizer, scheduler, generator = setup.model, setup.optimizer, setup.scheduler, setup.generator
+    t_train, t_eval = setup.transform_train, setup.transform_eval
     net = model
     if runtime.is_distributed():
         net = torch.nn.parallel.DistributedDataParallel(
@@ -469,8 +466,6 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     if cfg.compile:
         net = torch.compile(net)
     weights = balanced_class_weights(labels[train_idx], len(classes)) if cfg.class_weights else None
-    t_train = build_transform(cfg.augment, train=True, channels=channels).to(device)
-    t_eval = build_transform("none", train=False, channels=channels).to(device)
     resume = None
     latest = unit_dir / "latest.pt"
     if cfg.resume and latest.is_file():

@@ -166,13 +166,10 @@ def _contingency(col: pd.Series, groups: pd.Series, levels, group_levels) -> pd.
     gcodes, guniq = _unique_values(groups[keep].astype(object))
     cross = np.bincount(vcodes * len(guniq) + gcodes, minlength=len(vuniq) * len(guniq))
     cross = cross.reshape(len(vuniq), len(guniq))
-    table = pd.DataFrame(0, index=[str(v) for v in levels], columns=list(group_levels), dtype=int)
-    for lev_text, lev in zip(table.index, levels):
-        vmatch = np.array([_matches_level(u, lev) for u in vuniq], dtype=bool)
-        for grp in group_levels:
-            gmatch = np.array([bool(u == grp) for u in guniq], dtype=bool)
-            table.loc[lev_text, grp] = int(cross[vmatch][:, gmatch].sum())
-    return table
+    vmatch = np.array([[_matches_level(u, lev) for u in vuniq] for lev in levels], dtype=np.int64)
+    gmatch = np.array([[bool(u == grp) for grp in group_levels] for u in guniq], dtype=np.int64)
+    counts = vmatch.reshape(len(levels), len(vuniq)) @ cross @ gmatch.reshape(len(guniq), len(group_levels))
+    return pd.DataFrame(counts, index=[str(v) for v in levels], columns=list(group_levels)).astype(int)
 
 
 def _scores(col: pd.Series, levels) -> pd.Series:

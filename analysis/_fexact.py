@@ -485,6 +485,10 @@ class _Net:
         base_u = base[gu]
         e0 = E.start[par[und]] + r_take[und]
         cnt = (r_keep - r_take)[und]
+        # The whole query count is known here: charge it before the work, not chunk by chunk,
+        # so a table beyond the work budget falls back at once (the decision is the same,
+        # since the total charged is the same).
+        _charge(int(cnt.sum()))
         ends = np.cumsum(cnt)
         logpre = B.logpre if len(B.logpre) else np.zeros(1)
         t0 = 0
@@ -494,7 +498,6 @@ class _Net:
             t1 = max(t1, t0 + 1)
             c_ = cnt[t0:t1]
             tot = int(c_.sum())
-            _charge(tot)
             t_idx = t0 + np.repeat(np.arange(t1 - t0), c_)
             e_idx = np.arange(tot) + np.repeat(e0[t0:t1] - (np.cumsum(c_) - c_), c_)
             pos = np.searchsorted(bkey, off[t_idx] - E.v[e_idx], side="right") - 1

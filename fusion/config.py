@@ -51,6 +51,7 @@ class TrainConfig:
     cache: str | None = None
     keep_epochs: bool = False
     late_fusion: bool = False             # stacked fusion of the oof predictions (fusion.late_fusion)
+    nested_fusion: bool = False           # nested first level for the fusion (K x K more CNN fits)
 
 
 @dataclass

@@ -45,12 +45,23 @@ Why it does not leak
 --------------------
 A test patient's fusion prediction comes from a second-level model fitted without that
 patient's label or features (steps 1-3 never touch ``test_idx``), and its inputs are
-produced by a CNN that never saw it.  One indirect dependence remains and is inherent to
-stacking with shared folds: the out-of-fold probabilities of the *training* patients of
-fold ``k`` come from CNNs of other folds, which were trained with fold ``k``'s patients.
-Removing it requires nested first-level training (``K x (K-1)`` CNN fits per modality);
-this module does not do that.  The test in ``tests/fusion/test_late_fusion.py`` checks the
-direct part: changing only a patient's own label leaves its fusion prediction unchanged.
+produced by a CNN that never saw it.
+
+Shared folds (the default) leave one indirect dependence, inherent to stacking: the
+out-of-fold probabilities of the *training* patients of fold ``k`` come from CNNs of other
+folds, which were trained with fold ``k``'s test patients, so those patients' labels reach
+fold ``k``'s second-level model through its training features.  **Nested** first-level
+predictions remove it (``inner=`` here, ``fusion.train --late-fusion --nested-fusion``):
+for every outer fold ``k`` the first level is re-run inside fold ``k``'s training patients
+only (an inner patient-grouped k-fold, or leave-one-of-the-other-hospitals-out), and those
+inner out-of-fold probabilities are the training features of fold ``k``'s second level; the
+outer CNN of fold ``k`` (which never saw the test patients either) still supplies the test
+patients' features.  Then nothing fitted for fold ``k``, at either level, has seen a test
+patient of fold ``k``, at the cost of ``K x K`` more CNN fits per model and modality
+(``H x (H - 1)`` with ``H`` hospitals).  ``late_fusion_models.csv`` records which was used
+(column ``first_level``).  The tests in ``tests/fusion/test_late_fusion.py`` check both: a
+patient's own label never reaches its fusion prediction, and with nested predictions the
+test patients' first-level outputs never reach the training features of their fold.
 
 Design for hospitals.  With leave-one-hospital-out splits (``Split.kind == 'hospital'``)
 the same procedure runs with ``split = 'external'``: the second level for a hospital is
@@ -72,8 +83,8 @@ import pandas as pd
 
 from analysis.errors import CohortError, ConfigError
 
-__all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "LateFusionResult", "late_fusion_predictions",
-           "fusion_comparison"]
+__all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "INNER_SPLIT", "LateFusionResult",
+           "late_fusion_predictions", "fusion_comparison"]
 
 #: ``model`` value of every fusion row.
 FUSION_MODEL = "late_fusion"
@@ -82,7 +93,13 @@ FUSION_VARIANTS = ("fusion_images", "fusion_images_clinical", "clinical_only")
 #: Inverse L2 strengths searched by the inner cross-validation.
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 _EPS = 1e-6
-MODEL_COLUMNS = ["fold", "split", "modality", "c", "n_train", "n_test", "n_features", "inner_folds", "reason"]
+MODEL_COLUMNS = ["fold", "split", "modality", "first_level", "c", "n_train", "n_test", "n_features", "inner_folds",
+                 "reason"]
+#: ``first_level`` values of ``late_fusion_models.csv``.
+FIRST_LEVEL_SHARED, FIRST_LEVEL_NESTED = "shared folds", "nested"
+#: ``split`` value of the nested (inner) first-level prediction rows.
+INNER_SPLIT = "inner"
+
 
 
 @dataclass(frozen=True)
@@ -95,8 +112,9 @@ class LateFusionResult:
         Prediction rows ``patient_id, fold, split, y_true, model, modality, p_<class>...``
         (``model == 'late_fusion'``), one per test patient x variant.
     models : pandas.DataFrame
-        One row per fold x variant: ``fold, split, modality, c`` (the chosen ``C``),
-        ``n_train, n_test, n_features, inner_folds, reason`` (why ``C`` was not tuned, else '').
+        One row per fold x variant: ``fold, split, modality``, ``first_level`` (``'nested'`` or
+        ``'shared folds'``), ``c`` (the chosen ``C``), ``n_train, n_test, n_features,
+        inner_folds, reason`` (why ``C`` was not tuned, else '').
     """
 
     predictions: pd.DataFrame
@@ -104,10 +122,16 @@ class LateFusionResult:
 
 
 # ----------------------------------------------------------------------------- features
-def _patient_probabilities(oof: pd.DataFrame, classes, split_name: str) -> dict:
-    """(model, modality) -> DataFrame of mean p_<class> per patient (index patient_id)."""
+def _patient_probabilities(oof: pd.DataFrame, classes, split_name: str | None) -> dict:
+    """(model, modality) -> DataFrame of mean p_<class> per patient (index patient_id).
+
+    Rows of ``split_name`` only (every row when None); fusion rows are ignored.
+    """
     pcols = [f"p_{c}" for c in classes]
-    sub = oof[(oof["split"] == split_name) & (oof["model"] != FUSION_MODEL)]
+    keep = oof["model"] != FUSION_MODEL
+    if split_name is not None:
+        keep &= oof["split"] == split_name
+    sub = oof[keep]
     blocks = {}
     for key, g in sub.groupby(["model", "modality"], sort=True):
         blocks[key] = g.groupby(g["patient_id"].astype(str), sort=False)[pcols].mean()
@@ -225,8 +249,36 @@ def _full_proba(model, X, n_classes: int) -> np.ndarray:
     return out
 
 
+def _inner_blocks(inner: pd.DataFrame, classes, fold: int, train_p: np.ndarray, outer_keys) -> dict:
+    """Nested first-level probabilities of outer fold ``fold`` (see module docs), checked.
+
+    Every training patient of the fold must have exactly one inner prediction per first-level
+    model that has an outer prediction for it, no test patient may have one, and the inner
+    predictions must come from the same first-level models as the outer ones.
+    """
+    rows = inner[inner["fold"] == fold]
+    blocks = _patient_probabilities(rows, classes, None)
+    if set(blocks) != set(outer_keys):
+        missing = sorted(set(outer_keys) - set(blocks)) or sorted(set(blocks) - set(outer_keys))
+        raise ConfigError(f"nested first-level predictions of fold {fold} do not match the outer ones: "
+                          f"first-level model {missing[0]} is in one and not the other")
+    ids = rows["patient_id"].astype(str)
+    outside = sorted(set(ids) - set(train_p))
+    if outside:
+        raise ConfigError(f"nested first-level predictions of fold {fold} include patient {outside[0]!r}, "
+                          "who is not a training patient of that fold")
+    if "inner_fold" in rows:
+        per = rows.assign(patient_id=ids).groupby(["model", "modality", "patient_id"])["inner_fold"].nunique()
+        if (per > 1).any():
+            key = per[per > 1].index[0]
+            raise ConfigError(f"patient {key[2]!r} is an inner test patient of two inner folds of fold {fold} "
+                              f"({key[0]}/{key[1]})")
+    return blocks
+
+
 def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, labels, clinical=None,
-                            schema=None, seed: int = 0, variants=FUSION_VARIANTS) -> LateFusionResult:
+                            schema=None, seed: int = 0, variants=FUSION_VARIANTS,
+                            inner: pd.DataFrame | None = None) -> LateFusionResult:
     """Stacked (late) fusion predictions for every outer fold's test patients.
 
     Parameters
@@ -253,6 +305,13 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
         Seed of the inner cross-validation (fold ``k`` uses ``seed + k``).
     variants : sequence of str
         Subset of :data:`FUSION_VARIANTS`.
+    inner : pandas.DataFrame, optional
+        Nested first-level predictions (``fusion.train``'s ``nested_predictions.csv``):
+        ``patient_id, fold, inner_fold, model, modality, p_<class>...``, where ``fold`` is the
+        outer fold whose training patients the inner CNNs were trained and evaluated on.  When
+        given, fold ``k``'s second level is trained on these (never on outer out-of-fold
+        probabilities, which come from CNNs that saw fold ``k``'s test patients); see the
+        module docs.
 
     Returns
     -------
@@ -263,7 +322,9 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
     Raises
     ------
     ConfigError
-        Unknown variant, ``'holdout'`` splits, a patient in the test set of two folds.
+        Unknown variant, ``'holdout'`` splits, a patient in the test set of two folds; nested
+        predictions that miss a fold, include one of its test patients or come from other
+        first-level models.
     CohortError
         A label that is not one of ``classes``.
 
@@ -332,6 +393,12 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
         train_mask[[pos[p] for p in train_p]] = True
         test_pos = np.array([pos[p] for p in test_p], dtype=np.int64)
         img = _image_features(blocks, patients, train_mask, y, n_classes) if blocks else None
+        if img is not None and inner is not None:
+            if not (inner["fold"] == s.fold).any():
+                raise ConfigError(f"no nested first-level predictions for fold {s.fold}")
+            nested = _inner_blocks(inner, classes, s.fold, train_p, blocks)
+            img_train = _image_features(nested, patients, train_mask, y, n_classes)
+            img = np.where(train_mask[:, None], img_train, img)
         cx = _clinical_features(clin[0], clin[1], train_mask) if clin is not None else None
         for v in variants:
             parts = {"fusion_images": [img], "fusion_images_clinical": [img, cx], "clinical_only": [cx]}[v]
@@ -348,7 +415,8 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
             for k, cname in enumerate(classes):
                 out[f"p_{cname}"] = proba[:, k]
             pred_rows.append(out)
-            model_rows.append({"fold": s.fold, "split": split_name, "modality": v, "c": c,
+            first_level = "" if v == "clinical_only" else (FIRST_LEVEL_SHARED if inner is None else FIRST_LEVEL_NESTED)
+            model_rows.append({"fold": s.fold, "split": split_name, "modality": v, "first_level": first_level, "c": c,
                                "n_train": int(train_mask.sum()), "n_test": int(len(test_pos)),
                                "n_features": int(X.shape[1]), "inner_folds": n_inner, "reason": reason})
     cols = ["patient_id", "fold", "split", "y_true", "model", "modality", *[f"p_{c}" for c in classes]]

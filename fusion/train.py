@@ -27,8 +27,13 @@ fold<k>/`` (``latest.pt`` rolling, ``model.pt`` final best-epoch weights, ``pred
 (``model = 'late_fusion'``, :mod:`fusion.late_fusion`, fitted over the same patient folds) are
 appended to ``oof_predictions.csv`` before the metrics, and ``late_fusion_comparison.csv``
 (paired DeLong / bootstrap tests of each fusion variant against each single modality) and
-``late_fusion_models.csv`` (chosen ``C`` per fold) are written. ``--resume`` continues a killed run from the latest checkpoints and skips
-finished models; on CPU it reaches exactly the predictions of an uninterrupted run.
+``late_fusion_models.csv`` (chosen ``C`` per fold) are written. With ``--nested-fusion`` as well,
+the first level is re-run inside every outer fold's training patients (an inner k-fold, or
+leave-one-of-the-other-hospitals-out; checkpoints in ``fold<k>/inner<j>/``) and the second level
+of fold ``k`` is trained on those inner out-of-fold predictions (``nested_predictions.csv``), so
+no model fitted for fold ``k`` has seen one of its test patients (see :mod:`fusion.late_fusion`).
+``--resume`` continues a killed run from the latest checkpoints and skips finished models; on CPU
+it reaches exactly the predictions of an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -140,6 +145,11 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="also fit a stacked logistic regression on the out-of-fold predictions of all modalities "
                         "(+ clinical variables) over the same folds (fusion.late_fusion; k-fold or "
                         "--external-hospital only; default: off)")
+    g.add_argument("--nested-fusion", action="store_true",
+                   help="with --late-fusion: train the fusion's second level of each outer fold on first-level "
+                        "predictions from CNNs re-trained inside that fold's training patients, so nothing fitted "
+                        "for a fold has seen its test patients (folds x folds more CNN fits; with "
+                        "--external-hospital, hospitals x (hospitals - 1); default: off)")
     return p
 
 
@@ -168,6 +178,8 @@ def _check_config(cfg: TrainConfig) -> None:
     if cfg.late_fusion and (cfg.holdout_hospital is not None or cfg.test_fraction is not None):
         raise ConfigError("--late-fusion with --holdout-hospital or --test-fraction is not supported yet "
                           "(use k-fold cross-validation or --external-hospital)")
+    if cfg.nested_fusion and not cfg.late_fusion:
+        raise ConfigError("--nested-fusion needs --late-fusion (it changes how the fusion is trained)")
 
 
 # ----------------------------------------------------------------------------- data
@@ -354,6 +366,38 @@ def make_splits(cfg: TrainConfig, patient_ids, labels, hospital):
     return folds, holdout
 
 
+def nested_splits(cfg: TrainConfig, outer, patient_ids, labels, hospital):
+    """Inner folds over one outer fold's training patients, for ``--nested-fusion``.
+
+    The outer fold's training and validation patients are split again the way the outer
+    folds were made: patient-grouped stratified ``cfg.folds``-fold (seeded by the outer fold)
+    or, for leave-one-hospital-out, leaving out each of the other hospitals in turn; each
+    inner fold gets its inner validation split.  Positions index the whole dataset; every
+    inner split is checked patient-disjoint and free of the outer fold's test patients.
+    """
+    from dataclasses import replace
+
+    from fusion import splits as sp
+
+    ids = np.asarray(patient_ids, dtype=object)
+    y = np.asarray(labels)
+    dev = np.sort(np.concatenate([outer.train_idx, outer.val_idx]).astype(np.int64))
+    if outer.kind == "hospital":
+        others = np.asarray(hospital, dtype=object)[dev]
+        if len(pd.unique(others)) < 2:
+            raise ConfigError(f"--nested-fusion with --external-hospital needs at least 3 hospitals "
+                              f"(fold {outer.fold} leaves only one for training)")
+        local = sp.hospital_splits(others, ids[dev])
+    else:
+        local = sp.patient_folds(ids[dev], y[dev], cfg.folds, cfg.seed + 1 + outer.fold)
+    inner = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
+    inner = sp.with_inner_validation(inner, ids, y, cfg.inner_val, cfg.seed + 1 + outer.fold)
+    for s in inner:
+        sp.check_disjoint(ids, s)
+        sp.check_disjoint(ids, train=np.concatenate([s.train_idx, s.val_idx, s.test_idx]), test=outer.test_idx)
+    return inner
+
+
 # ----------------------------------------------------------------------------- provenance
 def _sha256_file(path) -> str:
     h = hashlib.sha256()
@@ -423,7 +467,7 @@ def run_manifest(cfg: TrainConfig, dataset, splits, holdout, world_size: int, de
 
 
 # ----------------------------------------------------------------------------- training
-def _unit_seed(seed: int, modality: str, backbone: str, fold: int) -> int:
+def _unit_seed(seed: int, modality: str, backbone: str, fold) -> int:
     """A seed per trained model, independent of which other models ran before it."""
     return (int(seed) + zlib.crc32(f"{modality}/{backbone}/{fold}".encode())) % (2**31)
 
@@ -438,8 +482,14 @@ def _prediction_frame(ids, y, classes, proba, fold, split, backbone, modality) -
 
 
 def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, holdout, device,
-               unit_dir: Path, show_progress: bool) -> pd.DataFrame:
-    """Train (or resume) one modality x backbone x fold; return its prediction rows."""
+               unit_dir: Path, show_progress: bool, outer_fold: int | None = None) -> pd.DataFrame:
+    """Train (or resume) one modality x backbone x fold; return its prediction rows.
+
+    ``outer_fold`` marks an inner fold of ``--nested-fusion`` (``split`` is then inner fold
+    ``split.fold`` of outer fold ``outer_fold``): its own seed and progress label, and its rows
+    get ``fold = outer_fold``, ``inner_fold = split.fold`` and split ``'inner'``.
+    """
+    tag = split.fold if outer_fold is None else f"{outer_fold}.inner{split.fold}"
     j = dataset.modalities.index(modality)
     present = dataset.mask[:, j].cpu().numpy()
     images = dataset.tensors(modality)
@@ -454,7 +504,7 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
         raise ConfigError(f"modality '{modality}', fold {split.fold}: no training or validation images present")
 
     setup = setup_training(backbone, cfg.weights, in_chans=channels, num_classes=len(classes), device=device,
-                           seed=_unit_seed(cfg.seed, modality, backbone, split.fold), lr=cfg.lr,
+                           seed=_unit_seed(cfg.seed, modality, backbone, tag), lr=cfg.lr,
                            weight_decay=cfg.weight_decay, epochs=cfg.epochs, channels_last=cfg.channels_last,
                            augment=cfg.augment)
     model, optimizer, scheduler, generator = setup.model, setup.optimizer, setup.scheduler, setup.generator
@@ -476,7 +526,7 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     if show_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.epochs, desc=f"{modality}/{backbone}/fold{split.fold}", unit="epoch",
+        bar = tqdm(total=cfg.epochs, desc=f"{modality}/{backbone}/fold{tag}", unit="epoch",
                    file=sys.stderr, leave=False, initial=0 if resume is None else int(resume["epoch"]) + 1)
 
     def on_epoch_end(epoch, stopper, history):
@@ -512,6 +562,12 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
             frames.append(_prediction_frame(ids[h_idx], labels[h_idx], classes, proba, split.fold, "_heldout",
                                             backbone, modality))
     preds = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if outer_fold is not None and len(preds):
+        from fusion.late_fusion import INNER_SPLIT
+
+        preds["split"] = INNER_SPLIT
+        preds["fold"] = outer_fold
+        preds.insert(2, "inner_fold", split.fold)
     if runtime.is_main_process():
         atomic_save({"model": runtime.unwrap(model).state_dict(), "backbone": backbone, "modality": modality,
                      "fold": split.fold, "classes": classes, "in_chans": channels, "size": cfg.size,
@@ -570,17 +626,25 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
             manifest = run_manifest(cfg, dataset, folds, holdout, dist.world_size, device, source)
             (out / "run_manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
             written.append(out / "run_manifest.json")
-        frames = []
+        labels = dataset.labels.cpu().numpy()
+
+        def run_unit(modality, backbone, split, unit_dir, outer_fold=None):
+            done = unit_dir / "predictions.csv"
+            if cfg.resume and done.is_file() and _unit_complete(unit_dir):
+                return pd.read_csv(done, dtype={"patient_id": str})
+            return train_unit(cfg, dataset, modality, backbone, split, holdout, device, unit_dir,
+                              progress and main_proc, outer_fold=outer_fold)
+
+        frames, inner_frames = [], []
         for modality in dataset.modalities:
             for backbone in cfg.backbones:
                 for split in folds:
-                    unit_dir = out / "checkpoints" / modality / backbone / f"fold{split.fold}"
-                    done = unit_dir / "predictions.csv"
-                    if cfg.resume and done.is_file() and _unit_complete(unit_dir):
-                        frames.append(pd.read_csv(done, dtype={"patient_id": str}))
-                        continue
-                    frames.append(train_unit(cfg, dataset, modality, backbone, split, holdout, device, unit_dir,
-                                             progress and main_proc))
+                    fold_dir = out / "checkpoints" / modality / backbone / f"fold{split.fold}"
+                    frames.append(run_unit(modality, backbone, split, fold_dir))
+                    if cfg.nested_fusion:
+                        for inner in nested_splits(cfg, split, dataset.patient_ids, labels, dataset.hospital):
+                            inner_frames.append(run_unit(modality, backbone, inner, fold_dir / f"inner{inner.fold}",
+                                                         outer_fold=split.fold))
         if not main_proc:
             return []
         preds = pd.concat([f for f in frames if len(f)], ignore_index=True)
@@ -594,8 +658,15 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         if cfg.late_fusion:
             from fusion.late_fusion import late_fusion_predictions
 
-            fusion = late_fusion_predictions(oof, classes, folds, dataset.patient_ids, dataset.labels.cpu().numpy(),
-                                             clinical=dataset.clinical, schema=dataset.schema, seed=cfg.seed)
+            inner_oof = None
+            if cfg.nested_fusion:
+                inner_oof = pd.concat([f for f in inner_frames if len(f)], ignore_index=True)
+                inner_oof["patient_id"] = inner_oof["patient_id"].astype(str)
+                inner_oof.to_csv(out / "nested_predictions.csv", index=False)
+                written.append(out / "nested_predictions.csv")
+            fusion = late_fusion_predictions(oof, classes, folds, dataset.patient_ids, labels,
+                                             clinical=dataset.clinical, schema=dataset.schema, seed=cfg.seed,
+                                             inner=inner_oof)
             oof = pd.concat([oof, fusion.predictions], ignore_index=True)
         oof.to_csv(oof_path, index=False)
         written.append(oof_path)
@@ -612,6 +683,7 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
             comparison = fusion_comparison(oof, classes, n_boot=cfg.n_boot, seed=cfg.seed, source=str(oof_path))
             comparison.to_csv(out / "late_fusion_comparison.csv", index=False)
             written.extend([out / "late_fusion_models.csv", out / "late_fusion_comparison.csv"])
+        # the outer folds' learning curves (inner folds of --nested-fusion keep theirs in their folders)
         histories = [pd.read_csv(p) for p in sorted((out / "checkpoints").glob("*/*/fold*/history.csv"))]
         history = pd.concat(histories, ignore_index=True) if histories else None
         if history is not None:
@@ -636,7 +708,7 @@ def _unit_complete(unit_dir: Path) -> bool:
         return False
 
 
-_RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion"}
+_RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion", "nested_fusion"}
 
 
 def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:

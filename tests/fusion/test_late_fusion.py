@@ -165,3 +165,126 @@ def test_hospital_splits_fit_on_other_hospitals_and_write_external_rows():
     by_fold = {s.fold: set(ids[s.test_idx]) for s in folds}
     assert all(p in by_fold[f] for p, f in zip(pred["patient_id"], pred["fold"]))
     assert (res.models["n_train"] == 60).all()
+
+
+def _nested(oof, ids, folds, shift=0.0):
+    """Nested first-level rows: for outer fold k, one row per training patient and first-level
+    model (the outer out-of-fold probabilities, optionally shifted, stand in for inner CNNs)."""
+    rows = []
+    for s in folds:
+        train = set(ids[np.concatenate([s.train_idx, s.val_idx])])
+        f = oof[oof["patient_id"].isin(train)].copy()
+        f["fold"] = s.fold
+        f["inner_fold"] = f["patient_id"].map(lambda p: int(p[1:]) % 2)
+        f["split"] = "inner"
+        f[PCOLS] = _softmax(np.log(f[PCOLS].to_numpy()) + shift * np.array([1.0, -1.0, 0.0]))
+        rows.append(f)
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_nested_first_level_keeps_test_patients_out_of_their_folds_training_features():
+    """With nested predictions a fold's second level never sees its test patients' first-level outputs.
+
+    Changing the outer out-of-fold probabilities of fold 0's test patients changes fold 0's
+    fusion predictions (they are its test features) but no other fold's: without nested
+    predictions they are training features of every other fold, and those change.
+    """
+    oof, ids, y, folds, clinical = _synthetic()
+    inner = _nested(oof, ids, folds)
+    t0 = set(ids[folds[0].test_idx])
+    moved = oof.copy()
+    hit = moved["patient_id"].isin(t0)
+    moved.loc[hit, PCOLS] = _softmax(np.log(moved.loc[hit, PCOLS].to_numpy()) + np.array([2.0, 0.0, -2.0]))
+
+    def fold_preds(frame, inner_rows):
+        res = late_fusion_predictions(frame, CLASSES, folds, ids, y, clinical=clinical, seed=0, inner=inner_rows)
+        p = res.predictions
+        return p[p["modality"] == "fusion_images"].set_index("patient_id"), res.models
+
+    nested_a, models = fold_preds(oof, inner)
+    nested_b, _ = fold_preds(moved, inner)
+    others = [p for p in nested_a.index if p not in t0]
+    assert np.allclose(nested_a.loc[others, PCOLS], nested_b.loc[others, PCOLS], atol=0, rtol=0)
+    assert not np.allclose(nested_a.loc[sorted(t0), PCOLS], nested_b.loc[sorted(t0), PCOLS])
+    shared_a, shared_models = fold_preds(oof, None)
+    shared_b, _ = fold_preds(moved, None)
+    assert not np.allclose(shared_a.loc[others, PCOLS], shared_b.loc[others, PCOLS])
+    img = models["modality"] != "clinical_only"
+    assert set(models.loc[img, "first_level"]) == {"nested"}
+    assert set(shared_models.loc[img, "first_level"]) == {"shared folds"}
+    # the nested rows are used: shifting them changes the training features, hence the predictions
+    shifted, _ = fold_preds(oof, _nested(oof, ids, folds, shift=1.5))
+    assert not np.allclose(shifted[PCOLS], nested_a[PCOLS])
+
+
+def test_nested_predictions_are_checked_against_the_folds():
+    oof, ids, y, folds, clinical = _synthetic(n=60)
+    inner = _nested(oof, ids, folds)
+    leak = inner[inner["fold"] == 1].head(1).assign(fold=0, patient_id=ids[folds[0].test_idx][0])
+    with pytest.raises(ConfigError, match="not a training patient of that fold"):
+        late_fusion_predictions(oof, CLASSES, folds, ids, y, inner=pd.concat([inner, leak]))
+    with pytest.raises(ConfigError, match="no nested first-level predictions for fold 2"):
+        late_fusion_predictions(oof, CLASSES, folds, ids, y, inner=inner[inner["fold"] != 2])
+    with pytest.raises(ConfigError, match="do not match the outer ones"):
+        late_fusion_predictions(oof, CLASSES, folds, ids, y, inner=inner[inner["modality"] != "cdfi"])
+    two = inner[inner["fold"] == 0].head(1).assign(inner_fold=7)
+    with pytest.raises(ConfigError, match="two inner folds"):
+        late_fusion_predictions(oof, CLASSES, folds, ids, y, inner=pd.concat([inner, two]))
+
+
+def test_nested_splits_stay_inside_the_outer_training_patients():
+    from fusion.config import TrainConfig
+    from fusion.train import nested_splits
+
+    n = 90
+    ids = np.array([f"P{i // 2:03d}" for i in range(n)], dtype=object)  # two rows per patient
+    y = (np.arange(n) // 2) % 3
+    hospital = np.array(["A", "B", "C"])[(np.arange(n) // 2) % 3]
+    cfg = TrainConfig(cohort="x", folds=3)
+    for outer in sp.with_inner_validation(sp.patient_folds(ids, y, 3, 0), ids, y, 0.2, 0):
+        inner = nested_splits(cfg, outer, ids, y, hospital)
+        dev = set(np.concatenate([outer.train_idx, outer.val_idx]))
+        assert len(inner) == 3
+        assert set(np.concatenate([s.test_idx for s in inner])) == dev  # every training row predicted once
+        for s in inner:
+            assert set(np.concatenate([s.train_idx, s.val_idx, s.test_idx])) <= dev and len(s.val_idx)
+    for outer in sp.with_inner_validation(sp.hospital_splits(hospital, ids), ids, y, 0.2, 0):
+        inner = nested_splits(cfg, outer, ids, y, hospital)
+        assert [s.name for s in inner] == sorted(set("ABC") - {outer.name})
+        assert all(set(hospital[s.test_idx]) == {s.name} for s in inner)
+    two = sp.with_inner_validation(sp.hospital_splits(hospital[hospital != "C"], ids[hospital != "C"]),
+                                   ids[hospital != "C"], y[hospital != "C"], 0.2, 0)
+    with pytest.raises(ConfigError, match="at least 3 hospitals"):
+        nested_splits(cfg, two[0], ids[hospital != "C"], y[hospital != "C"], hospital[hospital != "C"])
+
+
+def test_cli_nested_fusion_trains_inner_folds_inside_each_outer_fold(tmp_path, capsys):
+    from tiny_training_cohort import TINY_ARGS, write_tiny_cohort
+
+    from fusion.train import main
+
+    cohort = write_tiny_cohort(tmp_path / "tiny", n=30)
+    out = tmp_path / "run"
+    args = [a for a in TINY_ARGS]
+    args[args.index("--epochs") + 1] = "1"
+    run = [str(cohort), *args, "--modalities", "2d", "elastography", "--late-fusion", "--nested-fusion",
+           "--out", str(out)]
+    assert main(run) == 0
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
+    inner = pd.read_csv(out / "nested_predictions.csv", dtype={"patient_id": str})
+    assert set(inner["split"]) == {"inner"} and set(inner["inner_fold"]) == {0, 1}
+    first = oof[oof["model"] != FUSION_MODEL]
+    for (k, modality), g in inner.groupby(["fold", "modality"]):
+        own = first[first["modality"] == modality]
+        test_k = set(own.loc[own["fold"] == k, "patient_id"])
+        others = set(own.loc[own["fold"] != k, "patient_id"])  # fold k's training patients with this image
+        assert set(g["patient_id"]) == others and not (set(g["patient_id"]) & test_k)
+        assert g.groupby("patient_id")["inner_fold"].nunique().eq(1).all()
+    assert (out / "checkpoints" / "2d" / "resnet18" / "fold1" / "inner0" / "model.pt").is_file()
+    models = pd.read_csv(out / "late_fusion_models.csv")
+    assert set(models.loc[models["modality"] != "clinical_only", "first_level"]) == {"nested"}
+    before = (out / "oof_predictions.csv").read_bytes()
+    assert main([*run, "--resume"]) == 0  # every unit, inner ones included, is reused
+    assert (out / "oof_predictions.csv").read_bytes() == before
+    assert main([str(cohort), *args, "--nested-fusion", "--out", str(tmp_path / "x")]) == 2
+    assert "--nested-fusion needs --late-fusion" in capsys.readouterr().err

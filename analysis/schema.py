@@ -184,6 +184,9 @@ class Schema:
         Reference level for odds ratios (default: the last group level).
     missing_codes : tuple
         Cell values read as missing in every column.
+    group_ordered : bool
+        Whether the group levels are ordered (e.g. stages); only then is a trend test
+        (``test: trend``, linear-by-linear association) meaningful.
     """
 
     id_column: str | None
@@ -195,6 +198,7 @@ class Schema:
     image_columns: Mapping[str, str] = field(default_factory=dict)
     reference_group: str | None = None
     missing_codes: tuple = DEFAULT_MISSING_CODES
+    group_ordered: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "group_levels", tuple(self.group_levels))
@@ -248,6 +252,8 @@ class Schema:
         out: dict[str, Any] = {"id_column": self.id_column}
         out["group"] = {"column": self.group_column, "label": self.group_label,
                         "levels": list(self.group_levels), "reference": self.reference_group}
+        if self.group_ordered:
+            out["group"]["ordered"] = True
         if self.hospital_column is not None:
             out["hospital_column"] = self.hospital_column
         if self.image_columns:
@@ -318,7 +324,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 _TOP_KEYS = ("id_column", "group", "hospital_column", "images", "missing_codes", "variables",
              "schema_version", "title")
-_GROUP_KEYS = ("column", "label", "levels", "reference")
+_GROUP_KEYS = ("column", "label", "levels", "reference", "ordered")
 _VARIABLE_KEYS = ("name", "label", "type", "levels", "missing_codes", "unit", "min", "max",
                   "test", "summary", "description")
 
@@ -364,6 +370,14 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             self.fail(where, f"'{key}' must be text, got {_describe(value)}", _line(mapping, key))
         return str(value)
+
+    def flag(self, mapping, key, where, default=False) -> bool:
+        value = mapping.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(where, f"'{key}' must be true or false, got {_describe(value)}", _line(mapping, key))
+        return value
 
     def number(self, mapping, key, where):
         value = mapping.get(key)
@@ -511,6 +525,7 @@ def _schema_from_mapping(raw, file: str) -> Schema:
         ck.fail("group", f"reference '{reference}' is not one of the levels ({', '.join(group_levels)})",
                 _line(group, "reference"), did_you_mean(reference, group_levels))
     group_label = ck.text(group, "label", "group") or group_column
+    group_ordered = ck.flag(group, "ordered", "group")
 
     hospital_column = ck.text(raw, "hospital_column", "hospital_column")
     images = raw.get("images") or {}
@@ -570,6 +585,11 @@ def _schema_from_mapping(raw, file: str) -> Schema:
         if test not in _TESTS_FOR_TYPE[vtype]:
             ck.fail(where, f"test '{test}' does not apply to a {vtype} variable (allowed: "
                            f"{', '.join(sorted(_TESTS_FOR_TYPE[vtype]))})", _line(item, "test"))
+        if test == "trend" and not group_ordered:
+            ck.fail(where, "test 'trend' (linear-by-linear association) scores the groups "
+                           f"{' < '.join(group_levels)} as ordered, and they are not declared ordered: "
+                           "use 'kruskal' (or 'auto'), or add 'ordered: true' under 'group:' if that order "
+                           "is real (e.g. disease stages)", _line(item, "test"))
         summary = ck.choice(item, "summary", SUMMARIES, "auto", where)
         if summary != "auto" and vtype not in ("continuous", "ordinal"):
             ck.fail(where, f"summary '{summary}' applies to continuous or ordinal variables only",
@@ -591,7 +611,8 @@ def _schema_from_mapping(raw, file: str) -> Schema:
     return Schema(id_column=id_column, group_column=group_column, group_levels=group_levels,
                   group_label=group_label, hospital_column=hospital_column,
                   image_columns=image_columns, variables=tuple(variables),
-                  reference_group=reference or group_levels[-1], missing_codes=missing_codes)
+                  reference_group=reference or group_levels[-1], missing_codes=missing_codes,
+                  group_ordered=group_ordered)
 
 
 # --------------------------------------------------------------------------- inference

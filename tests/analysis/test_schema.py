@@ -91,6 +91,10 @@ def test_yes_no_levels_stay_text(tmp_path):
     ("group:", "groups:", "unknown key 'groups' (line 2); did you mean 'group'?"),
     ("    type: continuous", "    type: continuous\n    test: fisher", "test 'fisher' does not apply"),
     ("  levels: [a, b]", "  levels: [a]", "'levels' must list at least two groups"),
+    ("    levels: [smooth, rough]", "    levels: [smooth, rough]\n  - name: grade\n    type: ordinal\n"
+     "    levels: [1, 2, 3]\n    test: trend", "test 'trend' (linear-by-linear association) scores the groups "
+     "a < b as ordered, and they are not declared ordered"),
+    ("  levels: [a, b]", "  levels: [a, b]\n  ordered: yes please", "'ordered' must be true or false"),
 ])
 def test_bad_schema_raises_one_line(tmp_path, old, new, expected):
     text = MINIMAL.replace(old, new)
@@ -199,3 +203,12 @@ def test_infer_schema_does_not_compare_identifier_columns():
     schema = infer_schema(df, group="dx")
     assert schema.id_column == "ID"
     assert [v.name for v in schema.variables] == ["age"]
+
+
+def test_trend_test_needs_ordered_groups_and_round_trips(tmp_path):
+    text = MINIMAL.replace("  levels: [a, b]", "  levels: [a, b]\n  ordered: true") + (
+        "  - name: grade\n    type: ordinal\n    levels: [1, 2, 3]\n    test: trend\n")
+    schema = load_schema(_write(tmp_path, text))
+    assert schema.group_ordered and schema.variable("grade").test == "trend"
+    assert load_schema(schema.to_yaml(tmp_path / "again.yaml")) == schema
+    assert not load_schema(_write(tmp_path, MINIMAL, "plain.yaml")).group_ordered

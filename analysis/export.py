@@ -41,7 +41,11 @@ __all__ = [
 
 #: File names written by :func:`write_all`, in order.
 OUTPUT_FILES = ("table1.xlsx", "table1.tex", "table1.md", "table1_stats.csv",
-                "odds_ratios.csv", "methods.md")
+                "odds_ratios.csv", "posthoc.csv", "methods.md")
+
+#: How post hoc tests are named in the human tables.
+_POSTHOC_NAMES = {"dunn": "Dunn", "welch_t": "Welch t", "mann_whitney": "Mann\u2013Whitney",
+                  "chi_square": "\u03c7\u00b2", "fisher_exact": "Fisher exact"}
 
 
 
@@ -117,6 +121,32 @@ def write_posthoc_csv(result, path) -> Path:
     return _write_csv(_tidy_for_csv(result.posthoc, ("variable",)), path)
 
 
+def _posthoc_title(result) -> str:
+    return (f"Post hoc pairwise comparisons (variables with omnibus p < "
+            f"{dict(result.settings).get('alpha', 0.05):g}; Holm-adjusted within each variable)")
+
+
+def _posthoc_display(result) -> pd.DataFrame:
+    """Human post hoc table: Variable, Comparison, Test, p, p (Holm); empty when there is none."""
+    from . import formatting as fmt
+
+    ph = result.posthoc
+    if ph is None or not len(ph) or "group_a" not in ph:
+        return pd.DataFrame()
+    labels = dict(zip(result.stats["variable"], result.stats["label"])) if "label" in result.stats else {}
+    rows, last = [], None
+    for r in ph.itertuples(index=False):
+        var = str(r.variable)
+        test = str(getattr(r, "test", "") or "")
+        rows.append({"Variable": labels.get(var, var) if var != last else "",
+                     "Comparison": f"{r.group_a} vs {r.group_b}",
+                     "Test": _POSTHOC_NAMES.get(test, test or fmt.MISSING),
+                     "p": fmt.format_p(getattr(r, "p_value", math.nan)),
+                     "p (Holm)": fmt.format_p(getattr(r, "p_adjusted", math.nan))})
+        last = var
+    return pd.DataFrame(rows)
+
+
 def write_methods(result, path) -> Path:
     """Write the methods paragraph (``result.methods_text``) as a small Markdown file."""
     path = _path(path)
@@ -168,10 +198,13 @@ def write_markdown(result, path) -> Path:
     for marker, text in _notes(result):
         lines.append(f"{_md_sup(marker)}{' ' if marker else ''}{text}  ")
     lines.append("")
+    posthoc = _posthoc_display(result)
+    if len(posthoc):
+        lines += [f"### {_posthoc_title(result)}", ""] + _md_table(posthoc) + [""]
     lines += [f"## {_odds_title(result)}", ""]
     if result.odds_display is not None and len(result.odds_display):
         for model, frame in _split_odds(result.odds_display):
-            lines += [f"**{model} models**", ""] + _md_table(frame) + [""]
+            lines += [f"**{_model_heading(result, model)}**", ""] + _md_table(frame) + [""]
         if result.regression_note:
             lines.append(f"Note: {result.regression_note}.")
     else:
@@ -180,6 +213,19 @@ def write_markdown(result, path) -> Path:
     path = _path(path)
     path.write_bytes(("\n".join(lines)).encode("utf-8"))
     return path
+
+
+def _model_heading(result, model: str) -> str:
+    """'Multivariable model (n = 513 of 586 patients: complete cases)' / 'Univariable models (...)'."""
+    reg = result.regression
+    if model == "Multivariable" and reg is not None and "n_used" in reg:
+        n = reg.loc[reg["model"].astype(str) == "multivariable", "n_used"].dropna()
+        if len(n):
+            return (f"Multivariable model (n = {int(n.max())} of {result.n_total} patients: complete cases, "
+                    "no missing value in any of its variables)")
+    if model == "Univariable":
+        return "Univariable models (each on the patients with a recorded value of its variable)"
+    return f"{model} models"
 
 
 def _split_odds(frame: pd.DataFrame) -> list:
@@ -289,11 +335,15 @@ def write_latex(result, path, *, standalone: bool = True) -> Path:
     body = _latex_table(result.display, _title(result), row_styles=styles, p_markers=p_markers,
                         notes=_notes(result), label="tab:table1")
     body.append("")
+    posthoc = _posthoc_display(result)
+    if len(posthoc):
+        body += _latex_table(posthoc, _posthoc_title(result), label="tab:posthoc")
+        body.append("")
     if result.odds_display is not None and len(result.odds_display):
         parts = _split_odds(result.odds_display)
         for k, (model, frame) in enumerate(parts):
             notes = [("", result.regression_note)] if result.regression_note and k == len(parts) - 1 else ()
-            body += _latex_table(frame, f"{_odds_title(result)}: {model} models",
+            body += _latex_table(frame, f"{_odds_title(result)}: {_model_heading(result, model)}",
                                  label=f"tab:odds_{model.lower()}", notes=notes)
             body.append("")
     else:
@@ -448,8 +498,11 @@ def write_xlsx(result, path) -> Path:
             cell.border = Border(top=thin, bottom=thin)
         for row in result.odds_display.itertuples(index=False):
             ws_or.append([None if v == "" else v for v in row])
+        ws_or.append([])
+        for model, _ in _split_odds(result.odds_display):
+            if model != "All":
+                ws_or.append([f"{_model_heading(result, model)}."])
         if result.regression_note:
-            ws_or.append([])
             ws_or.append([f"Note: {result.regression_note}"])
         ws_or.freeze_panes = "B3"
         _autofit(ws_or)
@@ -538,5 +591,6 @@ def write_all(result, out) -> list:
         write_markdown(result, out / "table1.md"),
         write_stats_csv(result, out / "table1_stats.csv"),
         write_odds_ratios_csv(result, out / "odds_ratios.csv"),
+        write_posthoc_csv(result, out / "posthoc.csv"),
         write_methods(result, out / "methods.md"),
     ]

@@ -103,8 +103,8 @@ def format_p(p, *, threshold: float = 0.001) -> str:
 
     Examples
     --------
-    >>> [format_p(x) for x in (0.0004, 0.0042, 0.0496, 0.051, 0.2349, 0.999)]
-    ['<0.001', '0.004', '0.050', '0.051', '0.23', '>0.99']
+    >>> [format_p(x) for x in (0.0004, 0.0042, 0.00989, 0.0109, 0.0496, 0.051, 0.2349, 0.999)]
+    ['<0.001', '0.004', '0.01', '0.01', '0.050', '0.051', '0.23', '>0.99']
     """
     if _is_missing(p):
         return MISSING
@@ -116,7 +116,8 @@ def format_p(p, *, threshold: float = 0.001) -> str:
     if p > 0.99:
         return ">0.99"
     if p < 0.01 or 0.045 <= p < 0.055:
-        return f"{p:.3f}"
+        text = f"{p:.3f}"
+        return "0.01" if text == "0.010" else text  # 0.0095 <= p < 0.01 rounds up: as 0.0101 prints
     text = f"{p:.2f}"
     if text == "1.00":
         return ">0.99"

@@ -15,8 +15,17 @@ from . import formatting as fmt
 
 __all__ = ["methods_text", "SOFTWARE_PACKAGES"]
 
-#: Packages whose versions the paragraph names (python first).
-SOFTWARE_PACKAGES = ("python", "numpy", "scipy", "pandas", "statsmodels", "pingouin")
+#: Packages whose versions the paragraph names (python first): the ones the computations use.
+SOFTWARE_PACKAGES = ("python", "numpy", "scipy", "pandas", "statsmodels")
+
+#: How each post hoc test (``Table1Result.posthoc['test']``) is named in the paragraph.
+_POSTHOC_PHRASES = {
+    "dunn": "Dunn's test on the pooled ranks (after Kruskal\u2013Wallis)",
+    "welch_t": "Welch's t-test (after ANOVA or Welch's ANOVA)",
+    "mann_whitney": "the Mann\u2013Whitney U test",
+    "chi_square": "Pearson's \u03c7\u00b2 test",
+    "fisher_exact": "Fisher's exact test",
+}
 
 _TEST_PHRASES = {
     "chi_square": "Pearson's \u03c7\u00b2 test without continuity correction",
@@ -56,7 +65,7 @@ def methods_text(result) -> str:
         the Monte Carlo details of any Fisher fallback, the Benjamini–Hochberg q-values,
         Holm-adjusted post hoc comparisons, the multinomial regression and its reference
         group, the significance level and seed, and the software versions
-        (python, numpy, scipy, pandas, statsmodels, pingouin).
+        (:data:`SOFTWARE_PACKAGES`).
     """
     stats = result.stats
     settings = dict(result.settings)
@@ -130,14 +139,24 @@ def methods_text(result) -> str:
                    "(bootstrap for Welch's ANOVA)")
     if eff:
         parts.append(f"Effect sizes were {'; '.join(eff)}; all intervals are 95% confidence intervals.")
+        if names & {"epsilon_squared", "eta_squared"}:
+            parts.append("Effect-size intervals describe the size of the difference and are not tests: a "
+                         "bootstrap interval of \u03b5\u00b2 or \u03b7\u00b2 cannot reach 0, so it can "
+                         "exclude 0 when the test is not significant.")
     if len(tested):
         parts.append(f"To control the false discovery rate across the {len(tested)} variables, "
                      "p-values were adjusted with the Benjamini\u2013Hochberg procedure (q-values); "
                      "unadjusted p-values are reported beside them.")
     if settings.get("posthoc", True):
         n_ph = int(stats["posthoc"].sum()) if "posthoc" in stats else 0
+        ph = result.posthoc
+        kinds = [t for t in dict.fromkeys(ph["test"].astype(str)) if t] if ph is not None and len(ph) \
+            and "test" in ph else []
+        how = _join(_POSTHOC_PHRASES.get(t, t) for t in kinds) if kinds else "the matching two-group test"
+        contingency_rule = (" (\u03c7\u00b2 or Fisher's exact test chosen per pair by the expected counts)"
+                            if {"chi_square", "fisher_exact"} & set(kinds) else "")
         parts.append(f"When the omnibus p-value was below {alpha:g}, the groups were compared "
-                     f"pairwise with the matching two-group test and Holm's adjustment within the "
+                     f"pairwise with {how}{contingency_rule}, with Holm's adjustment within the "
                      f"variable ({_plural(n_ph, 'variable')}).")
     if result.regression is not None and len(result.regression):
         parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
@@ -151,6 +170,12 @@ def methods_text(result) -> str:
         else:
             parts.append("The multivariable model included every variable of the table.")
         reg = result.regression
+        multi = reg[reg["model"].astype(str) == "multivariable"] if "model" in reg else reg.iloc[:0]
+        if len(multi) and "n_used" in multi and multi["n_used"].notna().any():
+            n_cc = int(multi["n_used"].max())
+            parts.append(f"It was fitted to the {n_cc} of {result.n_total} patients with no missing value in "
+                         "any of its variables (complete-case analysis); each univariable model used the "
+                         "patients with a recorded value of its variable.")
         fits = reg["fit"].astype(str) if "fit" in reg else pd.Series(dtype=str)
         if (fits == "firth").any():
             models = _join(sorted(set(reg.loc[fits == "firth", "model"].astype(str))))
@@ -158,10 +183,16 @@ def methods_text(result) -> str:
                          "bias-reduced estimates (Jeffreys-penalized likelihood; Firth 1993) with Wald "
                          "confidence intervals are reported instead.")
         if (fits == "l2_penalized").any():
-            models = _join(sorted(set(reg.loc[fits == "l2_penalized", "model"].astype(str))))
-            parts.append(f"Where Firth's correction was not estimable (collinear terms; {models}), "
-                         "L2-penalized (ridge) estimates with approximate confidence intervals "
-                         "are reported.")
+            ridge = reg[fits == "l2_penalized"]
+            models = _join(sorted(set(ridge["model"].astype(str))))
+            reasons = ridge["reason"].astype(str) if "reason" in ridge else pd.Series(dtype=str)
+            why = [w for w, hit in (("Firth's fit did not converge", reasons.str.contains("did not converge")),
+                                    ("collinear terms", reasons.str.contains("rank-deficient")))
+                   if hit.any()]
+            parts.append(f"Where Firth's fit was not usable ({_join(why) or 'see the table notes'}; "
+                         f"{models} model), L2-penalized (ridge) point estimates are shown without "
+                         "confidence intervals or p-values, because the penalty shrinks them towards an "
+                         "odds ratio of 1.")
     elif settings.get("regression", True) and result.regression_note:
         parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "

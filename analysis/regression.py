@@ -21,7 +21,9 @@ which gives finite estimates under separation; Wald CIs come from the Fisher inf
 the Firth estimates (``fit == 'firth'``).  Where Firth's fit is impossible (a rank-deficient
 design, e.g. collinear predictors) or does not converge, an L2 (ridge) penalty
 ``penalty / 2 * sum(slope²)`` is used instead (intercepts unpenalized; ``fit ==
-'l2_penalized'``, approximate CIs).  Either way an :class:`analysis.errors.SeparationWarning`
+'l2_penalized'``).  Ridge estimates are biased towards OR 1 by construction, so no Wald
+CI, standard error or p-value is reported for them (NaN): they are a last-resort point
+estimate, and the ``reason`` says so.  Either way an :class:`analysis.errors.SeparationWarning`
 names the variables, and the ``fit`` and ``reason`` columns say what was done.
 """
 from __future__ import annotations
@@ -240,7 +242,7 @@ def _fallback(y, X, penalty):
     else:
         note = "rank-deficient design (collinear terms), no Firth fit: "
     params, bse, ok = _penalized(y, X, penalty)
-    reason = note + f"L2-penalized estimates (penalty {penalty:g}), approximate CIs"
+    reason = note + f"L2-penalized (ridge) estimates (penalty {penalty:g}), shrunk towards OR 1: no CI or p-value"
     if not ok:
         reason += "; penalized fit did not converge"
     return params, bse, "l2_penalized", reason
@@ -315,6 +317,8 @@ def _fit_rows(model_name, data, outcome, reference, outcome_levels, predictors, 
         term_rows = {}
         for t, (var, level, ref_level, _) in enumerate(design.terms):
             b, se = float(params[t + 1, jcol]), float(bse[t + 1, jcol])
+            if fit_kind == "l2_penalized":
+                se = math.nan  # a ridge estimate is shrunk towards 0: no valid Wald CI or p-value
             p = float(2 * stats.norm.sf(abs(b / se))) if se > 0 and np.isfinite(se) else math.nan
             term_rows[(var, level)] = {**blank(lv, var, level, ref_level, fit_reason),
                                        "odds_ratio": math.exp(b),

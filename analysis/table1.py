@@ -511,6 +511,8 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
                 elif len(hit):
                     r = hit.iloc[0]
                     row[c_or] = fmt.format_odds_ratio(r["odds_ratio"], r["ci_low"], r["ci_high"])
+                    if str(r.get("fit", "")) == "l2_penalized" and row[c_or] != fmt.MISSING:
+                        row[c_or] += " (ridge, no CI)"
                     row[c_p] = fmt.format_p(r["p_value"])
                 else:
                     row[c_or], row[c_p] = fmt.MISSING, ""
@@ -705,7 +707,7 @@ examples:
 
 Without --schema and --group the schema is cohort_schema.yaml next to the cohort file,
 else the packaged demo schema.  Writes table1.xlsx, table1.tex, table1.md,
-table1_stats.csv, odds_ratios.csv and methods.md to --out.
+table1_stats.csv, odds_ratios.csv, posthoc.csv and methods.md to --out.
 """
 
 

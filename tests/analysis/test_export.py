@@ -87,6 +87,10 @@ def test_write_all_writes_every_file(tmp_path):
     paths = export.write_all(small_result(), tmp_path / "new" / "dir")
     assert [p.name for p in paths] == list(export.OUTPUT_FILES)
     assert all(p.stat().st_size > 0 for p in paths)
+    posthoc = pd.read_csv(tmp_path / "new" / "dir" / "posthoc.csv")
+    assert posthoc.loc[0, "test"] == "fisher_exact" and posthoc.loc[0, "p_adjusted"] == 0.01
+    tex = (tmp_path / "new" / "dir" / "table1.tex").read_text()
+    assert "Post hoc pairwise comparisons" in tex and "Fisher exact" in tex
 
 
 def test_xlsx_layout(tmp_path):
@@ -165,8 +169,10 @@ def test_markdown_pipe_table_with_footnotes(tmp_path):
     lines = text.splitlines()
     table = [ln for ln in lines if ln.startswith("|")]
     ncols = len(small_result().display.columns)
-    # header, separator, 4 body rows, then odds table (header, sep, 1 row)
-    assert len(table) == 4 + 2 + 3
+    # header, separator, 4 body rows, then post hoc and odds tables (header, sep, 1 row each)
+    assert len(table) == 4 + 2 + 3 + 3
+    assert "### Post hoc pairwise comparisons (variables with omnibus p < 0.05; Holm-adjusted" in text
+    assert "| margin | a_b vs c&d | Fisher exact | 0.01 | 0.01 |" in text
     assert all(ln.count(" | ") == ncols - 1 for ln in table[:6] if not ln.startswith("|:"))
     assert "**Margin 100%, n (%)**" in text
     assert "&emsp;smooth_ish" in text

@@ -61,3 +61,31 @@ def test_monte_carlo_details_are_reported(result):
     stats["mc_se"] = [0.00012] + [float("nan")] * (len(stats) - 1)
     text = methods_text(replace(result, stats=stats))
     assert "100000 draws, seed 0, Monte Carlo SE 0.00012" in text
+
+
+def test_states_complete_cases_posthoc_tests_and_ridge_without_intervals(tmp_path):
+    """On a small cohort the multivariable model falls back to ridge: the text must say what was shown."""
+    import warnings
+
+    from analysis.cohort import validate_cohort
+    from analysis.schema import load_schema
+    from analysis.simulate import simulate_cohort
+
+    cohort = validate_cohort(simulate_cohort(n=60, seed=1), load_schema(), source="small.xlsx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = build_table1(cohort, n_boot=50)
+    text = res.methods_text
+    multi = res.regression[res.regression["model"] == "multivariable"]
+    assert f"fitted to the {int(multi['n_used'].max())} of {res.n_total} patients" in text
+    assert "complete-case analysis" in text
+    assert "Dunn's test on the pooled ranks" in text and "matching two-group test" not in text
+    ridge = multi[multi["fit"] == "l2_penalized"]
+    assert len(ridge) and ridge[["ci_low", "ci_high", "p_value"]].isna().all().all()
+    assert "without confidence intervals or p-values" in text and "Firth's fit did not converge" in text
+    assert "pingouin" not in text
+    from analysis.export import write_markdown
+
+    md = write_markdown(res, tmp_path / "t.md").read_text(encoding="utf-8")
+    assert f"**Multivariable model (n = {int(multi['n_used'].max())} of 60 patients: complete cases" in md
+    assert "(ridge, no CI)" in md

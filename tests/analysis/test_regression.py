@@ -172,6 +172,9 @@ def test_collinear_predictors_do_not_crash():
                                    models=("multivariable",))
     assert (out["fit"] == "l2_penalized").all() and np.isfinite(out["odds_ratio"]).all()
     assert out["reason"].str.contains("rank-deficient design").all()
+    # ridge estimates are shrunk: no Wald CI, SE or p-value is reported for them
+    assert out[["ci_low", "ci_high", "p_value", "std_error"]].isna().all().all()
+    assert out["reason"].str.contains("no CI or p-value").all()
 
 
 def test_constant_predictor_and_unobserved_level_are_reported_not_fitted():

@@ -7,6 +7,17 @@ This module lives in ``fusion`` because it knows the prediction-file format writ
 Prediction frame: one row per prediction, columns ``patient_id, fold, split, y_true, model,
 modality, p_<class>...`` (``y_true`` holds class names; ``split`` e.g. ``'test'`` for
 out-of-fold cross-validation predictions, ``'external'`` for a held-out hospital).
+
+Outputs (written by ``fusion.train``):
+
+* :func:`evaluate_predictions` -> ``metrics.csv``: one block of metrics per model x modality
+  x split.  With leave-one-hospital-out splits the ``'external'`` block pools the predictions
+  of every held-out hospital.
+* :func:`evaluate_by_fold` -> ``metrics_by_fold.csv``: the same metrics for each held-out
+  fold (hospital) of a split with more than one fold (default: ``'external'`` only).
+* :func:`compare_models_delong` -> ``late_fusion_comparison.csv`` (through
+  :func:`fusion.late_fusion.fusion_comparison`): paired AUC tests with raw and
+  Holm-adjusted p-values.
 """
 from __future__ import annotations
 
@@ -17,18 +28,22 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from analysis.bootstrap import cluster_bootstrap
 from analysis.errors import CohortError, UndefinedMetricWarning, check_ci_level, require_columns
 from analysis.metrics import _metric_vector, classification_metrics
 from analysis.roc import _class_codes_and_proba, delong_test
 
-__all__ = ["EVALUATION_COLUMNS", "COMPARISON_COLUMNS", "evaluate_predictions", "compare_models_delong"]
+__all__ = ["EVALUATION_COLUMNS", "FOLD_EVALUATION_COLUMNS", "COMPARISON_COLUMNS", "evaluate_predictions",
+           "evaluate_by_fold", "compare_models_delong"]
 
 EVALUATION_COLUMNS = ["model", "modality", "split", "metric", "class", "estimate", "ci_low", "ci_high",
-                      "ci_level", "n", "n_boot_valid"]
+                      "ci_level", "n", "n_patients", "n_boot_valid"]
+#: Columns of :func:`evaluate_by_fold` (``metrics_by_fold.csv``): those of ``metrics.csv`` plus ``fold``.
+FOLD_EVALUATION_COLUMNS = [*EVALUATION_COLUMNS[:3], "fold", *EVALUATION_COLUMNS[3:]]
 COMPARISON_COLUMNS = ["split", "model_a", "modality_a", "model_b", "modality_b", "class", "auc_a", "auc_b",
-                      "difference", "statistic", "p_value", "n", "method", "reason"]
+                      "difference", "statistic", "p_value", "p_holm", "n", "method", "reason"]
 _KEYS = ["model", "modality", "split"]
 
 
@@ -71,8 +86,10 @@ def evaluate_predictions(predictions: pd.DataFrame, classes: list[str], n_boot: 
     -------
     pandas.DataFrame
         Columns ``model, modality, split, metric, class, estimate, ci_low, ci_high, ci_level,
-        n, n_boot_valid``; groups in order of first appearance, metrics in the order of
-        :func:`~analysis.metrics.classification_metrics` (``class == ''`` for macro/overall).
+        n, n_patients, n_boot_valid``; groups in order of first appearance, metrics in the
+        order of :func:`~analysis.metrics.classification_metrics` (``class == ''`` for
+        macro/overall).  ``n`` = prediction rows used, ``n_patients`` = distinct
+        ``patient_id`` of the group (the bootstrap's resampling unit).
 
     Raises
     ------
@@ -86,6 +103,11 @@ def evaluate_predictions(predictions: pd.DataFrame, classes: list[str], n_boot: 
     ``patient_id``.  Metric definitions and the independent implementations they match
     are documented in :func:`analysis.metrics.classification_metrics`.
 
+    ``fold`` is ignored: with leave-one-hospital-out splits the ``'external'`` group pools
+    every held-out hospital; :func:`evaluate_by_fold` gives each hospital separately.
+    Groups can differ in their patients (a patient without an image of a modality has no
+    prediction for it), hence ``n_patients``.
+
     Examples
     --------
     >>> import pandas as pd
@@ -98,15 +120,86 @@ def evaluate_predictions(predictions: pd.DataFrame, classes: list[str], n_boot: 
     """
     check_ci_level(ci)
     frame, classes, codes, proba = _validate(predictions, classes, source)
-    out = []
-    for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
-        m = classification_metrics(np.asarray(classes)[codes[idx]], proba[idx], classes,
-                                   patient_ids=frame["patient_id"].to_numpy()[idx], n_boot=n_boot, ci=ci,
-                                   seed=seed, stratify=stratify)
-        for name, value in zip(_KEYS, key):
-            m.insert(_KEYS.index(name), name, value)
-        out.append(m)
+    out = [_group_metrics(frame, classes, codes, proba, idx, dict(zip(_KEYS, key)), n_boot, seed, ci, stratify)
+           for key, idx in frame.groupby(_KEYS, sort=False).indices.items()]
     return pd.concat(out, ignore_index=True)[EVALUATION_COLUMNS]
+
+
+def evaluate_by_fold(predictions: pd.DataFrame, classes: list[str], n_boot: int = 2000, seed: int = 0,
+                     ci: float = 0.95, stratify: bool = False, source: str = "predictions",
+                     splits=("external",)) -> pd.DataFrame:
+    """Metrics of each held-out fold separately (per hospital of leave-one-hospital-out).
+
+    With leave-one-hospital-out splits every ``'external'`` prediction has ``fold`` = the
+    index of the hospital it was held out as; :func:`evaluate_predictions` pools them.  This
+    function evaluates each ``model x modality x split x fold`` group of the chosen splits
+    on its own, with the same metric function, bootstrap and seed as the pooled metrics.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        As for :func:`evaluate_predictions`, with a ``fold`` column.  Not modified.
+    classes : list of str
+        Class names; ``p_<class>`` columns are read in this order.
+    n_boot, seed, ci, stratify, source
+        As for :func:`evaluate_predictions`.
+    splits : sequence of str, default ('external',)
+        Splits evaluated per fold.  A model x modality x split with a single fold (e.g. the
+        fold ``-1`` ensemble of one ``--holdout-hospital``) gives no rows: it is its pooled row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`FOLD_EVALUATION_COLUMNS` (those of :func:`evaluate_predictions` plus
+        ``fold`` after ``split``), groups in order of first appearance, folds ascending; no
+        rows (same columns) when no chosen split has more than one fold.  The rows of one
+        fold equal ``evaluate_predictions`` of that fold's predictions alone.
+
+    Raises
+    ------
+    CohortError
+        As :func:`evaluate_predictions`; a missing ``fold`` column or value.
+
+    Notes
+    -----
+    A fold's intervals are patient-level bootstraps within that fold (its hospital's
+    patients only); with few patients per hospital they are wide, and a metric is NaN when
+    a class is absent from the hospital (:class:`~analysis.errors.UndefinedMetricWarning`).
+    Which hospital a fold is: ``run_manifest.json`` ``splits`` (``fold``, ``name``).
+    """
+    check_ci_level(ci)
+    require_columns(predictions, ["fold"], "predictions", file=source)
+    frame, classes, codes, proba = _validate(predictions, classes, source)
+    bad = frame["fold"].isna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CohortError(f"missing value ({int(bad.sum())} such row(s))", file=source, row=i + 2, column="fold")
+    keep = frame["split"].isin(list(splits)).to_numpy()
+    out = []
+    for key, idx in frame[keep].groupby(_KEYS, sort=False).indices.items():
+        idx = np.flatnonzero(keep)[idx]
+        folds = frame["fold"].to_numpy()[idx]
+        uniq = pd.unique(folds)
+        if len(uniq) < 2:
+            continue
+        for fold in sorted(uniq):
+            sub = idx[folds == fold]
+            out.append(_group_metrics(frame, classes, codes, proba, sub, {**dict(zip(_KEYS, key)), "fold": fold},
+                                      n_boot, seed, ci, stratify))
+    if not out:
+        return pd.DataFrame(columns=FOLD_EVALUATION_COLUMNS)
+    return pd.concat(out, ignore_index=True)[FOLD_EVALUATION_COLUMNS]
+
+
+def _group_metrics(frame, classes, codes, proba, idx, keys: dict, n_boot, seed, ci, stratify) -> pd.DataFrame:
+    """:func:`~analysis.metrics.classification_metrics` of rows ``idx``, keys and ``n_patients`` added."""
+    pid = frame["patient_id"].to_numpy()[idx]
+    m = classification_metrics(np.asarray(classes)[codes[idx]], proba[idx], classes, patient_ids=pid,
+                               n_boot=n_boot, ci=ci, seed=seed, stratify=stratify)
+    for i, (name, value) in enumerate(keys.items()):
+        m.insert(i, name, value)
+    m["n_patients"] = int(pd.Series(pid, dtype=object).nunique())
+    return m
 
 
 def _per_patient(frame: pd.DataFrame, codes: np.ndarray, proba: np.ndarray, idx: np.ndarray, source):
@@ -147,9 +240,10 @@ def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot:
     -------
     pandas.DataFrame
         One row per split x pair x (macro, each class): ``split, model_a, modality_a, model_b,
-        modality_b, class, auc_a, auc_b, difference, statistic, p_value, n, method, reason``.
-        ``class == ''`` is the macro one-vs-rest AUC; ``n`` = patients in common;
-        ``statistic`` = z; ``reason`` explains a NaN p-value (else '').
+        modality_b, class, auc_a, auc_b, difference, statistic, p_value, p_holm, n, method,
+        reason``.  ``class == ''`` is the macro one-vs-rest AUC; ``n`` = patients in common;
+        ``statistic`` = z; ``p_holm`` = Holm-adjusted ``p_value`` (see Notes); ``reason``
+        explains a NaN p-value (else '').
 
     Notes
     -----
@@ -165,7 +259,12 @@ def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot:
       ``p = 2 Φ(-|z|)``, the approach of pROC's ``roc.test(method = "bootstrap")``
       (Hanley & McNeil 1983 form).  Resamples with a class missing are dropped.
 
-    No multiplicity adjustment is applied; see :mod:`analysis.multiplicity`.
+    Multiplicity: ``p_holm`` is Holm's step-down adjustment (``statsmodels.stats.multitest.
+    multipletests(method='holm')``) of ``p_value`` within one family = every row of the
+    output with the same ``split`` and ``class`` (the macro AUC is one family, each class's
+    one-vs-rest AUC another), i.e. all the pairs compared here (those ``pairs`` accepted) on
+    that AUC.  NaN p-values stay NaN and are not counted in the family size.  ``p_value``
+    itself is unadjusted.
 
     References
     ----------
@@ -194,7 +293,22 @@ def compare_models_delong(predictions: pd.DataFrame, classes: list[str], n_boot:
             rows.append({**base, **_macro_comparison(y, sa, sb, n_boot, seed, ci)})
             for j, c in enumerate(classes):
                 rows.append({**base, **_class_comparison(y == j, sa[:, j], sb[:, j], c)})
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    out["p_holm"] = _holm_within(out, ["split", "class"])
+    return out
+
+
+def _holm_within(table: pd.DataFrame, family) -> np.ndarray:
+    """Holm-adjusted ``p_value`` within each family (rows equal on ``family``); NaN stays NaN, uncounted."""
+    adjusted = np.full(len(table), np.nan)
+    p = table["p_value"].to_numpy(dtype=float)
+    if len(table) == 0:
+        return adjusted
+    for idx in table.groupby(list(family), sort=False, dropna=False).indices.values():
+        ok = idx[~np.isnan(p[idx])]
+        if ok.size:
+            adjusted[ok] = multipletests(p[ok], method="holm")[1]
+    return adjusted
 
 
 def _class_comparison(pos, sa, sb, cls) -> dict:

@@ -433,7 +433,14 @@ def fusion_comparison(predictions: pd.DataFrame, classes, n_boot: int = 2000, se
 
     Returns the rows of ``compare_models_delong(predictions, ...)`` where ``model_a`` or
     ``model_b`` is ``'late_fusion'`` (fusion variant vs each single modality, and the
-    variants against each other); same columns, RangeIndex.
+    variants against each other); same columns, RangeIndex.  Each pair uses only the
+    patients with predictions from both models (``n``).
+
+    Multiplicity: ``p_holm`` is the Holm-adjusted ``p_value`` (``statsmodels``
+    ``multipletests(method='holm')``) within one family = all comparisons in this output
+    with the same ``split`` and ``class``: the macro-AUC tests of every fusion pair form one
+    family, each class's one-vs-rest DeLong tests another.  Pairs without a fusion row are
+    not computed, so they are not in the family; NaN p-values are not counted.
     """
     from fusion.evaluate import compare_models_delong
 

@@ -4,9 +4,22 @@ One row per model × modality × split, one column per metric, each cell
 ``estimate (ci_low–ci_high)`` — never an estimate without its interval.  Rounding is done by
 :mod:`analysis.formatting`, as everywhere in the toolkit; the full-precision numbers stay in
 ``metrics.csv``.
+
+Each row shows its number of patients (``n_patients`` of ``metrics.csv``, distinct patient
+ids; several images of one patient count once): rows can cover different patients, since a
+patient without an image of a modality has no prediction for it while the late-fusion rows
+cover every patient.  The caption says so, and gives the confidence level of the intervals
+(``ci_level``).  With leave-one-hospital-out splits the ``'external'`` rows pool every held-out
+hospital; given the per-fold metrics (``metrics_by_fold.csv``,
+:func:`fusion.evaluate.evaluate_by_fold`) the table labels them as pooled and the Excel file
+gets them as a sheet.
+
+Files written by :func:`write_model_modality_tables`: ``model_modality.md``,
+``model_modality.tex``, ``model_modality.xlsx``.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +28,7 @@ from analysis import formatting as fmt
 from analysis.errors import CohortError
 from analysis.export import latex_escape
 
-__all__ = ["DEFAULT_METRICS", "model_modality_table", "write_model_modality_tables"]
+__all__ = ["DEFAULT_METRICS", "model_modality_table", "table_caption", "write_model_modality_tables"]
 
 #: (metric, class) pairs shown by default, with their column titles; class '' = macro/overall.
 DEFAULT_METRICS = (
@@ -26,37 +39,69 @@ DEFAULT_METRICS = (
 )
 _SPLIT_NAMES = {"test": "out-of-fold (CV test folds)", "external": "external (held-out hospital)",
                 "holdout": "held-out test set"}
+#: Split labels of rows that pool several held-out folds (``{k}`` = number of folds; other splits:
+#: ``'<name> (pooled over {k} folds)'``).
+_POOLED_NAMES = {"external": "external (pooled over {k} held-out hospitals)"}
+_FUSION_MODEL = "late_fusion"   # fusion.late_fusion.FUSION_MODEL
 
 
-def model_modality_table(metrics: pd.DataFrame, columns=DEFAULT_METRICS, digits: int = 3) -> pd.DataFrame:
+def _pooled_folds(by_fold) -> dict:
+    """(model, modality, split) -> number of folds, for groups of ``by_fold`` with several folds."""
+    if by_fold is None or len(by_fold) == 0:
+        return {}
+    need = {"model", "modality", "split", "fold"}
+    missing = sorted(need - set(by_fold.columns))
+    if missing:
+        raise CohortError(f"per-fold metrics table lacks column(s) {', '.join(missing)}", column=missing[0])
+    k = by_fold.groupby(["model", "modality", "split"], sort=False)["fold"].nunique()
+    return {key: int(v) for key, v in k.items() if v > 1}
+
+
+def model_modality_table(metrics: pd.DataFrame, columns=DEFAULT_METRICS, digits: int = 3,
+                         by_fold: pd.DataFrame | None = None) -> pd.DataFrame:
     """Wide, formatted table: rows model × modality × split, one column per metric.
 
     Parameters
     ----------
     metrics : pandas.DataFrame
         ``metrics.csv`` of :func:`fusion.evaluate.evaluate_predictions` (columns ``model,
-        modality, split, metric, class, estimate, ci_low, ci_high``).
+        modality, split, metric, class, estimate, ci_low, ci_high``; ``n_patients`` is shown
+        when present).
     columns : sequence of (metric, class, title)
         Which metrics to show; ``class`` '' selects the macro / overall value.
     digits : int
         Decimals of estimates and limits (default 3).
+    by_fold : pandas.DataFrame, optional
+        ``metrics_by_fold.csv`` (:func:`fusion.evaluate.evaluate_by_fold`).  A row whose
+        model × modality × split has several folds there pools them and is labelled so
+        (``'external (pooled over 3 held-out hospitals)'``).
 
     Returns
     -------
     pandas.DataFrame
-        ``Model, Modality, Split, n`` then one text column per metric.
+        ``Model, Modality, Split, Patients`` then one text column per metric.  ``Patients``
+        = distinct patients of the row (``n_patients``); a metrics frame without
+        ``n_patients`` (older ``metrics.csv``) shows ``Predictions`` (rows, ``n``) instead,
+        never as patients.
     """
     need = {"model", "modality", "split", "metric", "class", "estimate", "ci_low", "ci_high"}
     missing = sorted(need - set(metrics.columns))
     if missing:
         raise CohortError(f"metrics table lacks column(s) {', '.join(missing)}", column=missing[0])
+    pooled = _pooled_folds(by_fold)
     m = metrics.copy()
     m["class"] = m["class"].fillna("").astype(str)
     rows = []
     for (model, modality, split), g in m.groupby(["model", "modality", "split"], sort=False):
-        row = {"Model": model, "Modality": modality, "Split": _SPLIT_NAMES.get(split, split)}
-        if "n" in g:
-            row["n"] = int(g["n"].max())
+        label = _SPLIT_NAMES.get(split, split)
+        k = pooled.get((model, modality, split))
+        if k:
+            label = _POOLED_NAMES.get(split, "{name} (pooled over {k} folds)").format(name=label, k=k)
+        row = {"Model": model, "Modality": modality, "Split": label}
+        if "n_patients" in g:
+            row["Patients"] = int(g["n_patients"].max())
+        elif "n" in g:
+            row["Predictions"] = int(g["n"].max())
         for metric, cls, title in columns:
             hit = g[(g["metric"] == metric) & (g["class"] == cls)]
             row[title] = (fmt.format_effect_size(hit["estimate"].iloc[0], hit["ci_low"].iloc[0],
@@ -84,14 +129,74 @@ def _latex(table: pd.DataFrame, caption: str) -> str:
         r"\end{tabular}", r"\end{table}", ""])
 
 
-def write_model_modality_tables(metrics: pd.DataFrame, out_dir, *, n_boot=None) -> list[Path]:
-    """Write ``model_modality.md``, ``.tex`` and ``.xlsx`` into ``out_dir``; return the paths."""
+def _ci_level(metrics: pd.DataFrame, ci) -> float | None:
+    """The CIs' level: ``ci_level`` of ``metrics`` (one value), else ``ci``; None when neither is known."""
+    levels = (sorted(pd.to_numeric(metrics["ci_level"], errors="coerce").dropna().unique())
+              if "ci_level" in metrics else [])
+    if len(levels) > 1:
+        raise CohortError(f"metrics table mixes confidence levels {', '.join(f'{v:g}' for v in levels)}; "
+                          "one table needs one level", column="ci_level")
+    if levels:
+        if ci is not None and not math.isclose(float(ci), float(levels[0])):
+            raise CohortError(f"ci = {ci:g} but the metrics' intervals are at level {levels[0]:g}",
+                              column="ci_level")
+        return float(levels[0])
+    return None if ci is None else float(ci)
+
+
+def table_caption(metrics: pd.DataFrame, *, n_boot=None, ci=None, by_fold: pd.DataFrame | None = None) -> str:
+    """Caption of the model × modality table: CI level and method, patient counts, pooling.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv``; its ``ci_level`` gives the level (else ``ci``; unknown: no level).
+    n_boot : int, optional
+        Bootstrap resamples, named in the caption.
+    ci : float, optional
+        Confidence level, used when ``metrics`` has no ``ci_level``; must agree with it otherwise.
+    by_fold : pandas.DataFrame, optional
+        ``metrics_by_fold.csv``; rows pooling several held-out hospitals are then explained.
+    """
+    level = _ci_level(metrics, ci)
+    ci_text = f"{100 * level:g}% CI" if level is not None else "CI"
+    boot = f"{n_boot} " if n_boot else ""
+    parts = [f"Performance by model and modality: estimate ({ci_text}); CIs from a patient-level "
+             f"percentile bootstrap ({boot}resamples of patients)."]
+    fusion = "model" in metrics and (metrics["model"] == _FUSION_MODEL).any()
+    if "n_patients" in metrics:
+        parts.append("Patients = distinct patients of each row; rows can differ in their patients (a patient "
+                     "without an image of a modality has no prediction for it"
+                     + (", while the late-fusion rows cover every patient), and the paired comparisons in "
+                        "late_fusion_comparison.csv use only the patients common to both models."
+                        if fusion else ")."))
+    else:
+        parts.append("Predictions = prediction rows of each row (several images of one patient count "
+                     "separately); rows can differ in their patients"
+                     + (", and the paired comparisons in late_fusion_comparison.csv use only the patients "
+                        "common to both models." if fusion else "."))
+    pooled = _pooled_folds(by_fold)
+    if any(split == "external" for _, _, split in pooled):
+        parts.append("External rows pool the predictions of every held-out hospital (leave-one-hospital-out); "
+                     "each hospital separately: metrics_by_fold.csv.")
+    elif pooled:
+        parts.append("Rows marked 'pooled' pool the predictions of several held-out folds; each fold "
+                     "separately: metrics_by_fold.csv.")
+    return " ".join(parts)
+
+
+def write_model_modality_tables(metrics: pd.DataFrame, out_dir, *, n_boot=None, ci=None,
+                                by_fold: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``model_modality.md``, ``.tex`` and ``.xlsx`` into ``out_dir``; return the paths.
+
+    ``n_boot``, ``ci`` and ``by_fold`` as for :func:`table_caption` (``by_fold`` also as for
+    :func:`model_modality_table`); a non-empty ``by_fold`` becomes a third Excel sheet
+    ``Per held-out fold``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = model_modality_table(metrics)
-    boot = f"{n_boot} " if n_boot else ""
-    caption = ("Performance by model and modality: estimate (95% CI); CIs from a patient-level "
-               f"percentile bootstrap ({boot}resamples of patients).")
+    table = model_modality_table(metrics, by_fold=by_fold)
+    caption = table_caption(metrics, n_boot=n_boot, ci=ci, by_fold=by_fold)
     md = out / "model_modality.md"
     md.write_text(f"{caption}\n\n{_markdown(table)}\n", encoding="utf-8")
     tex = out / "model_modality.tex"
@@ -100,4 +205,6 @@ def write_model_modality_tables(metrics: pd.DataFrame, out_dir, *, n_boot=None) 
     with pd.ExcelWriter(xlsx, engine="openpyxl") as writer:
         table.to_excel(writer, sheet_name="Model x modality", index=False)
         metrics.to_excel(writer, sheet_name="All metrics (full precision)", index=False)
+        if by_fold is not None and len(by_fold):
+            by_fold.to_excel(writer, sheet_name="Per held-out fold", index=False)
     return [md, tex, xlsx]

@@ -20,14 +20,18 @@ the estimates are optimistic); a warning says so and ``run_manifest.json`` recor
 (``data_source.unit_of_analysis = 'image'``).
 
 Outputs in ``--out``: ``oof_predictions.csv``, ``metrics.csv`` (patient-level bootstrap CIs
-through :func:`fusion.evaluate.evaluate_predictions`), ``checkpoints/<modality>/<backbone>/
+through :func:`fusion.evaluate.evaluate_predictions`; with ``--external-hospital`` the
+``'external'`` rows pool every held-out hospital), ``metrics_by_fold.csv`` (``--external-hospital``
+only: the same metrics for each held-out hospital, columns ``fold`` and ``held_out`` (the
+hospital's name), :func:`fusion.evaluate.evaluate_by_fold`), ``checkpoints/<modality>/<backbone>/
 fold<k>/`` (``latest.pt`` rolling, ``model.pt`` final best-epoch weights, ``predictions.csv``),
 ``run_manifest.json`` (resolved config, seed, versions, git commit, data hashes) and
 ``config.yaml``. With ``--late-fusion`` (k-fold or ``--external-hospital``), stacked fusion rows
 (``model = 'late_fusion'``, :mod:`fusion.late_fusion`, fitted over the same patient folds) are
 appended to ``oof_predictions.csv`` before the metrics, and ``late_fusion_comparison.csv``
-(paired DeLong / bootstrap tests of each fusion variant against each single modality) and
-``late_fusion_models.csv`` (chosen ``C`` per fold) are written. With ``--nested-fusion`` as well,
+(paired DeLong / bootstrap tests of each fusion variant against each single modality on the
+patients common to both, raw and Holm-adjusted p-values) and ``late_fusion_models.csv`` (chosen
+``C`` per fold) are written. With ``--nested-fusion`` as well,
 the first level is re-run inside every outer fold's training patients (an inner k-fold, or
 leave-one-of-the-other-hospitals-out; checkpoints in ``fold<k>/inner<j>/``) and the second level
 of fold ``k`` is trained on those inner out-of-fold predictions (``nested_predictions.csv``), so
@@ -676,6 +680,14 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         metrics_path = out / "metrics.csv"
         metrics.to_csv(metrics_path, index=False)
         written.append(metrics_path)
+        from fusion.evaluate import evaluate_by_fold
+
+        # leave-one-hospital-out: each held-out hospital on its own (metrics.csv pools them)
+        by_fold = evaluate_by_fold(oof, classes, n_boot=cfg.n_boot, seed=cfg.seed, source=str(oof_path))
+        if len(by_fold):
+            by_fold.insert(4, "held_out", by_fold["fold"].map({s.fold: s.name for s in folds}))
+            by_fold.to_csv(out / "metrics_by_fold.csv", index=False)
+            written.append(out / "metrics_by_fold.csv")
         if fusion is not None:
             from fusion.late_fusion import fusion_comparison
 
@@ -694,7 +706,7 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         written.extend(save_report_figures(oof, metrics, classes, out, history=history))
         from fusion.reporting import write_model_modality_tables
 
-        written.extend(write_model_modality_tables(metrics, out, n_boot=cfg.n_boot))
+        written.extend(write_model_modality_tables(metrics, out, n_boot=cfg.n_boot, by_fold=by_fold))
         written.append(out / "checkpoints")
         return written
     finally:

@@ -288,3 +288,51 @@ def test_cli_nested_fusion_trains_inner_folds_inside_each_outer_fold(tmp_path, c
     assert (out / "oof_predictions.csv").read_bytes() == before
     assert main([str(cohort), *args, "--nested-fusion", "--out", str(tmp_path / "x")]) == 2
     assert "--nested-fusion needs --late-fusion" in capsys.readouterr().err
+
+
+def test_comparison_p_holm_is_holm_over_the_fusion_pairs_of_each_class():
+    from statsmodels.stats.multitest import multipletests
+
+    oof, ids, y, folds, clinical = _synthetic(n=60, seed=6)
+    res = late_fusion_predictions(oof, CLASSES, folds, ids, y, clinical=clinical)
+    cmp = fusion_comparison(pd.concat([oof, res.predictions], ignore_index=True), CLASSES, n_boot=20)
+    cols = list(cmp.columns)
+    assert cols.index("p_holm") == cols.index("p_value") + 1
+    for cls, fam in cmp.groupby("class"):
+        assert len(fam) == 9                  # 3 fusion variants x 2 modalities + 3 variant pairs
+        ok = fam["p_value"].notna()
+        np.testing.assert_allclose(fam.loc[ok, "p_holm"], multipletests(fam.loc[ok, "p_value"], method="holm")[1],
+                                   rtol=1e-12)
+        assert fam.loc[~ok, "p_holm"].isna().all()
+    assert (cmp["p_holm"].dropna() >= cmp.loc[cmp["p_holm"].notna(), "p_value"]).all()
+
+
+def test_cli_external_hospital_writes_per_hospital_metrics(tmp_path):
+    from tiny_training_cohort import TINY_ARGS, write_tiny_cohort
+
+    from fusion.evaluate import evaluate_predictions
+    from fusion.train import main
+
+    cohort = write_tiny_cohort(tmp_path / "tiny", n=30)
+    out = tmp_path / "run"
+    args = list(TINY_ARGS)
+    args[args.index("--epochs") + 1] = "1"
+    assert main([str(cohort), *args, "--modalities", "2d", "--external-hospital", "--late-fusion",
+                 "--out", str(out)]) == 0
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
+    metrics = pd.read_csv(out / "metrics.csv", keep_default_na=False, na_values=[""])
+    by_fold = pd.read_csv(out / "metrics_by_fold.csv", keep_default_na=False, na_values=[""])
+    assert list(by_fold.columns) == [*metrics.columns[:3], "fold", "held_out", *metrics.columns[3:]]
+    splits = __import__("json").loads((out / "run_manifest.json").read_text())["splits"]
+    hospitals = {s["fold"]: s["name"] for s in splits}
+    assert set(by_fold["fold"]) == set(hospitals) and len(hospitals) == 3
+    assert (by_fold["held_out"] == by_fold["fold"].map(hospitals)).all()
+    assert set(by_fold["model"]) == {"resnet18", FUSION_MODEL}
+    sub = oof[(oof["model"] == "resnet18") & (oof["fold"] == 1)]
+    alone = evaluate_predictions(sub, CLASSES, n_boot=20, seed=0)
+    got = by_fold[(by_fold["model"] == "resnet18") & (by_fold["fold"] == 1)]
+    np.testing.assert_allclose(got["estimate"].to_numpy(), alone["estimate"].to_numpy(), equal_nan=True)
+    assert (got["n_patients"] == sub["patient_id"].nunique()).all()
+    md = (out / "model_modality.md").read_text()
+    assert "pooled over 3 held-out hospitals" in md and "metrics_by_fold.csv" in md
+    assert "p_holm" in pd.read_csv(out / "late_fusion_comparison.csv").columns

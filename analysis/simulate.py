@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import filecmp
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +240,9 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--format", choices=("xlsx", "csv"), default="xlsx",
                         help="table format (default: xlsx)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a cohort file or schema in --out that differs from what would be written "
+                             "(default: refuse; identical files are left as they are)")
     return parser
 
 
@@ -248,9 +253,26 @@ def main(argv=None) -> int:
         print(f"error: --n must be at least 3, got {args.n}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    table = write_cohort(simulate_cohort(n=args.n, seed=args.seed), out / f"cohort.{args.format}")
-    schema = out / "cohort_schema.yaml"
-    shutil.copyfile(default_schema_path(), schema)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a folder", file=sys.stderr)
+        return 2
+    table, schema = out / f"cohort.{args.format}", out / "cohort_schema.yaml"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = write_cohort(simulate_cohort(n=args.n, seed=args.seed), Path(tmp) / table.name)
+            plan = [(fresh, table), (default_schema_path(), schema)]
+            changed = [dst for src, dst in plan if dst.exists() and not filecmp.cmp(src, dst, shallow=False)]
+            if changed and not args.overwrite:
+                print(f"error: {changed[0]} already exists and differs from the simulated "
+                      f"{'cohort' if changed[0] == table else 'schema'}; use another --out or pass --overwrite",
+                      file=sys.stderr)
+                return 2
+            out.mkdir(parents=True, exist_ok=True)
+            for src, dst in plan:
+                shutil.copyfile(src, dst)
+    except OSError as exc:
+        print(f"error: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"wrote {table} {schema}")
     return 0
 

@@ -732,6 +732,8 @@ def build_parser(add_help: bool = True):
                      help="Excel sheet name (default: the first sheet)")
     inp.add_argument("--write-schema", metavar="FILE", default=None,
                      help="write the schema inferred from COHORT (needs --group) and exit")
+    inp.add_argument("--overwrite", action="store_true",
+                     help="let --write-schema replace an existing file (default: refuse)")
     ana = parser.add_argument_group("analysis")
     ana.add_argument("--reference", metavar="LEVEL", default=None,
                      help="reference group for odds ratios (default: the schema's, else the "
@@ -760,6 +762,7 @@ def build_parser(add_help: bool = True):
 
 
 def _resolve_schema(args):
+    """(schema or None to infer it, note): the note says which schema was (not) used and why."""
     from pathlib import Path
 
     from .errors import ConfigError
@@ -771,11 +774,18 @@ def _resolve_schema(args):
             raise ConfigError(f"--group '{args.group}' differs from the schema's group column "
                               f"'{schema.group_column}'; drop --group or edit the schema",
                               file=args.schema)
-        return schema
-    if args.group is not None:
-        return None  # inferred by load_cohort
+        return schema, ""
     beside = Path(args.cohort).with_name("cohort_schema.yaml")
-    return load_schema(beside) if beside.exists() else load_schema()
+    if args.group is not None:
+        if beside.exists():
+            return None, (f"note: --group given, so the types are inferred from the table and {beside} is not "
+                          "used (nor its ranges and level checks); pass --schema to use it")
+        return None, ""  # inferred by load_cohort
+    if beside.exists():
+        return load_schema(beside), ""
+    return load_schema(), (f"no cohort_schema.yaml next to {Path(args.cohort).name}, so it was checked against "
+                           "the packaged lymph-node demo schema; for another cohort pass --group COLUMN (types "
+                           "inferred) or --schema FILE")
 
 
 def _run(args) -> int:
@@ -783,7 +793,7 @@ def _run(args) -> int:
     from pathlib import Path
 
     from .cohort import load_cohort
-    from .errors import ConfigError
+    from .errors import CohortError, ConfigError
     from .export import write_all
 
     if args.write_schema is not None:
@@ -793,15 +803,29 @@ def _run(args) -> int:
         if args.group is None:
             raise ConfigError("--write-schema needs --group COLUMN (the column holding the groups)")
         df = read_table(args.cohort, sheet=args.sheet)
-        path = infer_schema(df, args.group).to_yaml(args.write_schema)
+        target = Path(args.write_schema)
+        if target.exists() and not args.overwrite:
+            raise ConfigError(f"--write-schema: {target} already exists (an edited schema would be lost); "
+                              "choose another file name or pass --overwrite")
+        try:
+            path = infer_schema(df, args.group).to_yaml(target)
+        except OSError as exc:
+            raise ConfigError(f"--write-schema: cannot write '{target}': {exc.strerror or exc}") from None
         print(f"inferred schema of {args.cohort} (group column '{args.group}'); edit it, then run "
               f"with --schema {path}")
         print(f"wrote: {path}")
         return 0
     if args.n_boot < 1:
         raise ConfigError(f"--n-boot must be at least 1, got {args.n_boot}")
-    schema = _resolve_schema(args)
-    cohort = load_cohort(args.cohort, schema=schema, group=args.group, sheet=args.sheet)
+    schema, note = _resolve_schema(args)
+    try:
+        cohort = load_cohort(args.cohort, schema=schema, group=args.group, sheet=args.sheet)
+    except CohortError as exc:
+        if note and schema is not None:  # the packaged schema was a guess: say so in the one line
+            raise CohortError(f"{exc}; {note}") from None
+        raise
+    if note and schema is None:
+        print(note, file=sys.stderr)
     try:
         from tqdm.auto import tqdm
 

@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     cohort_file = data / "cohort.xlsx"
     try:
         t0 = _step(f"1/4 synthetic cohort of {args.n} patients -> {data}")
-        rc = simulate.main(["--out", str(data), "--n", str(args.n), "--seed", str(args.seed)])
+        # the demo owns its --data folder: a re-run with other settings replaces its files
+        rc = simulate.main(["--out", str(data), "--n", str(args.n), "--seed", str(args.seed), "--overwrite"])
         if rc:
             return rc
         _step("2/4 Table 1")
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         from fusion import synthetic, train
 
         _step("3/4 synthetic B-mode, CDFI and elastography images")
-        rc = synthetic.main([str(cohort_file), "--seed", str(args.seed)])
+        rc = synthetic.main([str(cohort_file), "--seed", str(args.seed), "--overwrite"])
         if rc:
             return rc
         _step(f"4/4 per-modality CNNs, {args.folds}-fold patient-level cross-validation")

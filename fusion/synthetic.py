@@ -401,7 +401,7 @@ def _png_bytes(arr: np.ndarray) -> bytes:
 
 
 def write_synthetic_images(table, *, root, schema=None, size: int = 128, seed: int = 0,
-                           progress: bool = True) -> list:
+                           progress: bool = True, overwrite: bool = False) -> list:
     """Write every patient's images at the table's relative image paths under ``root``.
 
     Parameters
@@ -416,6 +416,10 @@ def write_synthetic_images(table, *, root, schema=None, size: int = 128, seed: i
         See :func:`synthesize_patient`.
     progress : bool, default True
         tqdm bar on stderr.
+    overwrite : bool, default False
+        Replace image files that already exist.  Without it nothing is written when any
+        target exists: pointed at a real cohort, this function must never replace a
+        patient's image with a synthetic one.
 
     Returns
     -------
@@ -425,7 +429,8 @@ def write_synthetic_images(table, *, root, schema=None, size: int = 128, seed: i
     Raises
     ------
     CohortError
-        An image path points outside ``root`` or the id column is missing.
+        An image path points outside ``root``, the id column is missing, or (without
+        ``overwrite``) an image file already exists.
     """
     if hasattr(table, "data") and hasattr(table, "schema"):
         schema = schema or table.schema
@@ -442,9 +447,10 @@ def write_synthetic_images(table, *, root, schema=None, size: int = 128, seed: i
     root_resolved = root.resolve()
     records = table.to_dict("records")
     rows = list(table.index)
-    for rownum, rec in tqdm(list(zip(rows, records)), desc="synthetic images", unit="patient", file=sys.stderr,
-                            disable=not progress, leave=False):
-        images = None
+    # every target first: nothing is written when one is invalid or (without overwrite) exists
+    plan = []
+    for rownum, rec in zip(rows, records):
+        targets = {}
         for mod, col in schema.image_columns.items():
             rel = _value(rec, col)
             if rel is None or mod not in LATENT_EFFECTS or not str(rel).strip():
@@ -452,8 +458,19 @@ def write_synthetic_images(table, *, root, schema=None, size: int = 128, seed: i
             target = (root / str(rel).strip())
             if not target.resolve().is_relative_to(root_resolved):
                 raise CohortError(f"image path '{rel}' points outside {root}", row=rownum, column=col)
-            if images is None:
-                images = synthesize_patient(rec, size=size, seed=seed, id_column=id_col)
+            targets[mod] = target
+        if targets:
+            plan.append((rec, targets))
+    if not overwrite:
+        existing = [t for _, targets in plan for t in targets.values() if t.exists()]
+        if existing:
+            raise CohortError(f"{len(existing)} image file(s) already exist under {root} (e.g. "
+                              f"{existing[0].relative_to(root)}); synthetic images never replace existing "
+                              "files: use another folder, or pass --overwrite if they are synthetic too")
+    for rec, targets in tqdm(plan, desc="synthetic images", unit="patient", file=sys.stderr,
+                             disable=not progress, leave=False):
+        images = synthesize_patient(rec, size=size, seed=seed, id_column=id_col)
+        for mod, target in targets.items():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(_png_bytes(images[mod]))
             written.append(target)
@@ -476,6 +493,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out-root", default=None,
                    help="folder the relative image paths start from (default: the cohort file's folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace image files that already exist (default: refuse, write nothing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -484,14 +503,17 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from analysis.readers import read_table
     from analysis.schema import load_schema
+    root = Path(args.out_root) if args.out_root else Path(args.cohort).parent
     try:
         schema = load_schema(args.schema) if args.schema else load_schema()
         # the raw table (not validate_cohort): images are written for every row, whatever
         # the statistical checks later decide about it
         table = read_table(args.cohort)
-        root = Path(args.out_root) if args.out_root else Path(args.cohort).parent
         files = write_synthetic_images(table, schema=schema, root=root, size=args.size, seed=args.seed,
-                                       progress=not args.no_progress)
+                                       progress=not args.no_progress, overwrite=args.overwrite)
+    except OSError as exc:
+        print(f"error: cannot write the images under {root}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except CohortError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -75,3 +75,21 @@ def test_cli_help_has_examples():
     text = build_parser().format_help()
     assert "python -m analysis.simulate --out demo_data" in text
     assert main(["--n", "2", "--out", "unused"]) == 2
+
+
+def test_cli_keeps_identical_files_and_refuses_to_replace_edited_ones(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["--out", str(out), "--n", "20", "--format", "csv"]) == 0
+    assert main(["--out", str(out), "--n", "20", "--format", "csv"]) == 0  # same bytes: fine
+    schema = out / "cohort_schema.yaml"
+    schema.write_text(schema.read_text(encoding="utf-8") + "# my edits\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--out", str(out), "--n", "20", "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cohort_schema.yaml already exists and differs" in err
+    assert schema.read_text(encoding="utf-8").endswith("# my edits\n")
+    assert main(["--out", str(out), "--n", "20", "--format", "csv", "--overwrite"]) == 0
+    assert not schema.read_text(encoding="utf-8").endswith("# my edits\n")
+    (tmp_path / "afile").write_text("x")
+    assert main(["--out", str(tmp_path / "afile"), "--n", "20"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

@@ -73,6 +73,14 @@ def test_group_without_schema_infers_types_and_write_schema(demo_xlsx, tmp_path,
     code, out, err = _run([csv, "--group", "group", "--write-schema", yaml_path], capsys)
     assert code == 0, err
     assert yaml_path.exists() and out.strip().splitlines()[-1] == f"wrote: {yaml_path}"
+    yaml_path.write_text(yaml_path.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    code, out, err = _run([csv, "--group", "group", "--write-schema", yaml_path], capsys)
+    assert code == 2 and "already exists" in err and "--overwrite" in err and err.count("\n") == 1
+    assert yaml_path.read_text(encoding="utf-8").endswith("# edited\n")
+    code, out, err = _run([csv, "--group", "group", "--write-schema", yaml_path, "--overwrite"], capsys)
+    assert code == 0 and not yaml_path.read_text(encoding="utf-8").endswith("# edited\n")
+    code, out, err = _run([csv, "--group", "group", "--write-schema", tmp_path / "no" / "dir" / "s.yaml"], capsys)
+    assert code == 2 and "cannot write" in err and "Traceback" not in err
     code, out, err = _run([csv, "--group", "group", "--out", tmp_path / "inf", "--no-regression", *FAST],
                           capsys)
     assert code == 0, err

@@ -138,3 +138,19 @@ def test_elastography_carries_most_signal_and_fusion_beats_each_modality():
     assert single["elastography"] > max(single["2d"], single["cdfi"])
     assert fused > single["elastography"]
     assert max(single.values()) < 0.99  # no modality is perfect
+
+
+def test_never_replaces_existing_images_without_overwrite(tmp_path, capsys):
+    """Pointed at a real cohort, the generator must not replace a patient's image with a fake one."""
+    from analysis.simulate import simulate_cohort, write_cohort
+    path = write_cohort(simulate_cohort(n=4, seed=0), tmp_path / "cohort.xlsx")
+    real = tmp_path / "images" / "2d" / "P0001.png"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"REAL")
+    assert main([str(path), "--size", "32", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exist" in err and "--overwrite" in err
+    assert real.read_bytes() == b"REAL"
+    assert list((tmp_path / "images").rglob("*.png")) == [real]  # nothing else was written either
+    assert main([str(path), "--size", "32", "--no-progress", "--overwrite"]) == 0
+    assert real.read_bytes() != b"REAL"

@@ -227,8 +227,9 @@ def _read_weights_file(path: Path) -> tuple[dict, str | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"--weights {path}: not a readable PyTorch weights file ({first[:200]})") from None
+        from fusion.checkpoint import unreadable_reason
+
+        raise ConfigError(f"--weights {path}: {unreadable_reason(path, exc)}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         return obj["model"], obj.get("backbone")
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -74,6 +74,16 @@ def save_checkpoint(ckpt: dict, folder, keep_epochs: bool = False) -> Path | Non
     return latest
 
 
+def unreadable_reason(path, exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in words: 'not a PyTorch file' unless it is one (then torch's reason)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive since PyTorch 1.6
+        return "not a PyTorch file (expected a .pt/.pth file written by torch.save, e.g. by fusion.train)"
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"a PyTorch file that cannot be read safely ({first[:200]})"
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
     """Read a checkpoint with ``torch.load(weights_only=True)``.
 
@@ -88,8 +98,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"checkpoint {path}: cannot be read ({first[:200]})") from None
+        raise ConfigError(f"checkpoint {path}: {unreadable_reason(path, exc)}") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise ConfigError(f"checkpoint {path}: not a fusion checkpoint (no 'model' entry)")
     return obj

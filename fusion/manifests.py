@@ -110,8 +110,13 @@ def folder_manifest(root, *, classes=None, extensions=IMAGE_EXTENSIONS) -> tuple
     if not root.is_dir():
         raise CohortError("image folder not found", file=root)
     found = sorted((p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural_key)
+    tables = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".xlsx", ".csv"))
+    hint = f"; is {root / tables[0]} the cohort table you meant?" if tables else ""
     if not found:
-        raise CohortError("no class sub-folders (expected one folder of images per class)", file=root)
+        raise CohortError(f"no class sub-folders (expected one folder of images per class){hint}", file=root)
+    if classes is None and len(found) < 2:
+        raise CohortError(f"only one class sub-folder ('{found[0]}'); a folder dataset needs one sub-folder of "
+                          f"images per class, at least two{hint}", file=root)
     if classes is None:
         classes = tuple(found)
     else:

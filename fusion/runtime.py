@@ -119,6 +119,8 @@ def pick_device(spec: str = "auto") -> torch.device:
         Unknown spelling, or CUDA requested but not available / index out of range.
     """
     spec = str(spec or "auto").strip().lower()
+    if spec == "gpu" or spec.startswith("gpu:"):
+        spec = "cuda" + spec[3:]  # the common name for it
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"

@@ -143,7 +143,7 @@ def patient_folds(patient_ids, labels, n_splits: int = 5, seed: int = 0, groups=
     Raises
     ------
     ConfigError
-        Fewer patients than folds, or n_splits < 2.
+        Fewer patients than folds, a class with fewer patients than folds, or n_splits < 2.
     """
     ids = _as_ids(patient_ids)
     labels = np.asarray(labels)
@@ -155,6 +155,11 @@ def patient_folds(patient_ids, labels, n_splits: int = 5, seed: int = 0, groups=
         raise ConfigError(f"--folds must be at least 2, got {n_splits}")
     if n_groups < n_splits:
         raise ConfigError(f"--folds {n_splits}: only {n_groups} patients, need at least one per fold")
+    per_class = pd.DataFrame({"g": grouping, "y": labels}).drop_duplicates().groupby("y")["g"].size()
+    if per_class.min() < n_splits:
+        raise ConfigError(f"--folds {n_splits}: class '{per_class.idxmin()}' has only {int(per_class.min())} "
+                          f"patients, so some test folds would have none of it; use --folds "
+                          f"{max(2, int(per_class.min()))} or fewer")
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     out = []
     for k, (tr, te) in enumerate(cv.split(np.zeros(len(ids)), labels, grouping)):

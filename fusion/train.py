@@ -176,6 +176,17 @@ def _check_config(cfg: TrainConfig) -> None:
     for key in ("folds", "epochs", "patience", "batch_size", "size"):
         if int(getattr(cfg, key)) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {getattr(cfg, key)}")
+    if not float(cfg.lr) > 0:
+        raise ConfigError(f"--lr must be a positive number, got {cfg.lr}")
+    if float(cfg.weight_decay) < 0:
+        raise ConfigError(f"--weight-decay must be 0 or positive, got {cfg.weight_decay}")
+    if not 0 < float(cfg.inner_val) < 1:
+        raise ConfigError(f"--inner-val must lie strictly between 0 and 1, got {cfg.inner_val}")
+    if cfg.test_fraction is not None and not 0 < float(cfg.test_fraction) < 1:
+        raise ConfigError(f"--test-fraction must lie strictly between 0 and 1, got {cfg.test_fraction}")
+    for flag, value in (("--out", cfg.out), ("--cache", cfg.cache)):
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(f"{flag} {value}: is a file, not a folder")
     chosen = [cfg.holdout_hospital is not None, bool(cfg.external_hospital), cfg.test_fraction is not None]
     if sum(chosen) > 1:
         raise ConfigError("choose at most one of --holdout-hospital, --external-hospital, --test-fraction")

@@ -67,7 +67,7 @@ def test_errors_are_one_line_with_exit_2(trained, tmp_path, capsys):
     not_ckpt.write_text("not a checkpoint")
     cases = [
         ([str(tmp_path / "missing.pt"), str(images[0])], "file not found"),
-        ([str(not_ckpt), str(images[0])], "cannot be read"),
+        ([str(not_ckpt), str(images[0])], "not a PyTorch file"),
         ([str(ckpt), str(tmp_path / "missing.png")], "missing.png"),
         ([str(ckpt), str(not_image)], "not a readable image"),
         ([str(ckpt), str(images[0]), "--target", "benig"], "did you mean 'benign'"),

@@ -72,6 +72,11 @@ def test_errors_are_one_line_with_exit_2(tiny_cohort, tmp_path, capsys):
          "no such hospital"),
         ([str(tiny_cohort), *TINY_ARGS, "--modalities", "elasto", "--out", str(tmp_path / "o")],
          "did you mean 'elastography'"),
+        ([str(tiny_cohort), *TINY_ARGS, "--lr", "-1"], "--lr must be a positive number"),
+        ([str(tiny_cohort), *TINY_ARGS, "--inner-val", "1.5"], "--inner-val must lie strictly between 0 and 1"),
+        ([str(tiny_cohort), *TINY_ARGS, "--out", str(tiny_cohort)], "is a file, not a folder"),
+        ([str(tiny_cohort), *TINY_ARGS, "--folds", "20", "--out", str(tmp_path / "o")], "patients, so some test"),
+        ([str(tiny_cohort.parent), *TINY_ARGS], "is " + str(tiny_cohort) + " the cohort table you meant?"),
     ]
     for argv, text in cases:
         assert main(argv) == 2

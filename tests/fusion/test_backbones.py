@@ -108,7 +108,7 @@ def test_bad_weights_files_give_clear_errors(tmp_path):
         create_backbone("resnet18", weights=tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match="not a readable PyTorch weights file"):
+    with pytest.raises(ConfigError, match="not a PyTorch file"):
         create_backbone("resnet18", weights=junk)
     wrong = tmp_path / "wrong.pt"
     torch.save(create_backbone("densenet121", num_classes=3).state_dict(), wrong)

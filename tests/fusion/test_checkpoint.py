@@ -53,7 +53,7 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "bad.pt").write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="not a PyTorch file"):
         load_checkpoint(tmp_path / "bad.pt")
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(ConfigError, match="no 'model' entry"):

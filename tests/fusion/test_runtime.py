@@ -75,3 +75,16 @@ def test_channels_last_and_unwrap():
     assert x.is_contiguous(memory_format=torch.channels_last)
     m = torch.nn.Conv2d(3, 3, 1)
     assert unwrap(m) is m
+
+
+def test_gpu_is_read_as_cuda():
+    import torch
+
+    from analysis.errors import ConfigError
+    from fusion.runtime import pick_device
+
+    if torch.cuda.is_available():
+        assert pick_device("gpu").type == "cuda"
+    else:
+        with pytest.raises(ConfigError, match="--device cuda: CUDA is not available"):
+            pick_device("gpu")

@@ -8,6 +8,7 @@ counted, as Excel shows it) and the column, then what was expected.  CLIs catch
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import Iterable, Sequence
 
 __all__ = [
@@ -24,7 +25,22 @@ __all__ = [
     "format_location",
     "require_columns",
     "check_ci_level",
+    "plain_warnings",
 ]
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def plain_warnings() -> None:
+    """Show warnings as one line, ``warning: <message>``, without the source file and line.
+
+    For command-line entry points (called at the start of their ``main``): a clinician
+    reading the terminal needs the message, not ``/path/to/module.py:316: AnalysisWarning``
+    and the line of code that raised it.
+    """
+    warnings.formatwarning = _one_line_warning
 
 
 def format_location(file=None, row=None, column=None) -> str:

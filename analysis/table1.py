@@ -859,8 +859,9 @@ def main(argv=None) -> int:
     """Command line entry point; returns the exit status (2 on a cohort/schema error)."""
     import sys
 
-    from .errors import CohortError
+    from .errors import CohortError, plain_warnings
 
+    plain_warnings()
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

@@ -184,8 +184,11 @@ class MultimodalDataset(torch.utils.data.Dataset):
         if len(self.problems):
             counts = self.problems.groupby("modality", sort=False).size()
             text = ", ".join(f"{m}: {k}" for m, k in counts.items())
-            warnings.warn(f"{file}: {len(self.problems)} image(s) absent or unreadable, kept as masked "
-                          f"zero images ({text}); see dataset.problems", AnalysisWarning, stacklevel=2)
+            why = self.problems["reason"].map(lambda r: "an empty image cell" if r == "no image" else "unreadable")
+            why = ", ".join(f"{k} {r}" for r, k in why.value_counts(sort=False).items())
+            warnings.warn(f"{file}: {len(self.problems)} image(s) missing ({why}), kept as masked zero images "
+                          f"({text}); the patients are listed in the dataset's problems table "
+                          "(image_problems.csv of fusion.train)", AnalysisWarning, stacklevel=2)
         self._store = _Store(images, mask, labels, ids, rows, hospital, clinical)
         self._index = None
 

@@ -59,6 +59,9 @@ def _step(title: str) -> float:
 
 
 def main(argv=None) -> int:
+    from analysis.errors import plain_warnings
+
+    plain_warnings()
     args = build_parser().parse_args(argv)
     from analysis import simulate, table1
 

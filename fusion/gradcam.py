@@ -517,6 +517,9 @@ def _resolve_layer_or_config(model, layer):
 
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status."""
+    from analysis.errors import plain_warnings
+
+    plain_warnings()
     args = build_parser().parse_args(argv)
     try:
         from fusion import runtime

@@ -266,6 +266,9 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
 
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status."""
+    from analysis.errors import plain_warnings
+
+    plain_warnings()
     try:
         args = vars(build_parser().parse_args(argv))
         cfg = resolve_config(PretrainConfig, args.pop("config", None), args)

@@ -641,6 +641,9 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
             manifest = run_manifest(cfg, dataset, folds, holdout, dist.world_size, device, source)
             (out / "run_manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
             written.append(out / "run_manifest.json")
+            if len(dataset.problems):  # masked (missing) images, one row each: row, patient, modality, reason
+                dataset.problems.to_csv(out / "image_problems.csv", index=False)
+                written.append(out / "image_problems.csv")
         labels = dataset.labels.cpu().numpy()
 
         def run_unit(modality, backbone, split, unit_dir, outer_fold=None):
@@ -749,6 +752,9 @@ def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:
 
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status."""
+    from analysis.errors import plain_warnings
+
+    plain_warnings()
     try:
         cfg = config_from_args(argv)
         written = run_training(cfg)

@@ -264,6 +264,10 @@ def test_cli_nested_fusion_trains_inner_folds_inside_each_outer_fold(tmp_path, c
     from fusion.train import main
 
     cohort = write_tiny_cohort(tmp_path / "tiny", n=30)
+    table = pd.read_csv(cohort, dtype={"patient_id": str})
+    blank = table.loc[4, "patient_id"]
+    table.loc[4, "image_elastography"] = None  # one patient without elastography: masked, kept
+    table.to_csv(cohort, index=False)
     out = tmp_path / "run"
     args = [a for a in TINY_ARGS]
     args[args.index("--epochs") + 1] = "1"
@@ -281,6 +285,8 @@ def test_cli_nested_fusion_trains_inner_folds_inside_each_outer_fold(tmp_path, c
         assert set(g["patient_id"]) == others and not (set(g["patient_id"]) & test_k)
         assert g.groupby("patient_id")["inner_fold"].nunique().eq(1).all()
     assert (out / "checkpoints" / "2d" / "resnet18" / "fold1" / "inner0" / "model.pt").is_file()
+    problems = pd.read_csv(out / "image_problems.csv", dtype={"patient_id": str})  # the masked image
+    assert problems[["patient_id", "modality", "reason"]].values.tolist() == [[blank, "elastography", "no image"]]
     models = pd.read_csv(out / "late_fusion_models.csv")
     assert set(models.loc[models["modality"] != "clinical_only", "first_level"]) == {"nested"}
     before = (out / "oof_predictions.csv").read_bytes()

@@ -18,12 +18,17 @@ most clinical journals apply):
 * **effect sizes**: ``'0.32 (0.25–0.39)'`` (two decimals, en dash between CI limits);
   **odds ratios**: ``'2.10 (1.30–3.40)'``.
 
-Rounding is Python's correctly rounded ``format`` (round-half-to-even on the exact binary
-value), so ``format_number(0.125, 2) == '0.12'``; this is what R's ``sprintf`` does too.
+Rounding is half-up on the decimal value a reader sees (:func:`format_number`): the number
+is first written with 12 significant digits, which removes binary noise such as
+``6.449999999999999`` for 6.45, and then rounded half away from zero, so ``14.25`` shows as
+``'14.3'`` and ``6.45`` as ``'6.5'`` alike.  (Python's ``format`` and R's ``sprintf`` round the
+binary value half-to-even instead, so they print 14.25 as 14.2 but 6.45 as 6.5: two medians
+of decimal data rounded in opposite directions in the same table.)
 """
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterable
 
 import numpy as np
@@ -67,6 +72,8 @@ def format_number(x, digits: int = 2) -> str:
     --------
     >>> format_number(3.14159, 2)
     '3.14'
+    >>> [format_number(x, 1) for x in (14.25, 6.45, 13.95, 17.75, -0.05)]
+    ['14.3', '6.5', '14.0', '17.8', '-0.1']
     >>> format_number(float('nan'))
     '—'
     """
@@ -75,7 +82,11 @@ def format_number(x, digits: int = 2) -> str:
     x = float(x)
     if math.isinf(x):
         return "\u221e" if x > 0 else "-\u221e"
-    text = f"{x:.{int(digits)}f}"
+    digits = int(digits)
+    if abs(x) < 1e15:  # half-up on the 12-significant-digit decimal value (see the module notes)
+        text = f"{Decimal(f'{x:.12g}').quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP):f}"
+    else:
+        text = f"{x:.{digits}f}"
     if text.startswith("-") and float(text) == 0.0:
         text = text[1:]
     return text
@@ -116,9 +127,9 @@ def format_p(p, *, threshold: float = 0.001) -> str:
     if p > 0.99:
         return ">0.99"
     if p < 0.01 or 0.045 <= p < 0.055:
-        text = f"{p:.3f}"
+        text = format_number(p, 3)
         return "0.01" if text == "0.010" else text  # 0.0095 <= p < 0.01 rounds up: as 0.0101 prints
-    text = f"{p:.2f}"
+    text = format_number(p, 2)
     if text == "1.00":
         return ">0.99"
     return text

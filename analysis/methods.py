@@ -168,7 +168,16 @@ def methods_text(result) -> str:
             parts.append("The multivariable model included " + _join([labels.get(v, v) for v in chosen])
                          + "; every variable had its own univariable model.")
         else:
-            parts.append("The multivariable model included every variable of the table.")
+            left_out = [v for v in stats["variable"] if v not in set(result.regression.loc[
+                result.regression["model"].astype(str) == "multivariable", "variable"])] if len(stats) else []
+            labels = dict(zip(stats["variable"], stats["label"])) if "label" in stats else {}
+            if left_out and (result.regression["model"].astype(str) == "multivariable").any():
+                parts.append("The multivariable model included every variable of the table except "
+                             + _join([labels.get(v, v) for v in left_out])
+                             + " (marked in the schema as not for the multivariable model, e.g. derived from "
+                             "other variables).")
+            else:
+                parts.append("The multivariable model included every variable of the table.")
         reg = result.regression
         multi = reg[reg["model"].astype(str) == "multivariable"] if "model" in reg else reg.iloc[:0]
         if len(multi) and "n_used" in multi and multi["n_used"].notna().any():
@@ -193,6 +202,10 @@ def methods_text(result) -> str:
                          f"{models} model), L2-penalized (ridge) point estimates are shown without "
                          "confidence intervals or p-values, because the penalty shrinks them towards an "
                          "odds ratio of 1.")
+        epv = [n for n in str(result.regression_note or "").split("; ") if "events per parameter" in n]
+        if epv:
+            parts.append("The multivariable model had " + epv[0].split(": ", 1)[1].split(": its")[0]
+                         + ", so its estimates may be unstable and over-fitted.")
     elif settings.get("regression", True) and result.regression_note:
         parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "

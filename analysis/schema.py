@@ -111,6 +111,10 @@ class Variable:
         fisher, trend``.
     summary : {'auto', 'mean_sd', 'median_iqr'}
         How a continuous (or ordinal) variable is summarised.
+    multivariable : bool
+        Whether the default multivariable odds-ratio model includes it (default True); set
+        False for a variable derived from others (e.g. a ratio of two measured ones), which
+        would make the model collinear.  Its univariable model is fitted either way.
     """
 
     name: str
@@ -123,6 +127,7 @@ class Variable:
     max: float | None = None
     test: str = "auto"
     summary: str = "auto"
+    multivariable: bool = True
 
     def __post_init__(self):
         if not self.label:
@@ -157,6 +162,8 @@ class Variable:
             out["test"] = self.test
         if self.summary != "auto":
             out["summary"] = self.summary
+        if not self.multivariable:
+            out["multivariable"] = False
         return out
 
 
@@ -325,7 +332,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _TOP_KEYS = ("id_column", "group", "hospital_column", "images", "missing_codes", "variables",
              "schema_version", "title")
 _GROUP_KEYS = ("column", "label", "levels", "reference", "ordered")
-_VARIABLE_KEYS = ("name", "label", "type", "levels", "missing_codes", "unit", "min", "max",
+_VARIABLE_KEYS = ("name", "label", "type", "levels", "missing_codes", "unit", "min", "max", "multivariable",
                   "test", "summary", "description")
 
 
@@ -597,7 +604,8 @@ def _schema_from_mapping(raw, file: str) -> Schema:
         variables.append(Variable(
             name=name, label=ck.text(item, "label", where) or name, type=vtype, levels=levels,
             missing_codes=ck.codes(item, "missing_codes", where), unit=ck.text(item, "unit", where),
-            min=vmin, max=vmax, test=test, summary=summary))
+            min=vmin, max=vmax, test=test, summary=summary,
+            multivariable=ck.flag(item, "multivariable", where, default=True)))
 
     taken = {c: "id_column" for c in [id_column] if c}
     for key, col in (("group column", group_column), ("hospital_column", hospital_column)):

@@ -434,8 +434,10 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
     """Tidy multinomial OR frame and a note (empty frame + reason when not computed).
 
     Every schema variable gets a univariable model; the multivariable model (complete cases)
-    uses ``multivariable`` (default: every schema variable).  Ordinal variables enter as
-    scores.
+    uses ``multivariable`` (default: every schema variable not marked ``multivariable: false``).
+    Ordinal variables enter as scores.  When the multivariable model has fewer than 10 patients
+    of its smallest outcome group per slope parameter (events per parameter, EPV), the note
+    says so (Peduzzi et al. 1996, doi:10.1016/S0895-4356(96)00236-3).
     """
     import warnings
 
@@ -446,11 +448,12 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
     predictors = [v.name for v in schema.variables]
     types = {v.name: v.type for v in schema.variables}
     levels = {v.name: list(v.levels) for v in schema.variables if v.levels is not None}
-    chosen = predictors if multivariable is None else list(multivariable)
+    chosen = ([v.name for v in schema.variables if v.multivariable] if multivariable is None
+              else list(multivariable))
     common = dict(levels=levels, outcome_levels=[str(g) for g in schema.group_levels])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeparationWarning)
-        if multivariable is None:
+        if chosen == predictors:
             frame = reg.multinomial_or_table(data, schema.group_column, predictors, reference, types,
                                              **common)
         else:
@@ -460,9 +463,18 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
                 reg.multinomial_or_table(data, schema.group_column, chosen, reference, types,
                                          models=("multivariable",), **common),
             ], ignore_index=True)
-    note = "; ".join(dict.fromkeys(str(w.message) for w in caught
-                                   if issubclass(w.category, SeparationWarning)))
-    return frame.reset_index(drop=True), note
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SeparationWarning)))
+    multi = frame[(frame["model"] == "multivariable") & (frame["reason"] != "reference level")]
+    if len(multi):
+        n_params = int(multi.groupby("outcome_level").size().max())
+        used = data.dropna(subset=[schema.group_column] + chosen)[schema.group_column].astype(str)
+        counts = used.value_counts().reindex([str(g) for g in schema.group_levels]).fillna(0)
+        smallest, n_small = str(counts.idxmin()), int(counts.min())
+        if n_params and n_small / n_params < 10:
+            notes.append(f"multivariable model: {n_small} {smallest} patients for {n_params} parameters per "
+                         f"equation ({n_small / n_params:.1f} events per parameter, fewer than 10): its estimates "
+                         "may be unstable and over-fitted; choose a few predictors a priori with --predictors")
+    return frame.reset_index(drop=True), "; ".join(notes)
 
 
 def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
@@ -788,6 +800,31 @@ def _resolve_schema(args):
                            "inferred) or --schema FILE")
 
 
+def _regression_summary(result) -> str:
+    """One plain sentence for the terminal on how far the odds ratios can be trusted (details: Table 2 note)."""
+    fits = result.regression
+    said = []
+    for model in ("univariable", "multivariable"):
+        sub = fits[fits["model"].astype(str) == model] if len(fits) else fits
+        firth = sorted(set(sub.loc[sub["fit"].astype(str) == "firth", "variable"].astype(str))) if len(sub) else []
+        ridge = (sub["fit"].astype(str) == "l2_penalized").any() if len(sub) else False
+        if model == "univariable" and firth:
+            said.append(f"Firth's correction for separation in {len(firth)} univariable model(s) "
+                        f"({', '.join(firth[:4])}{', ...' if len(firth) > 4 else ''})")
+        if model == "multivariable" and ridge:
+            said.append("the multivariable model could only be fitted with a ridge penalty: point estimates "
+                        "without CIs or p-values, not for inference")
+        elif model == "multivariable" and firth:
+            said.append("Firth's correction in the multivariable model")
+    epv = [n for n in str(result.regression_note).split("; ") if "events per parameter" in n]
+    if epv:
+        said.append(epv[0].split(": ", 1)[1].split(": its")[0].replace(" per equation (", " per equation, EPV ")
+                    .replace(" events per parameter, fewer than 10)", " < 10: choose predictors a priori "
+                                                                        "with --predictors"))
+    text = "; ".join(said) if said else result.regression_note
+    return text + " (details: the note under Table 2 in table1.md)"
+
+
 def _run(args) -> int:
     import sys
     from pathlib import Path
@@ -850,7 +887,7 @@ def _run(args) -> int:
     print(f"{len(stats)} variables ({tests}); {n_sig} with p < {args.alpha:g}; "
           f"{len(result.exclusions)} row(s) excluded")
     if result.regression_note:
-        print(f"odds ratios: {result.regression_note}")
+        print(f"odds ratios: {_regression_summary(result)}")
     print("wrote: " + ", ".join(str(p) for p in paths))
     return 0
 

@@ -84,6 +84,11 @@ def test_states_complete_cases_posthoc_tests_and_ridge_without_intervals(tmp_pat
     assert len(ridge) and ridge[["ci_low", "ci_high", "p_value"]].isna().all().all()
     assert "without confidence intervals or p-values" in text and "Firth's fit did not converge" in text
     assert "pingouin" not in text
+    # ls_ratio (= long / short axis) is marked multivariable: false in the schema
+    assert "ls_ratio" not in set(multi["variable"]) and "ls_ratio" in set(res.regression["variable"])
+    assert "except L/S ratio" in text
+    assert "events per parameter, fewer than 10), so its estimates may be unstable" in text
+    assert "events per parameter" in res.regression_note
     from analysis.export import write_markdown
 
     md = write_markdown(res, tmp_path / "t.md").read_text(encoding="utf-8")

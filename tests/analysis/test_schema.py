@@ -212,3 +212,12 @@ def test_trend_test_needs_ordered_groups_and_round_trips(tmp_path):
     assert schema.group_ordered and schema.variable("grade").test == "trend"
     assert load_schema(schema.to_yaml(tmp_path / "again.yaml")) == schema
     assert not load_schema(_write(tmp_path, MINIMAL, "plain.yaml")).group_ordered
+
+
+def test_multivariable_flag_round_trips_and_is_checked(tmp_path):
+    text = MINIMAL.replace("    type: continuous\n", "    type: continuous\n    multivariable: false\n", 1)
+    schema = load_schema(_write(tmp_path, text))
+    assert not schema.variable("x").multivariable and schema.variable("margin").multivariable
+    assert load_schema(schema.to_yaml(tmp_path / "again.yaml")) == schema
+    with pytest.raises(SchemaError, match="'multivariable' must be true or false"):
+        load_schema(_write(tmp_path, text.replace("multivariable: false", "multivariable: no way"), "b.yaml"))

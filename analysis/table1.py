@@ -616,14 +616,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     from .multiplicity import benjamini_hochberg
 
     if not 0 < float(alpha) < 1:
-        raise CohortError(f"alpha must lie in (0, 1), got {alpha!r}")
+        raise CohortError(f"alpha (--alpha) must lie strictly between 0 and 1, got {alpha!r}")
     schema = cohort.schema
     gcol = schema.group_column
     group_levels = tuple(str(g) for g in schema.group_levels)
     if reference is None:
         reference = schema.reference_group or group_levels[-1]
     if str(reference) not in group_levels:
-        raise CohortError(f"reference group '{reference}' is not a group level (expected: "
+        raise CohortError(f"reference group (--reference) '{reference}' is not a group level (expected: "
                           f"{', '.join(group_levels)}{did_you_mean(reference, group_levels)})",
                           column=gcol)
     if predictors is not None:

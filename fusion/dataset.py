@@ -174,6 +174,13 @@ class MultimodalDataset(torch.utils.data.Dataset):
         images, mask, problems, failures = self._decode(table, available, ids, rows, n, cache,
                                                         progress)
         if failures and on_error == "raise":
+            bad = [Path(p[4]) for p in problems if p[5] != "no image"]
+            tops = {self.root / q.parts[0] for q in bad if not q.is_absolute() and len(q.parts) > 1}
+            if bad and tops and all(not t.exists() for t in tops) and all(
+                    not q.is_absolute() and len(q.parts) > 1 for q in bad):
+                raise ImageError(f"{len(bad)} image path(s) point into folder(s) that do not exist: "
+                                 f"{', '.join(sorted(str(t) for t in tops))} (image paths are relative to the "
+                                 f"cohort file's folder, {self.root})", file=file)
             shown = failures[:20]
             more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
             err = ImageError(f"{len(failures)} image(s) could not be loaded:\n  "
@@ -228,7 +235,10 @@ class MultimodalDataset(torch.utils.data.Dataset):
                 if _is_empty(value):
                     problems.append((int(rows[i]), ids[i], mod, col, "", "no image"))
                     continue
-                path = Path(str(value).strip())
+                text = str(value).strip()
+                if os.sep == "/" and "\\" in text and not Path(text).exists():
+                    text = text.replace("\\", "/")  # a path typed on Windows (images\2d\P0001.png)
+                path = Path(text)
                 full = path if path.is_absolute() else self.root / path
                 try:
                     img = load_image_cached(full, size=(h, w), channels=self.channels[mod], resize=self.resize,

@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="""examples:
   # explain the predicted class of two elastography images with fold 0's ResNet-18
   python -m fusion.gradcam runs/demo/checkpoints/elastography/resnet18/fold0/model.pt \\
-      images/P0001_elastography.png images/P0002_elastography.png --out gradcam
+      images/elastography/P0001.png images/elastography/P0002.png --out gradcam
 
   # explain class 'benign' and measure the heat inside BUS-BRA lesion masks
   python -m fusion.gradcam runs/busbra/checkpoints/2d/resnet18/fold0/model.pt \\
@@ -445,6 +445,36 @@ def _overlay_names(paths) -> list[str]:
     return names
 
 
+def fold_role(checkpoint, images) -> list:
+    """For each image, whether its patient was a test patient of the checkpoint's fold.
+
+    Looks for the run's ``oof_predictions.csv`` (``fusion.train`` layout:
+    ``RUN/checkpoints/<modality>/<backbone>/fold<k>/model.pt``) and matches each image's file
+    stem to a ``patient_id`` (the demo layout ``images/<modality>/<patient>.png``).  Returns one
+    of ``'test'`` (the fold model never saw the patient: an honest explanation),
+    ``'training (test fold j)'`` (the model was trained on it) or ``''`` (not known) per image.
+    """
+    import pandas as pd
+
+    ckpt = Path(checkpoint).resolve()
+    try:
+        run = ckpt.parents[4]
+        fold = int(ckpt.parent.name.removeprefix("fold"))
+    except (IndexError, ValueError):
+        return [""] * len(images)
+    oof = run / "oof_predictions.csv"
+    if not oof.is_file():
+        return [""] * len(images)
+    pred = pd.read_csv(oof, dtype={"patient_id": str}, usecols=["patient_id", "fold", "model"])
+    pred = pred[pred["model"] != "late_fusion"]
+    test_fold = pred.drop_duplicates("patient_id").set_index("patient_id")["fold"].to_dict()
+    roles = []
+    for img in images:
+        k = test_fold.get(Path(img).stem)
+        roles.append("" if k is None else "test" if int(k) == fold else f"training (test fold {int(k)})")
+    return roles
+
+
 def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, layer=None, device="cpu"):
     """What the CLI does; returns the list of files written."""
     import pandas as pd
@@ -455,6 +485,16 @@ def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, laye
 
     model, meta = load_gradcam_model(checkpoint)
     classes, size, chans = meta["classes"], meta["size"], meta["in_chans"]
+    roles = fold_role(checkpoint, images)
+    seen = [(Path(p).stem, r) for p, r in zip(images, roles) if r.startswith("training")]
+    if seen:
+        import warnings
+
+        from analysis.errors import AnalysisWarning
+
+        warnings.warn(f"{len(seen)} image(s) are of patients this fold model was trained on (e.g. {seen[0][0]}: "
+                      f"{seen[0][1]}): their heat maps show what it learned, not how it generalises; use the "
+                      "model of each patient's test fold", AnalysisWarning, stacklevel=2)
     if masks is not None and len(masks) != len(images):
         raise ConfigError(f"--mask: {len(masks)} mask(s) for {len(images)} image(s); give one mask per image, "
                           "in the same order")
@@ -481,7 +521,7 @@ def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, laye
     written, rows = [], []
     for i, (img_path, name) in enumerate(zip(images, _overlay_names(images))):
         tgt = classes[target_idx if target_idx is not None else pred[i]]
-        row = {"image": str(img_path), "predicted_class": classes[pred[i]]}
+        row = {"image": str(img_path), "patient_in_fold": roles[i], "predicted_class": classes[pred[i]]}
         row.update({f"p_{c}": proba[i, k] for k, c in enumerate(classes)})
         row["target_class"] = tgt
         if mask_t is not None:

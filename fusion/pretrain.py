@@ -197,7 +197,8 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
     from fusion.dataset import MultimodalDataset
 
     if cfg.backbone not in list_backbones():
-        raise ConfigError(f"--backbone: unknown backbone {cfg.backbone!r}{did_you_mean(cfg.backbone, list_backbones())}")
+        raise ConfigError(f"--backbone: unknown backbone {cfg.backbone!r} (available: {', '.join(list_backbones())})"
+                          f"{did_you_mean(cfg.backbone, list_backbones())}")
     runtime.set_threads(cfg.threads)
     device = runtime.pick_device(cfg.device)
     table, schema, data_source = load_pretraining_data(cfg.data, cfg.data_root)

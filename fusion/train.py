@@ -102,7 +102,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 description="Train per-modality CNNs with patient-level cross-validation.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=S)
-    p.add_argument("cohort", nargs="?", help="cohort table (.xlsx/.csv) whose image columns point to the images; "
+    p.add_argument("cohort", nargs="?", help="required (or 'cohort:' in --config): cohort table (.xlsx/.csv) whose image columns point to the images; "
                                             "or busi, bus_bra, a manifest .yaml (examples/) or a folder with "
                                             "one sub-folder per class")
     p.add_argument("--config", default=None, help="run.yaml with any of the settings below (flags win)")

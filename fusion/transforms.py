@@ -277,6 +277,6 @@ def build_transform(name: str, train: bool, channels: int, *, backend: str = "ba
     torch.Size([4, 3, 32, 32])
     """
     if name not in PIPELINES:
-        raise ConfigError(f"unknown augmentation '{name}' (expected: {', '.join(PIPELINES)})"
-                          f"{did_you_mean(name, PIPELINES)}", column="augment")
+        raise ConfigError(f"--augment: unknown augmentation '{name}' (expected: {', '.join(PIPELINES)})"
+                          f"{did_you_mean(name, PIPELINES)}")
     return BatchTransform(PIPELINES[name], channels, train=train, backend=backend, generator=generator, name=name)

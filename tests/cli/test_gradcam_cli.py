@@ -39,8 +39,12 @@ def test_writes_overlays_panel_and_csv(trained, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("wrote: ") and "gradcam.csv" in last
     frame = pd.read_csv(out / "gradcam.csv")
-    assert list(frame.columns) == ["image", "predicted_class", "p_metastatic", "p_lymphoma", "p_benign",
-                                   "target_class", "mask", "cam_inside_mask", "mask_area_share", "overlay"]
+    assert list(frame.columns) == ["image", "patient_in_fold", "predicted_class", "p_metastatic", "p_lymphoma",
+                                   "p_benign", "target_class", "mask", "cam_inside_mask", "mask_area_share", "overlay"]
+    oof = pd.read_csv(ckpt.parents[4] / "oof_predictions.csv", dtype={"patient_id": str})
+    fold_of = oof.drop_duplicates("patient_id").set_index("patient_id")["fold"]
+    expected = ["test" if fold_of[p.stem] == 0 else f"training (test fold {fold_of[p.stem]})" for p in images]
+    assert frame["patient_in_fold"].tolist() == expected
     assert len(frame) == 2
     assert frame[["p_metastatic", "p_lymphoma", "p_benign"]].sum(axis=1).sub(1).abs().max() < 1e-6
     assert (frame["predicted_class"] == frame["target_class"]).all()
@@ -83,3 +87,15 @@ def test_errors_are_one_line_with_exit_2(trained, tmp_path, capsys):
 def test_parser_has_examples():
     parser = build_parser()
     assert "python -m fusion.gradcam" in parser.epilog and "--mask" in parser.epilog
+
+
+def test_warns_when_the_fold_model_was_trained_on_the_patient(trained, tmp_path):
+    from analysis.errors import AnalysisWarning
+    from fusion.gradcam import run_gradcam
+
+    ckpt, images = trained
+    oof = pd.read_csv(ckpt.parents[4] / "oof_predictions.csv", dtype={"patient_id": str})
+    other = oof.loc[oof["fold"] != 0, "patient_id"].iloc[0]
+    seen = images[0].with_name(f"{other}.png")
+    with pytest.warns(AnalysisWarning, match="this fold model was trained on"):
+        run_gradcam(ckpt, [seen], out=tmp_path / "cams")

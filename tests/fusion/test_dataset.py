@@ -141,3 +141,16 @@ def test_from_tensors_and_dataloader_compatibility():
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     first = next(iter(loader))
     assert first["images"]["2d"].shape == (4, 1, 8, 8) and first["label"].tolist() == [0, 1, 2, 0]
+
+
+def test_windows_paths_load_and_a_missing_image_folder_is_one_line(tmp_path):
+    df = _cohort(tmp_path)
+    df["image_2d"] = df["image_2d"].str.replace("/", "\\")  # typed on Windows: images\2d\P0001.png
+    ds = MultimodalDataset(df, SCHEMA, root=tmp_path, modalities=["2d"], size=8, progress=False)
+    assert bool(ds.mask.all())
+    shutil.rmtree(tmp_path / "images")
+    with pytest.raises(ImageError) as info:
+        MultimodalDataset(df, SCHEMA, root=tmp_path, size=8, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and "15 image path(s) point into folder(s) that do not exist" in message
+    assert str(tmp_path / "images") in message

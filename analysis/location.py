@@ -117,7 +117,7 @@ def welch_anova(samples, names=None) -> TestResult:
     ``F* = [sum w_i (m_i - m_w)^2 / (k - 1)] / [1 + 2 (k - 2) L / (k^2 - 1)]``,
     ``df2 = (k^2 - 1) / (3 L)``.  Every group needs n >= 2 and a non-zero variance,
     otherwise the result is NaN with a reason.
-    Matches R 4.x ``oneway.test(y ~ g, var.equal = FALSE)``
+    Computed by ``pingouin.welch_anova``; matches R 4.x ``oneway.test(y ~ g, var.equal = FALSE)``
     (``tests/fixtures/r_reference/location.R``, 1e-6 relative).
 
     References
@@ -142,19 +142,14 @@ def welch_anova(samples, names=None) -> TestResult:
     n_i = np.array([g.size for g in groups], dtype=float)
     if np.any(n_i < 2):
         return _not_computed("welch_anova", method, clean, "a group has fewer than 2 observations", **extra)
-    m_i = np.array([g.mean() for g in groups])
-    v_i = np.array([g.var(ddof=1) for g in groups])
-    if np.any(v_i == 0):
+    if np.any(np.array([g.var(ddof=1) for g in groups]) == 0):
         return _not_computed("welch_anova", method, clean, "a group has zero variance", **extra)
-    w = n_i / v_i
-    big_w = w.sum()
-    m_w = (w * m_i).sum() / big_w
-    lam = ((1 - w / big_w) ** 2 / (n_i - 1)).sum()
-    f = ((w * (m_i - m_w) ** 2).sum() / (k - 1)) / (1 + 2 * (k - 2) * lam / (k ** 2 - 1))
-    df2 = (k ** 2 - 1) / (3 * lam)
-    p = float(stats.f.sf(f, k - 1, df2))
-    return TestResult("welch_anova", float(f), float(k - 1), p, clean.n_used, float(df2), method,
-                      {"n_missing": clean.n_missing, **extra})
+    import pingouin
+
+    long = pd.DataFrame({"y": np.concatenate(groups), "g": np.repeat(np.arange(k), n_i.astype(int))})
+    row = pingouin.welch_anova(data=long, dv="y", between="g").iloc[0]
+    return TestResult("welch_anova", float(row["F"]), float(row["ddof1"]), float(row["p_unc"]), clean.n_used,
+                      float(row["ddof2"]), method, {"n_missing": clean.n_missing, **extra})
 
 
 def kruskal_wallis(samples, names=None) -> TestResult:

@@ -356,3 +356,81 @@ def _macro_comparison(y, sa, sb, n_boot, seed, ci) -> dict:
         z = 0.0 if sd == 0 and d == 0 else (d / sd if sd > 0 else math.copysign(math.inf, d))
         row.update(statistic=z, p_value=float(2 * stats.norm.sf(abs(z))))
     return row
+
+
+# ----------------------------------------------------------------------------- command line
+def build_parser():
+    """Parser of ``python -m fusion.evaluate``."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m fusion.evaluate",
+        description="Metrics with patient-level bootstrap CIs (and optional paired AUC comparisons) for a "
+                    "prediction file such as fusion.train's oof_predictions.csv.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m fusion.evaluate runs/demo/oof_predictions.csv --out runs/demo/re-evaluated\n"
+               "  python -m fusion.evaluate preds.csv --n-boot 5000 --compare --out results\n\n"
+               "The file needs columns patient_id, split, y_true, model, modality and one p_<class> column per\n"
+               "class (their order is the class order); a 'fold' column enables per-hospital metrics.")
+    p.add_argument("predictions", help="prediction file (.csv)")
+    p.add_argument("--out", default="evaluation", help="output folder (default: evaluation)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--ci", type=float, default=0.95, help="confidence level (default: 0.95)")
+    p.add_argument("--compare", action="store_true",
+                   help="also compare every two model/modality groups on their common patients "
+                        "(DeLong per class, paired bootstrap for the macro AUC, Holm-adjusted): comparisons.csv")
+    return p
+
+
+def main(argv=None) -> int:
+    """Command-line entry point; returns the exit status (2 on bad input)."""
+    import sys
+    from pathlib import Path
+
+    from analysis.errors import plain_warnings
+
+    plain_warnings()
+    args = build_parser().parse_args(argv)
+    try:
+        path = Path(args.predictions)
+        if not path.is_file():
+            raise CohortError("prediction file not found", file=path)
+        if args.n_boot < 1:
+            raise CohortError(f"--n-boot must be at least 1, got {args.n_boot}")
+        frame = pd.read_csv(path, dtype={"patient_id": str})
+        classes = [c[2:] for c in frame.columns if str(c).startswith("p_")]
+        if len(classes) < 2:
+            raise CohortError("needs one p_<class> column per class (at least two)", file=path)
+        metrics = evaluate_predictions(frame, classes, n_boot=args.n_boot, seed=args.seed, ci=args.ci,
+                                       source=str(path))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "metrics.csv"]
+        metrics.to_csv(written[0], index=False)
+        if "fold" in frame:
+            by_fold = evaluate_by_fold(frame, classes, n_boot=args.n_boot, seed=args.seed, ci=args.ci,
+                                       source=str(path))
+            if len(by_fold):
+                written.append(out / "metrics_by_fold.csv")
+                by_fold.to_csv(written[-1], index=False)
+        if args.compare:
+            written.append(out / "comparisons.csv")
+            compare_models_delong(frame, classes, n_boot=args.n_boot, seed=args.seed, ci=args.ci,
+                                  source=str(path)).to_csv(written[-1], index=False)
+    except (CohortError, OSError) as exc:
+        print(f"error: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 2
+    auc = metrics[(metrics["metric"] == "auc") & (metrics["class"] == "")]
+    pct = f"{args.ci * 100:g} %"
+    print(f"macro one-vs-rest AUC ({pct} CI, patient-level bootstrap) by model, modality and split:")
+    for r in auc.itertuples(index=False):
+        print(f"  {r.model:<12} {r.modality:<23} split={r.split:<9} {r.estimate:.3f} "
+              f"({r.ci_low:.3f}-{r.ci_high:.3f})  n = {r.n_patients} patients")
+    print("wrote: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

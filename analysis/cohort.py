@@ -136,7 +136,27 @@ def load_cohort(path, schema=None, group: str | None = None, sheet=None) -> Coho
                               "schema file, or the group column to infer one", file=str(path))
     elif not isinstance(schema, Schema):
         schema = load_schema(schema)
+    _check_layout(df, schema, path, sheet)
     return validate_cohort(df, schema, source=str(path))
+
+
+def _check_layout(df: pd.DataFrame, schema: Schema, path, sheet=None) -> None:
+    """One clear line when the group column is missing because the wrong sheet or separator was read."""
+    if schema.group_column in df.columns:
+        return
+    sheets = df.attrs.get("sheets") or ()
+    if len(sheets) > 1:
+        others = [s for s in sheets if s != df.attrs.get("sheet")]
+        which = " (the first sheet)" if sheet is None else ""
+        raise CohortError(f"group column '{schema.group_column}' not found on sheet '{df.attrs.get('sheet')}'"
+                          f"{which}; the workbook also has sheet(s) {', '.join(others)}: pass --sheet NAME",
+                          file=str(path))
+    if len(df.columns) == 1 and Path(path).suffix.lower() in (".txt", ".tsv"):
+        head = str(df.columns[0])
+        sep = "," if "," in head else ";" if ";" in head else None
+        if sep:
+            raise CohortError(f"read as tab-separated ({Path(path).suffix}) it has one column, and the header "
+                              f"looks '{sep}'-separated: rename the file to .csv", file=str(path))
 
 
 def _row_numbers(df: pd.DataFrame) -> list:

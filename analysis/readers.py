@@ -53,8 +53,8 @@ def read_table(path, sheet=None) -> pd.DataFrame:
     DataFrame
         One column per named header cell (whitespace stripped), one row per non-empty data
         row; index named ``row`` = spreadsheet row number (header = 1); empty cells are
-        NaN.  ``df.attrs['source']`` is ``str(path)`` (and ``df.attrs['sheet']`` the sheet
-        name for Excel).
+        NaN.  ``df.attrs["source"]`` is ``str(path)`` (for Excel also ``df.attrs["sheet"]``, the sheet
+        read, and ``df.attrs["sheets"]``, the names of all sheets).
 
     Raises
     ------
@@ -96,7 +96,7 @@ def read_table(path, sheet=None) -> pd.DataFrame:
     df = _frame_from_rows(rows, merged, file)
     df.attrs["source"] = file
     if sheet_name is not None:
-        df.attrs["sheet"] = sheet_name
+        df.attrs["sheet"], df.attrs["sheets"] = sheet_name
     return df
 
 
@@ -126,7 +126,7 @@ def _read_excel_rows(path: Path, sheet):
     rows = [list(r) for r in ws.iter_rows(values_only=True)]
     merged = [(str(rng), rng.min_row, rng.max_row) for rng in ws.merged_cells.ranges]
     wb.close()
-    return rows, merged, ws.title
+    return rows, merged, (ws.title, tuple(names))
 
 
 # --------------------------------------------------------------------------- CSV / TSV

@@ -97,3 +97,21 @@ def test_read_then_validate_same_as_direct(demo_xlsx, demo_frame, demo_schema):
     a = validate_cohort(read_table(demo_xlsx), demo_schema).data
     b = validate_cohort(demo_frame, demo_schema).data
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_wrong_sheet_or_separator_is_one_line_naming_the_fix(demo_frame, demo_schema, tmp_path):
+    from analysis.errors import CohortError
+
+    path = tmp_path / "two_sheets.xlsx"
+    with pd.ExcelWriter(path) as xl:
+        pd.DataFrame({"About": ["this workbook holds the cohort on sheet Data"]}).to_excel(xl, sheet_name="README", index=False)
+        demo_frame.to_excel(xl, sheet_name="Data", index=False)
+    with pytest.raises(CohortError) as info:
+        load_cohort(path, schema=demo_schema)
+    assert "not found on sheet 'README' (the first sheet)" in str(info.value) and "Data" in str(info.value)
+    assert load_cohort(path, schema=demo_schema, sheet="Data").n_analysed == len(demo_frame)
+    txt = tmp_path / "cohort.txt"
+    demo_frame.to_csv(txt, index=False)  # comma-separated, but .txt is read as tab-separated
+    with pytest.raises(CohortError, match="rename the file to .csv") as info:
+        load_cohort(txt, schema=demo_schema)
+    assert "\n" not in str(info.value)

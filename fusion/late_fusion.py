@@ -15,6 +15,13 @@ Three second-level variants are fitted, each written in the prediction-file form
 ``clinical_only``
     the clinical variables alone (the baseline a fusion has to beat).
 
+"Clinical variables" are every variable of the schema.  In the lymph-node cohort most of them
+(shape, margin, hilum, CDFI pattern, Adler grade, elasticity score, axes) are ultrasound
+features read by radiologists from the same examinations, so ``clinical_only`` is a
+*reading* baseline, and it is a fair one only if the readers did not know the final
+diagnosis; a paper should say so.  To compare against demographic variables alone, train
+with a schema that lists only those (age, sex, side, neck level).
+
 What is fitted where
 --------------------
 The second level re-uses the **same patient-level folds** as the first level

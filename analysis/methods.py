@@ -190,7 +190,9 @@ def methods_text(result) -> str:
             models = _join(sorted(set(reg.loc[fits == "firth", "model"].astype(str))))
             parts.append(f"Where a model showed separation or did not converge ({models}), Firth's "
                          "bias-reduced estimates (Jeffreys-penalized likelihood; Firth 1993) with Wald "
-                         "confidence intervals are reported instead.")
+                         "confidence intervals are reported instead (as R brglm2 reports them); for the "
+                         "separated terms these intervals are approximate, and profile penalized-likelihood "
+                         "intervals (Heinze and Schemper 2002) were not computed.")
         if (fits == "l2_penalized").any():
             ridge = reg[fits == "l2_penalized"]
             models = _join(sorted(set(ridge["model"].astype(str))))

@@ -92,8 +92,10 @@ class Cohort:
         lines = [f"{self.source or 'cohort'}: {self.n_input} rows read, {len(self.exclusions)} excluded, "
                  f"{self.n_analysed} analysed ({groups})"]
         if len(self.exclusions):
-            for reason, n in self.exclusions["reason"].value_counts(sort=False).items():
-                lines.append(f"  excluded: {n} x {reason}")
+            for reason, rows in self.exclusions.groupby("reason", sort=False):
+                shown = ", ".join(f"row {r} ({p})" for r, p in zip(rows["row"].head(5), rows["patient_id"].head(5)))
+                more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+                lines.append(f"  excluded: {len(rows)} x {reason}: {shown}{more}")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 

@@ -825,12 +825,25 @@ def _regression_summary(result) -> str:
     return text + " (details: the note under Table 2 in table1.md)"
 
 
+def _write_problems(exc, out):
+    """Every problem of a failed validation as ``OUT/cohort_problems.csv`` (None if it cannot be written)."""
+    rows = [{"file": p.file, "row": p.row, "column": p.column, "problem": getattr(p, "message", str(p))}
+            for p in exc.problems]
+    path = out / "cohort_problems.csv"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows, columns=["file", "row", "column", "problem"]).to_csv(path, index=False)
+    except OSError:
+        return None
+    return path
+
+
 def _run(args) -> int:
     import sys
     from pathlib import Path
 
     from .cohort import load_cohort
-    from .errors import CohortError, ConfigError
+    from .errors import CohortError, CohortValidationError, ConfigError
     from .export import write_all
 
     if args.write_schema is not None:
@@ -860,6 +873,10 @@ def _run(args) -> int:
     except CohortError as exc:
         if note and schema is not None:  # the packaged schema was a guess: say so in the one line
             raise CohortError(f"{exc}; {note}") from None
+        if isinstance(exc, CohortValidationError) and len(exc.problems) > 10:
+            listing = _write_problems(exc, Path(args.out))
+            if listing is not None:
+                raise CohortError(f"{exc}\n  all {len(exc.problems)} problems are listed in {listing}") from None
         raise
     if note and schema is None:
         print(note, file=sys.stderr)
@@ -883,7 +900,8 @@ def _run(args) -> int:
     stats = result.stats
     tests = ", ".join(f"{n} {t}" for t, n in stats["test"].value_counts(sort=False).items())
     n_sig = int((stats["p_value"] < args.alpha).sum())
-    print(cohort.summary().splitlines()[0])
+    summary = cohort.summary().splitlines()
+    print("\n".join([summary[0]] + [ln for ln in summary[1:] if ln.startswith("  excluded")]))
     print(f"{len(stats)} variables ({tests}); {n_sig} with p < {args.alpha:g}; "
           f"{len(result.exclusions)} row(s) excluded")
     if result.regression_note:

@@ -155,3 +155,23 @@ def test_subprocess_smoke(demo_xlsx, tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("error: ")
+
+
+def test_many_problems_are_all_listed_in_a_file_and_exclusions_name_rows(demo_xlsx, tmp_path, capsys):
+    df = pd.read_excel(demo_xlsx)
+    bad = df.copy()
+    bad.loc[:15, "margin"] = "weird"  # 16 problems: more than the 10 shown
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    code, out, err = _run([tmp_path / "bad.csv", "--schema", demo_xlsx.parent / "cohort_schema.yaml",
+                           "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "(6 more not shown)" in err
+    listing = pd.read_csv(tmp_path / "o" / "cohort_problems.csv")
+    assert len(listing) == 16 and listing["row"].tolist() == list(range(2, 18))
+    assert err.strip().splitlines()[-1].endswith(str(tmp_path / "o" / "cohort_problems.csv"))
+    excl = df.copy()
+    excl.loc[14, "group"] = None
+    excl.to_csv(tmp_path / "excl.csv", index=False)
+    code, out, err = _run([tmp_path / "excl.csv", "--schema", demo_xlsx.parent / "cohort_schema.yaml",
+                           "--out", tmp_path / "e", "--no-regression", *FAST], capsys)
+    assert code == 0, err
+    assert f"excluded: 1 x missing group: row 16 ({df.loc[14, 'patient_id']})" in out

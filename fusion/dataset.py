@@ -191,8 +191,10 @@ class MultimodalDataset(torch.utils.data.Dataset):
         if len(self.problems):
             counts = self.problems.groupby("modality", sort=False).size()
             text = ", ".join(f"{m}: {k}" for m, k in counts.items())
-            why = self.problems["reason"].map(lambda r: "an empty image cell" if r == "no image" else "unreadable")
-            why = ", ".join(f"{k} {r}" for r, k in why.value_counts(sort=False).items())
+            empty = int((self.problems["reason"] == "no image").sum())
+            why = ", ".join(t for t in (f"{empty} empty image cell{'s' * (empty != 1)}" if empty else "",
+                                        f"{len(self.problems) - empty} unreadable" if len(self.problems) > empty
+                                        else "") if t)
             warnings.warn(f"{file}: {len(self.problems)} image(s) missing ({why}), kept as masked zero images "
                           f"({text}); the patients are listed in the dataset's problems table "
                           "(image_problems.csv of fusion.train)", AnalysisWarning, stacklevel=2)

@@ -8,7 +8,9 @@ Steps (each is an ordinary command a user can run alone; this module only chains
 4. ``python -m fusion.train --late-fusion`` — one CNN per modality, patient-level
    cross-validation with an inner validation split for early stopping, out-of-fold
    predictions, late fusion of the three modalities (and of the clinical variables) on the
-   same folds, metrics with patient-level bootstrap 95 % CIs, paired comparisons and figures.
+   same folds, metrics with patient-level bootstrap 95 % CIs, paired comparisons and figures;
+5. ``python -m fusion.gradcam --run`` — Grad-CAM heat maps of three elastography test patients
+   per class, each explained by the fold model that never saw it.
 
 Nothing here downloads anything, and the public data sets are not needed.
 """
@@ -68,12 +70,12 @@ def main(argv=None) -> int:
     out, data = Path(args.out), Path(args.data)
     cohort_file = data / "cohort.xlsx"
     try:
-        t0 = _step(f"1/4 synthetic cohort of {args.n} patients -> {data}")
+        t0 = _step(f"1/5 synthetic cohort of {args.n} patients -> {data}")
         # the demo owns its --data folder: a re-run with other settings replaces its files
         rc = simulate.main(["--out", str(data), "--n", str(args.n), "--seed", str(args.seed), "--overwrite"])
         if rc:
             return rc
-        _step("2/4 Table 1")
+        _step("2/5 Table 1")
         rc = table1.main([str(cohort_file), "--out", str(out / "table1"), "--seed", str(args.seed)])
         if rc:
             return rc
@@ -82,11 +84,11 @@ def main(argv=None) -> int:
             return 0
         from fusion import synthetic, train
 
-        _step("3/4 synthetic B-mode, CDFI and elastography images")
+        _step("3/5 synthetic B-mode, CDFI and elastography images")
         rc = synthetic.main([str(cohort_file), "--seed", str(args.seed), "--overwrite"])
         if rc:
             return rc
-        _step(f"4/4 per-modality CNNs, {args.folds}-fold patient-level cross-validation")
+        _step(f"4/5 per-modality CNNs, {args.folds}-fold patient-level cross-validation")
         train_args = [
             str(cohort_file), "--out", str(out / "cv"), "--folds", str(args.folds),
             "--epochs", str(args.epochs), "--size", str(args.size), "--seed", str(args.seed),
@@ -95,6 +97,15 @@ def main(argv=None) -> int:
         if args.threads is not None:
             train_args += ["--threads", str(args.threads)]
         rc = train.main(train_args)
+        if rc:
+            return rc
+        from fusion import gradcam
+
+        _step("5/5 Grad-CAM of elastography test patients, each with the fold model that never saw it")
+        # layer3: at the demo's small image size the last block's map is only 2 x 2 pixels
+        rc = gradcam.main(["--run", str(out / "cv"), "--modality", "elastography", "--per-class", "3",
+                           "--cohort", str(cohort_file), "--out", str(out / "gradcam"),
+                           "--layer", "body.layer3", "--device", args.device])
         if rc:
             return rc
     except CohortError as err:  # the step CLIs already report their own errors

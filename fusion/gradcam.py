@@ -26,6 +26,11 @@ than a uniform map would be.
 exactly as training did (:func:`fusion.images.load_image` with the checkpoint's size and
 channels, padding to keep the aspect ratio, then the evaluation transform), and writes one
 overlay PNG per image, a panel of all images, and ``gradcam.csv``.
+
+``python -m fusion.gradcam --run RUN --modality MOD`` explains *test* patients honestly
+(:func:`explain_test_patients`): it picks a few patients per class from the run's
+out-of-fold predictions and explains each one with the model of the fold in which it was a
+test patient, i.e. a model that never saw it.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ from torch import nn
 from analysis.errors import CohortError, ConfigError, did_you_mean
 
 __all__ = ["grad_cam", "cam_inside_mask", "overlay", "overlay_panel", "load_gradcam_model",
-           "build_parser", "main"]
+           "explain_test_patients", "fold_role", "build_parser", "main"]
 
 
 # --------------------------------------------------------------------------- core
@@ -299,7 +304,8 @@ def overlay(image_uint8, cam, path=None, *, mask=None, title: str | None = None,
 
 def overlay_panel(images, cams, path=None, *, true_class: Sequence | None = None,
                   predicted_class: Sequence | None = None, probability: Sequence | None = None,
-                  masks: Sequence | None = None, ncols: int = 4, alpha: float = 0.45):
+                  masks: Sequence | None = None, ncols: int = 4, alpha: float = 0.45,
+                  labels: Sequence | None = None):
     """Several images with their Grad-CAM maps, titled with true / predicted class and probability.
 
     Parameters
@@ -315,6 +321,8 @@ def overlay_panel(images, cams, path=None, *, true_class: Sequence | None = None
     masks : sequence of masks or None, optional
         Lesion outlines (white).
     ncols : int, default 4
+    labels : sequence of str, optional
+        A first title line per image (e.g. ``'P0004, fold 0'``).
 
     Returns
     -------
@@ -326,7 +334,7 @@ def overlay_panel(images, cams, path=None, *, true_class: Sequence | None = None
     if len(cams) != n:
         raise ValueError(f"{n} images but {len(cams)} maps")
     for name, seq in (("true_class", true_class), ("predicted_class", predicted_class),
-                      ("probability", probability), ("masks", masks)):
+                      ("probability", probability), ("masks", masks), ("labels", labels)):
         if seq is not None and len(seq) != n:
             raise ValueError(f"{name} has {len(seq)} entries for {n} images")
     ncols = max(1, min(int(ncols), n))
@@ -340,7 +348,7 @@ def overlay_panel(images, cams, path=None, *, true_class: Sequence | None = None
                 ax.set_axis_off()
                 continue
             im = _draw(ax, images[i], cams[i], None if masks is None else masks[i], alpha)
-            lines = []
+            lines = [] if labels is None or labels[i] is None else [str(labels[i])]
             if true_class is not None and true_class[i] is not None:
                 lines.append(f"true: {true_class[i]}")
             if predicted_class is not None and predicted_class[i] is not None:
@@ -413,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
   python -m fusion.gradcam runs/demo/checkpoints/elastography/resnet18/fold0/model.pt \\
       images/elastography/P0001.png images/elastography/P0002.png --out gradcam
 
+  # two test patients per class of a run, each explained by the fold model that never saw it
+  python -m fusion.gradcam --run runs/cv --modality elastography --per-class 2
+
   # explain class 'benign' and measure the heat inside BUS-BRA lesion masks
   python -m fusion.gradcam runs/busbra/checkpoints/2d/resnet18/fold0/model.pt \\
       ../shared/data/bus_bra/images/bus_0001-l.png --target benign \\
@@ -421,8 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
 writes <out>/<image>_gradcam.png per image, <out>/gradcam_panel.png and <out>/gradcam.csv
 (image, predicted_class, p_<class>..., target_class[, cam_inside_mask], overlay).
 """)
-    p.add_argument("checkpoint", help="model.pt written by fusion.train (checkpoints/<modality>/<backbone>/fold<k>/)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s) of the checkpoint's modality")
+    p.add_argument("checkpoint", nargs="?", help="model.pt written by fusion.train "
+                   "(checkpoints/<modality>/<backbone>/fold<k>/); or use --run")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image file(s) of the checkpoint's modality")
+    r = p.add_argument_group("test patients of a run (instead of CHECKPOINT IMAGE...)")
+    r.add_argument("--run", default=None, help="output folder of fusion.train: explain test patients, each with "
+                   "the fold model that never saw it")
+    r.add_argument("--modality", default=None, help="with --run: the modality to explain")
+    r.add_argument("--per-class", type=int, default=2, help="with --run: patients per true class (default: 2)")
+    r.add_argument("--patients", nargs="+", default=None, help="with --run: these patient ids instead")
+    r.add_argument("--cohort", default=None, help="with --run: the cohort table (default: the run's config.yaml)")
     p.add_argument("--out", default="gradcam", help="output folder (default: gradcam)")
     p.add_argument("--target", metavar="CLASS", default=None,
                    help="class to explain (a class name of the checkpoint); default: each image's predicted class")
@@ -473,6 +492,134 @@ def fold_role(checkpoint, images) -> list:
         k = test_fold.get(Path(img).stem)
         roles.append("" if k is None else "test" if int(k) == fold else f"training (test fold {int(k)})")
     return roles
+
+
+def _cohort_images(cohort, schema, modality: str) -> tuple[dict, Path]:
+    """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort."""
+    from fusion.train import load_table
+
+    table, schema, source = load_table(cohort, schema)
+    if hasattr(table, "data") and hasattr(table, "schema"):
+        frame, root = table.data, Path(getattr(table, "source", None) or cohort).parent
+    else:
+        frame, root = table, Path(table.attrs.get("image_root") or Path(str(cohort)).parent)
+    col = schema.image_columns.get(modality)
+    if col is None:
+        raise ConfigError(f"--modality {modality!r}: not an image column of the run's schema "
+                          f"({', '.join(schema.image_columns)}){did_you_mean(modality, schema.image_columns)}")
+    ids = frame[schema.id_column].astype(str) if schema.id_column else frame.index.astype(str)
+    paths = {i: str(p).strip() for i, p in zip(ids, frame[col]) if isinstance(p, str) and p.strip()}
+    return paths, root
+
+
+def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=None, backbone=None,
+                          cohort=None, out=None, layer=None, device="cpu"):
+    """Grad-CAM of test patients, each explained by the fold model that never saw it.
+
+    Parameters
+    ----------
+    run : str or Path
+        Output folder of ``fusion.train`` (``oof_predictions.csv``, ``config.yaml``,
+        ``checkpoints/<modality>/<backbone>/fold<k>/model.pt``).
+    modality : str
+    per_class : int, default 2
+        Patients per true class (the first ones of the prediction file), when ``patients`` is
+        not given.
+    patients : sequence of str, optional
+        Patient ids to explain instead.
+    backbone : str, optional
+        Default: the run's first backbone with predictions for ``modality``.
+    cohort : str or Path, optional
+        The cohort table (default: the run's ``config.yaml`` ``cohort``, relative to the
+        working directory as when training).
+    out : str or Path, optional
+        Default ``RUN/gradcam/<modality>``; gets ``gradcam_test_patients.png`` and ``.csv``.
+    layer : str, optional
+        Grad-CAM layer (default: the backbone's registered one).
+
+    Returns
+    -------
+    (pandas.DataFrame, list of Path)
+        One row per patient (``patient_id, fold, true_class, predicted_class, p_<class>...``;
+        the probabilities are recomputed and equal the run's out-of-fold ones) and the files.
+    """
+    import pandas as pd
+    import yaml
+
+    from fusion import runtime
+    from fusion.images import load_image
+    from fusion.transforms import build_transform
+
+    run = Path(run)
+    oof_path = run / "oof_predictions.csv"
+    if not oof_path.is_file():
+        raise ConfigError(f"--run {run}: no oof_predictions.csv (expected the --out folder of fusion.train)")
+    oof = pd.read_csv(oof_path, dtype={"patient_id": str})
+    first = oof[(oof["model"] != "late_fusion") & (oof["modality"] == modality) & (oof["split"] == "test")]
+    if backbone is not None:
+        first = first[first["model"] == backbone]
+    if first.empty:
+        mods = sorted(set(oof.loc[oof["model"] != "late_fusion", "modality"]))
+        raise ConfigError(f"--run {run}: no out-of-fold predictions for modality {modality!r}"
+                          f"{'' if backbone is None else f' and backbone {backbone!r}'} (modalities: "
+                          f"{', '.join(mods)}){did_you_mean(modality, mods)}")
+    backbone = str(first["model"].iloc[0])
+    first = first[first["model"] == backbone].drop_duplicates("patient_id")
+    if patients is not None:
+        unknown = [p for p in patients if p not in set(first["patient_id"])]
+        if unknown:
+            raise ConfigError(f"--patients: {unknown[0]!r} has no out-of-fold {modality} prediction in {oof_path}")
+        chosen = first.set_index("patient_id").loc[list(patients)].reset_index()
+    else:
+        # per class, one patient of each fold in turn: every fold model gets explained
+        spread = first.assign(_k=first.groupby(["y_true", "fold"]).cumcount()).sort_values(["_k", "fold"],
+                                                                                          kind="stable")
+        chosen = spread.groupby("y_true", sort=False).head(int(per_class)).drop(columns="_k")
+        order = {c: i for i, c in enumerate(pd.unique(first["y_true"]))}
+        chosen = chosen.sort_values("y_true", key=lambda s: s.map(order), kind="stable")
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() else {}
+    cohort = cohort or cfg.get("cohort")
+    if not cohort:
+        raise ConfigError(f"--run {run}: no cohort in config.yaml; pass --cohort")
+    paths, root = _cohort_images(cohort, cfg.get("schema"), modality)
+    dev = runtime.pick_device(device)
+    rows, raws, cams = [], [], []
+    for fold, group in chosen.groupby("fold", sort=True):
+        ckpt = run / "checkpoints" / modality / backbone / f"fold{int(fold)}" / "model.pt"
+        model, meta = load_gradcam_model(ckpt)
+        model.to(dev)
+        module = None if layer is None else _resolve_layer_or_config(model, layer)
+        raw = []
+        for pid in group["patient_id"]:
+            if pid not in paths:
+                raise ConfigError(f"patient {pid!r}: no {modality} image in {cohort}")
+            raw.append(load_image(root / paths[pid], size=meta["size"], channels=meta["in_chans"]))
+        t_eval = build_transform("none", train=False, channels=meta["in_chans"]).to(dev)
+        cam, logits = _grad_cam(model, t_eval(torch.stack(raw).to(dev)), None, module)
+        proba = torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
+        for i, pid in enumerate(group["patient_id"]):
+            k = int(proba[i].argmax())
+            row = {"patient_id": pid, "fold": int(fold), "true_class": group["y_true"].iloc[i],
+                   "predicted_class": meta["classes"][k]}
+            row.update({f"p_{c}": proba[i, j] for j, c in enumerate(meta["classes"])})
+            rows.append(row)
+        raws.extend(raw)
+        cams.extend(cam.cpu())
+    table = pd.DataFrame(rows)
+    order = np.argsort([list(chosen["patient_id"]).index(p) for p in table["patient_id"]], kind="stable")
+    table = table.iloc[order].reset_index(drop=True)
+    raws = [raws[i] for i in order]
+    cams = [cams[i] for i in order]
+    out = Path(out) if out is not None else run / "gradcam" / modality
+    out.mkdir(parents=True, exist_ok=True)
+    fig = overlay_panel(raws, cams, out / "gradcam_test_patients.png", true_class=list(table["true_class"]),
+                        predicted_class=list(table["predicted_class"]),
+                        probability=[table.loc[i, f"p_{c}"] for i, c in enumerate(table["predicted_class"])],
+                        labels=[f"{p}, fold {k} model" for p, k in zip(table["patient_id"], table["fold"])],
+                        ncols=max(2, int(per_class)) if patients is None else 4)
+    fig.clear()
+    table.to_csv(out / "gradcam_test_patients.csv", index=False)
+    return table, [out / "gradcam_test_patients.png", out / "gradcam_test_patients.csv"]
 
 
 def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, layer=None, device="cpu"):
@@ -565,8 +712,21 @@ def main(argv=None) -> int:
         from fusion import runtime
 
         runtime.set_threads(args.threads)
-        written = run_gradcam(args.checkpoint, args.images, out=args.out, target=args.target, masks=args.mask,
-                              layer=args.layer, device=args.device)
+        if args.run is not None:
+            if args.checkpoint or args.images or args.mask or args.target:
+                raise ConfigError("--run explains a run's test patients: give no CHECKPOINT, IMAGE, --mask or "
+                                  "--target with it")
+            if not args.modality:
+                raise ConfigError("--run needs --modality (e.g. --modality elastography)")
+            out = None if args.out == "gradcam" else args.out
+            table, written = explain_test_patients(args.run, args.modality, per_class=args.per_class,
+                                                   patients=args.patients, cohort=args.cohort, out=out,
+                                                   layer=args.layer, device=args.device)
+        else:
+            if not args.checkpoint or not args.images:
+                raise ConfigError("give CHECKPOINT and at least one IMAGE, or --run RUN --modality MOD")
+            written = run_gradcam(args.checkpoint, args.images, out=args.out, target=args.target,
+                                  masks=args.mask, layer=args.layer, device=args.device)
     except CohortError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -99,3 +99,27 @@ def test_warns_when_the_fold_model_was_trained_on_the_patient(trained, tmp_path)
     seen = images[0].with_name(f"{other}.png")
     with pytest.warns(AnalysisWarning, match="this fold model was trained on"):
         run_gradcam(ckpt, [seen], out=tmp_path / "cams")
+
+
+def test_run_mode_explains_each_test_patient_with_its_own_fold_model(trained, tmp_path, capsys):
+    ckpt, images = trained
+    run, cohort = ckpt.parents[4], images[0].parents[2] / "cohort.csv"
+    out = tmp_path / "tp"
+    assert main(["--run", str(run), "--modality", "2d", "--per-class", "2", "--cohort", str(cohort),
+                 "--out", str(out)]) == 0
+    got = pd.read_csv(out / "gradcam_test_patients.csv", dtype={"patient_id": str})
+    oof = pd.read_csv(run / "oof_predictions.csv", dtype={"patient_id": str})
+    oof = oof[(oof["model"] == "resnet18") & (oof["modality"] == "2d")].set_index("patient_id")
+    assert got.groupby("true_class").size().eq(2).all() and len(got) == 6
+    assert set(got["fold"]) == {0, 1}  # both fold models are used, one per patient's test fold
+    assert (got["fold"].to_numpy() == oof.loc[got["patient_id"], "fold"].to_numpy()).all()
+    pcols = ["p_metastatic", "p_lymphoma", "p_benign"]
+    np.testing.assert_allclose(got[pcols].to_numpy(), oof.loc[got["patient_id"], pcols].to_numpy(), atol=1e-5)
+    assert (out / "gradcam_test_patients.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["--run", str(run), "--cohort", str(cohort)]) == 2
+    assert "--run needs --modality" in capsys.readouterr().err
+    assert main(["--run", str(run), "--modality", "elasto", "--cohort", str(cohort)]) == 2
+    assert "no out-of-fold predictions for modality 'elasto'" in capsys.readouterr().err
+    assert main([]) == 2
+    assert "give CHECKPOINT and at least one IMAGE" in capsys.readouterr().err

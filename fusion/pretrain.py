@@ -173,7 +173,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=float, help=f"validation share without official folds "
                                                       f"(default: {d.val_fraction})")
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", help=f"backbone (default: {d.backbone}; available: {', '.join(list_backbones())})")
+    g.add_argument("--backbone", "--backbones", dest="backbone", help=f"backbone (default: {d.backbone}; available: {', '.join(list_backbones())})")
     g.add_argument("--weights", help="initial weights: none, imagenet or a file (default: none)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")

@@ -491,7 +491,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--schema", default=None, help="cohort schema YAML (default: the packaged demo schema)")
     p.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out-root", default=None,
+    p.add_argument("--out-root", "--out", dest="out_root", default=None,
                    help="folder the relative image paths start from (default: the cohort file's folder)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace image files that already exist (default: refuse, write nothing)")

@@ -93,7 +93,8 @@ class Cohort:
                  f"{self.n_analysed} analysed ({groups})"]
         if len(self.exclusions):
             for reason, rows in self.exclusions.groupby("reason", sort=False):
-                shown = ", ".join(f"row {r} ({p})" for r, p in zip(rows["row"].head(5), rows["patient_id"].head(5)))
+                shown = ", ".join(f"row {r}" + ("" if pd.isna(p) else f" ({p})")
+                                  for r, p in zip(rows["row"].head(5), rows["patient_id"].head(5)))
                 more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
                 lines.append(f"  excluded: {len(rows)} x {reason}: {shown}{more}")
         lines += [f"  note: {note}" for note in self.notes]
@@ -147,12 +148,15 @@ def _check_layout(df: pd.DataFrame, schema: Schema, path, sheet=None) -> None:
     if schema.group_column in df.columns:
         return
     sheets = df.attrs.get("sheets") or ()
-    if len(sheets) > 1:
-        others = [s for s in sheets if s != df.attrs.get("sheet")]
-        which = " (the first sheet)" if sheet is None else ""
-        raise CohortError(f"group column '{schema.group_column}' not found on sheet '{df.attrs.get('sheet')}'"
-                          f"{which}; the workbook also has sheet(s) {', '.join(others)}: pass --sheet NAME",
-                          file=str(path))
+    for other in (s for s in sheets if s != df.attrs.get("sheet")):
+        try:
+            columns = read_table(path, sheet=other).columns
+        except CohortError:
+            continue
+        if schema.group_column in columns:  # the data are on another sheet
+            which = " (the first sheet)" if sheet is None else ""
+            raise CohortError(f"group column '{schema.group_column}' not found on sheet '{df.attrs.get('sheet')}'"
+                              f"{which} but on sheet '{other}': pass --sheet {other}", file=str(path))
     if len(df.columns) == 1 and Path(path).suffix.lower() in (".txt", ".tsv"):
         head = str(df.columns[0])
         sep = "," if "," in head else ";" if ";" in head else None

@@ -84,7 +84,8 @@ def format_number(x, digits: int = 2) -> str:
         return "\u221e" if x > 0 else "-\u221e"
     digits = int(digits)
     if abs(x) < 1e15:  # half-up on the 12-significant-digit decimal value (see the module notes)
-        text = f"{Decimal(f'{x:.12g}').quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP):f}"
+        sig = 12 if x == 0 else min(17, max(12, int(math.floor(math.log10(abs(x)))) + 2 + digits))
+        text = f"{Decimal(f'{x:.{sig}g}').quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP):f}"
     else:
         text = f"{x:.{digits}f}"
     if text.startswith("-") and float(text) == 0.0:

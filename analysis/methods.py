@@ -15,7 +15,8 @@ from . import formatting as fmt
 
 __all__ = ["methods_text", "SOFTWARE_PACKAGES"]
 
-#: Packages whose versions the paragraph names (python first): the ones the computations use.
+#: Packages whose versions the paragraph names (python first): the ones every Table 1 uses
+#: (pingouin is added when Welch's ANOVA was used: it computes that test).
 SOFTWARE_PACKAGES = ("python", "numpy", "scipy", "pandas", "statsmodels")
 
 #: How each post hoc test (``Table1Result.posthoc['test']``) is named in the paragraph.
@@ -213,7 +214,10 @@ def methods_text(result) -> str:
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "
                  f"seed {settings.get('seed', 0)}.")
     sw = result.software or {}
-    names_sw = [f"{'Python' if k == 'python' else k} {sw[k]}" for k in SOFTWARE_PACKAGES if k in sw]
+    packages = list(SOFTWARE_PACKAGES)
+    if len(tested) and (tested["test"] == "welch_anova").any():
+        packages.append("pingouin")  # analysis.location.welch_anova
+    names_sw = [f"{'Python' if k == 'python' else k} {sw[k]}" for k in packages if k in sw]
     if names_sw:
         parts.append(f"Analyses used {_join(names_sw)}.")
     return " ".join(parts)

@@ -464,7 +464,7 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
                                          models=("multivariable",), **common),
             ], ignore_index=True)
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SeparationWarning)))
-    multi = frame[(frame["model"] == "multivariable") & (frame["reason"] != "reference level")]
+    multi = frame[(frame["model"] == "multivariable") & frame["fit"].astype(str).ne("")]  # estimated terms
     if len(multi):
         n_params = int(multi.groupby("outcome_level").size().max())
         used = data.dropna(subset=[schema.group_column] + chosen)[schema.group_column].astype(str)
@@ -579,7 +579,8 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     n_boot : int, default 2000
         Bootstrap resamples for the ε² (and Welch η²) confidence intervals.
     predictors : sequence of str, optional
-        Variables of the multivariable multinomial model (default: every schema variable).
+        Variables of the multivariable multinomial model (default: every schema variable not
+        marked ``multivariable: false``).
         Univariable models are fitted for every variable either way.  Choose them a priori
         (clinical knowledge, events per variable), not from this table's p-values.
     progress : callable, optional
@@ -764,7 +765,8 @@ def build_parser(add_help: bool = True):
     ana.add_argument("--no-regression", action="store_true",
                      help="skip the multinomial odds-ratio table")
     ana.add_argument("--predictors", nargs="+", metavar="VAR", default=None,
-                     help="variables of the multivariable model (default: every schema variable; "
+                     help="variables of the multivariable model (default: every schema variable not marked "
+                          "'multivariable: false'; "
                           "univariable models are fitted for every variable either way)")
     ana.add_argument("--no-overall", action="store_true", help="omit the Overall column")
     out = parser.add_argument_group("output")

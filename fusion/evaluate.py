@@ -399,7 +399,10 @@ def main(argv=None) -> int:
             raise CohortError("prediction file not found", file=path)
         if args.n_boot < 1:
             raise CohortError(f"--n-boot must be at least 1, got {args.n_boot}")
-        frame = pd.read_csv(path, dtype={"patient_id": str})
+        try:
+            frame = pd.read_csv(path, dtype={"patient_id": str})
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise CohortError(f"not a readable prediction csv ({type(exc).__name__})", file=path) from None
         classes = [c[2:] for c in frame.columns if str(c).startswith("p_")]
         if len(classes) < 2:
             raise CohortError("needs one p_<class> column per class (at least two)", file=path)

@@ -471,7 +471,8 @@ def fold_role(checkpoint, images) -> list:
     ``RUN/checkpoints/<modality>/<backbone>/fold<k>/model.pt``) and matches each image's file
     stem to a ``patient_id`` (the demo layout ``images/<modality>/<patient>.png``).  Returns one
     of ``'test'`` (the fold model never saw the patient: an honest explanation),
-    ``'training (test fold j)'`` (the model was trained on it) or ``''`` (not known) per image.
+    ``'training (test fold j)'`` (the model was trained on it), ``'held out'`` (a patient of the
+    held-out test set, which no fold model saw) or ``''`` (not known) per image.
     """
     import pandas as pd
 
@@ -490,7 +491,8 @@ def fold_role(checkpoint, images) -> list:
     roles = []
     for img in images:
         k = test_fold.get(Path(img).stem)
-        roles.append("" if k is None else "test" if int(k) == fold else f"training (test fold {int(k)})")
+        roles.append("" if k is None else "test" if int(k) == fold else "held out" if int(k) < 0
+                     else f"training (test fold {int(k)})")
     return roles
 
 
@@ -508,7 +510,10 @@ def _cohort_images(cohort, schema, modality: str) -> tuple[dict, Path]:
         raise ConfigError(f"--modality {modality!r}: not an image column of the run's schema "
                           f"({', '.join(schema.image_columns)}){did_you_mean(modality, schema.image_columns)}")
     ids = frame[schema.id_column].astype(str) if schema.id_column else frame.index.astype(str)
-    paths = {i: str(p).strip() for i, p in zip(ids, frame[col]) if isinstance(p, str) and p.strip()}
+    paths = {}
+    for i, p in zip(ids, frame[col]):
+        if isinstance(p, str) and p.strip():
+            paths.setdefault(i, p.strip())  # a patient's first image of the modality
     return paths, root
 
 
@@ -540,8 +545,9 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     Returns
     -------
     (pandas.DataFrame, list of Path)
-        One row per patient (``patient_id, fold, true_class, predicted_class, p_<class>...``;
-        the probabilities are recomputed and equal the run's out-of-fold ones) and the files.
+        One row per patient (``patient_id, fold, true_class, predicted_class, p_<class>...``)
+        and the files.  Each patient's first image of the modality is explained; with one image
+        per patient the recomputed probabilities equal the run's out-of-fold ones.
     """
     import pandas as pd
     import yaml
@@ -555,7 +561,10 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     if not oof_path.is_file():
         raise ConfigError(f"--run {run}: no oof_predictions.csv (expected the --out folder of fusion.train)")
     oof = pd.read_csv(oof_path, dtype={"patient_id": str})
-    first = oof[(oof["model"] != "late_fusion") & (oof["modality"] == modality) & (oof["split"] == "test")]
+    # out-of-fold rows: 'test' (k-fold) or 'external' (leave-one-hospital-out), each from the fold
+    # model that never saw the patient (not the fold-ensemble rows of a held-out set, fold -1)
+    first = oof[(oof["model"] != "late_fusion") & (oof["modality"] == modality)
+                & oof["split"].isin(["test", "external"]) & (oof["fold"] >= 0)]
     if backbone is not None:
         first = first[first["model"] == backbone]
     if first.empty:
@@ -577,10 +586,14 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
         chosen = spread.groupby("y_true", sort=False).head(int(per_class)).drop(columns="_k")
         order = {c: i for i, c in enumerate(pd.unique(first["y_true"]))}
         chosen = chosen.sort_values("y_true", key=lambda s: s.map(order), kind="stable")
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() else {}
+    if int(per_class) < 1:
+        raise ConfigError(f"--per-class must be at least 1, got {per_class}")
+    has_cfg = (run / "config.yaml").is_file()
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if has_cfg else {}
     cohort = cohort or cfg.get("cohort")
     if not cohort:
-        raise ConfigError(f"--run {run}: no cohort in config.yaml; pass --cohort")
+        raise ConfigError(f"--run {run}: {'no cohort in config.yaml' if has_cfg else 'no config.yaml'}; "
+                          "pass --cohort")
     paths, root = _cohort_images(cohort, cfg.get("schema"), modality)
     dev = runtime.pick_device(device)
     rows, raws, cams = [], [], []

@@ -465,7 +465,7 @@ def write_synthetic_images(table, *, root, schema=None, size: int = 128, seed: i
         existing = [t for _, targets in plan for t in targets.values() if t.exists()]
         if existing:
             raise CohortError(f"{len(existing)} image file(s) already exist under {root} (e.g. "
-                              f"{existing[0].relative_to(root)}); synthetic images never replace existing "
+                              f"{existing[0]}); synthetic images never replace existing "
                               "files: use another folder, or pass --overwrite if they are synthetic too")
     for rec, targets in tqdm(plan, desc="synthetic images", unit="patient", file=sys.stderr,
                              disable=not progress, leave=False):

@@ -381,7 +381,7 @@ def make_splits(cfg: TrainConfig, patient_ids, labels, hospital):
     return folds, holdout
 
 
-def nested_splits(cfg: TrainConfig, outer, patient_ids, labels, hospital):
+def nested_splits(cfg: TrainConfig, outer, patient_ids, labels, hospital, class_names=None):
     """Inner folds over one outer fold's training patients, for ``--nested-fusion``.
 
     The outer fold's training and validation patients are split again the way the outer
@@ -404,6 +404,13 @@ def nested_splits(cfg: TrainConfig, outer, patient_ids, labels, hospital):
                               f"(fold {outer.fold} leaves only one for training)")
         local = sp.hospital_splits(others, ids[dev])
     else:
+        per_class = pd.Series(ids[dev]).groupby(y[dev]).nunique()
+        if per_class.min() < cfg.folds:
+            code = per_class.idxmin()
+            name = class_names[int(code)] if class_names is not None and str(code).isdigit() else code
+            raise ConfigError(f"--nested-fusion: outer fold {outer.fold}'s training patients include only "
+                              f"{int(per_class.min())} of class '{name}', too few for {cfg.folds} inner folds; "
+                              f"use --folds {max(2, int(per_class.min()))} or fewer")
         local = sp.patient_folds(ids[dev], y[dev], cfg.folds, cfg.seed + 1 + outer.fold)
     inner = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
     inner = sp.with_inner_validation(inner, ids, y, cfg.inner_val, cfg.seed + 1 + outer.fold)
@@ -516,7 +523,7 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     val_idx = split.val_idx[present[split.val_idx]]
     test_idx = split.test_idx[present[split.test_idx]]
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ConfigError(f"modality '{modality}', fold {split.fold}: no training or validation images present")
+        raise ConfigError(f"modality '{modality}', fold {tag}: no training or validation images present")
 
     setup = setup_training(backbone, cfg.weights, in_chans=channels, num_classes=len(classes), device=device,
                            seed=_unit_seed(cfg.seed, modality, backbone, tag), lr=cfg.lr,
@@ -576,7 +583,9 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
                                   cfg.channels_last)
             frames.append(_prediction_frame(ids[h_idx], labels[h_idx], classes, proba, split.fold, "_heldout",
                                             backbone, modality))
-    preds = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    preds = (pd.concat(frames, ignore_index=True) if frames else  # no test image: the columns, no rows
+             _prediction_frame(ids[:0], labels[:0], classes, np.zeros((0, len(classes))), split.fold, split_name,
+                               backbone, modality))
     if outer_fold is not None and len(preds):
         from fusion.late_fusion import INNER_SPLIT
 
@@ -631,6 +640,8 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
             out.mkdir(parents=True, exist_ok=True)
             if cfg.resume and (out / "config.yaml").is_file():
                 _check_resume_compatible(cfg, out / "config.yaml")
+            for name in _OPTIONAL_OUTPUTS:  # written again below when they apply; never left stale
+                (out / name).unlink(missing_ok=True)
         runtime.barrier()
         dataset, source = load_dataset(cfg, progress=progress and main_proc)
         classes = list(dataset.class_names)
@@ -653,6 +664,9 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
             return train_unit(cfg, dataset, modality, backbone, split, holdout, device, unit_dir,
                               progress and main_proc, outer_fold=outer_fold)
 
+        # every inner split first: a cohort too small for them fails now, not after hours of training
+        inner_of = {s.fold: nested_splits(cfg, s, dataset.patient_ids, labels, dataset.hospital, classes)
+                    for s in folds} if cfg.nested_fusion else {}
         frames, inner_frames = [], []
         for modality in dataset.modalities:
             for backbone in cfg.backbones:
@@ -660,7 +674,7 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
                     fold_dir = out / "checkpoints" / modality / backbone / f"fold{split.fold}"
                     frames.append(run_unit(modality, backbone, split, fold_dir))
                     if cfg.nested_fusion:
-                        for inner in nested_splits(cfg, split, dataset.patient_ids, labels, dataset.hospital):
+                        for inner in inner_of[split.fold]:
                             inner_frames.append(run_unit(modality, backbone, inner, fold_dir / f"inner{inner.fold}",
                                                          outer_fold=split.fold))
         if not main_proc:
@@ -725,6 +739,11 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         return written
     finally:
         runtime.cleanup_distributed()
+
+
+#: Outputs that only some runs write (removed at the start of a run into the same --out).
+_OPTIONAL_OUTPUTS = ("image_problems.csv", "metrics_by_fold.csv", "nested_predictions.csv",
+                     "late_fusion_models.csv", "late_fusion_comparison.csv")
 
 
 def _unit_complete(unit_dir: Path) -> bool:

@@ -108,8 +108,15 @@ def test_wrong_sheet_or_separator_is_one_line_naming_the_fix(demo_frame, demo_sc
         demo_frame.to_excel(xl, sheet_name="Data", index=False)
     with pytest.raises(CohortError) as info:
         load_cohort(path, schema=demo_schema)
-    assert "not found on sheet 'README' (the first sheet)" in str(info.value) and "Data" in str(info.value)
+    assert "not found on sheet 'README' (the first sheet) but on sheet 'Data': pass --sheet Data" in str(info.value)
     assert load_cohort(path, schema=demo_schema, sheet="Data").n_analysed == len(demo_frame)
+    renamed = tmp_path / "codebook.xlsx"  # data on the first sheet, group column misnamed: no sheet hint
+    with pd.ExcelWriter(renamed) as xl:
+        demo_frame.rename(columns={"group": "Diagnosis"}).to_excel(xl, sheet_name="data", index=False)
+        pd.DataFrame({"code": [1]}).to_excel(xl, sheet_name="codebook", index=False)
+    with pytest.raises(CohortError) as info:
+        load_cohort(renamed, schema=demo_schema)
+    assert "--sheet" not in str(info.value) and "group" in str(info.value)
     txt = tmp_path / "cohort.txt"
     demo_frame.to_csv(txt, index=False)  # comma-separated, but .txt is read as tab-separated
     with pytest.raises(CohortError, match="rename the file to .csv") as info:

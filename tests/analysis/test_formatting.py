@@ -92,7 +92,8 @@ def test_format_number_no_negative_zero():
 @pytest.mark.parametrize("x, digits, expected", [
     (14.25, 1, "14.3"), (6.45, 1, "6.5"), (13.95, 1, "14.0"), (17.75, 1, "17.8"), (0.125, 2, "0.13"),
     ((14.2 + 14.3) / 2, 1, "14.3"), (6.449999999999999, 1, "6.5"), (-2.5, 0, "-3"), (-0.04, 1, "0.0"),
-    (2.675, 2, "2.68"), (1e20, 1, "100000000000000000000.0"),
+    (2.675, 2, "2.68"), (1e20, 1, "100000000000000000000.0"), (1234567890123.4, 1, "1234567890123.4"),
+    (0.0, 2, "0.00"),
 ])
 def test_format_number_rounds_half_up_on_the_decimal_value(x, digits, expected):
     """Half-up on what the reader sees: 14.25 and 6.45 round the same way (half-even did not)."""

@@ -46,3 +46,6 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "p_<class>" in err and err.count("\n") == 1
+    (tmp_path / "empty.csv").write_text("")
+    assert main([str(tmp_path / "empty.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a readable prediction csv" in capsys.readouterr().err

@@ -123,3 +123,15 @@ def test_run_mode_explains_each_test_patient_with_its_own_fold_model(trained, tm
     assert "no out-of-fold predictions for modality 'elasto'" in capsys.readouterr().err
     assert main([]) == 2
     assert "give CHECKPOINT and at least one IMAGE" in capsys.readouterr().err
+
+
+def test_fold_role_of_test_held_out_training_and_unknown_patients(tmp_path):
+    from fusion.gradcam import fold_role
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "fold": [0, -1, 1], "split": ["test", "external", "test"],
+                  "model": "resnet18"}).to_csv(run / "oof_predictions.csv", index=False)
+    ckpt = run / "checkpoints" / "2d" / "resnet18" / "fold0" / "model.pt"
+    roles = fold_role(ckpt, [tmp_path / f"{p}.png" for p in ("P1", "P2", "P3", "P9")])
+    assert roles == ["test", "held out", "training (test fold 1)", ""]

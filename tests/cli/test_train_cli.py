@@ -24,7 +24,10 @@ def tiny_cohort(tmp_path_factory):
 
 def test_train_writes_oof_predictions_metrics_checkpoints_and_manifest(tiny_cohort, tmp_path, capsys):
     out = tmp_path / "run"
+    out.mkdir()
+    (out / "late_fusion_comparison.csv").write_text("stale, from an earlier run with --late-fusion\n")
     assert main([str(tiny_cohort), *TINY_ARGS, "--modalities", "2d", "--out", str(out)]) == 0
+    assert not (out / "late_fusion_comparison.csv").exists()  # no stale output of another run is left
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("wrote: ") and "oof_predictions.csv" in last
     oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})

@@ -342,3 +342,27 @@ def test_cli_external_hospital_writes_per_hospital_metrics(tmp_path):
     md = (out / "model_modality.md").read_text()
     assert "pooled over 3 held-out hospitals" in md and "metrics_by_fold.csv" in md
     assert "p_holm" in pd.read_csv(out / "late_fusion_comparison.csv").columns
+    # Grad-CAM of test patients works on leave-one-hospital-out runs too (split 'external')
+    from fusion.gradcam import explain_test_patients
+
+    table, _ = explain_test_patients(out, "2d", per_class=1, cohort=cohort, out=tmp_path / "cam")
+    first = oof[(oof["model"] == "resnet18")].drop_duplicates("patient_id").set_index("patient_id")
+    assert len(table) == 3 and (table["fold"].to_numpy() == first.loc[table["patient_id"], "fold"].to_numpy()).all()
+
+
+def test_nested_fusion_too_small_a_class_fails_before_any_training(tmp_path, capsys):
+    from tiny_training_cohort import TINY_ARGS, write_tiny_cohort
+
+    from fusion.train import main
+
+    cohort = write_tiny_cohort(tmp_path / "tiny", n=30)
+    table = pd.read_csv(cohort)
+    keep = table[table["group"] != "lymphoma"].index.tolist() + table[table["group"] == "lymphoma"].index[:5].tolist()
+    table.loc[sorted(keep)].to_csv(cohort, index=False)  # 5 lymphoma patients: enough for 5 outer folds only
+    args = [a for a in TINY_ARGS]
+    args[args.index("--folds") + 1] = "5"
+    out = tmp_path / "run"
+    assert main([str(cohort), *args, "--modalities", "2d", "--late-fusion", "--nested-fusion", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--nested-fusion: outer fold" in err and "of class 'lymphoma'" in err
+    assert not (out / "checkpoints").exists()  # nothing was trained

@@ -8,6 +8,7 @@ counted, as Excel shows it) and the column, then what was expected.  CLIs catch
 from __future__ import annotations
 
 import difflib
+import sys
 import warnings
 from typing import Iterable, Sequence
 
@@ -26,6 +27,7 @@ __all__ = [
     "require_columns",
     "check_ci_level",
     "plain_warnings",
+    "run_cli",
 ]
 
 
@@ -41,6 +43,24 @@ def plain_warnings() -> None:
     and the line of code that raised it.
     """
     warnings.formatwarning = _one_line_warning
+
+
+def run_cli(work) -> int:
+    """Run a command-line tool's ``work()`` the way every CLI of the toolkit reports.
+
+    Warnings print as one line (:func:`plain_warnings`); a :class:`CohortError` prints
+    ``error: <message>`` and gives exit status 2, never a traceback; the files ``work``
+    returns (if any) are listed as ``wrote: a, b``; exit status 0.
+    """
+    plain_warnings()
+    try:
+        written = work()
+    except CohortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if written:
+        print("wrote: " + ", ".join(str(p) for p in written))
+    return 0
 
 
 def format_location(file=None, row=None, column=None) -> str:

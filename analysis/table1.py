@@ -840,7 +840,7 @@ def _write_problems(exc, out):
     return path
 
 
-def _run(args) -> int:
+def _run(args) -> list:
     import sys
     from pathlib import Path
 
@@ -865,8 +865,7 @@ def _run(args) -> int:
             raise ConfigError(f"--write-schema: cannot write '{target}': {exc.strerror or exc}") from None
         print(f"inferred schema of {args.cohort} (group column '{args.group}'); edit it, then run "
               f"with --schema {path}")
-        print(f"wrote: {path}")
-        return 0
+        return [path]
     if args.n_boot < 1:
         raise ConfigError(f"--n-boot must be at least 1, got {args.n_boot}")
     schema, note = _resolve_schema(args)
@@ -908,23 +907,15 @@ def _run(args) -> int:
           f"{len(result.exclusions)} row(s) excluded")
     if result.regression_note:
         print(f"odds ratios: {_regression_summary(result)}")
-    print("wrote: " + ", ".join(str(p) for p in paths))
-    return 0
+    return paths
 
 
 def main(argv=None) -> int:
     """Command line entry point; returns the exit status (2 on a cohort/schema error)."""
-    import sys
+    from .errors import run_cli
 
-    from .errors import CohortError, plain_warnings
-
-    plain_warnings()
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except CohortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -386,53 +386,50 @@ def build_parser():
 
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
-    import sys
+    from analysis.errors import run_cli
+
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _run(args))
+
+
+def _run(args) -> list:
+    """What the CLI does after parsing: writes the tables, prints the macro AUCs, returns the files."""
     from pathlib import Path
 
-    from analysis.errors import plain_warnings
-
-    plain_warnings()
-    args = build_parser().parse_args(argv)
+    path = Path(args.predictions)
+    if not path.is_file():
+        raise CohortError("prediction file not found", file=path)
+    if args.n_boot < 1:
+        raise CohortError(f"--n-boot must be at least 1, got {args.n_boot}")
     try:
-        path = Path(args.predictions)
-        if not path.is_file():
-            raise CohortError("prediction file not found", file=path)
-        if args.n_boot < 1:
-            raise CohortError(f"--n-boot must be at least 1, got {args.n_boot}")
-        try:
-            frame = pd.read_csv(path, dtype={"patient_id": str})
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise CohortError(f"not a readable prediction csv ({type(exc).__name__})", file=path) from None
-        classes = [c[2:] for c in frame.columns if str(c).startswith("p_")]
-        if len(classes) < 2:
-            raise CohortError("needs one p_<class> column per class (at least two)", file=path)
-        metrics = evaluate_predictions(frame, classes, n_boot=args.n_boot, seed=args.seed, ci=args.ci,
-                                       source=str(path))
-        out = Path(args.out)
+        frame = pd.read_csv(path, dtype={"patient_id": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CohortError(f"not a readable prediction csv ({type(exc).__name__})", file=path) from None
+    classes = [c[2:] for c in frame.columns if str(c).startswith("p_")]
+    if len(classes) < 2:
+        raise CohortError("needs one p_<class> column per class (at least two)", file=path)
+    common = dict(n_boot=args.n_boot, seed=args.seed, ci=args.ci, source=str(path))
+    tables = {"metrics.csv": evaluate_predictions(frame, classes, **common)}
+    if "fold" in frame:
+        by_fold = evaluate_by_fold(frame, classes, **common)
+        if len(by_fold):
+            tables["metrics_by_fold.csv"] = by_fold
+    if args.compare:
+        tables["comparisons.csv"] = compare_models_delong(frame, classes, **common)
+    out = Path(args.out)
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        written = [out / "metrics.csv"]
-        metrics.to_csv(written[0], index=False)
-        if "fold" in frame:
-            by_fold = evaluate_by_fold(frame, classes, n_boot=args.n_boot, seed=args.seed, ci=args.ci,
-                                       source=str(path))
-            if len(by_fold):
-                written.append(out / "metrics_by_fold.csv")
-                by_fold.to_csv(written[-1], index=False)
-        if args.compare:
-            written.append(out / "comparisons.csv")
-            compare_models_delong(frame, classes, n_boot=args.n_boot, seed=args.seed, ci=args.ci,
-                                  source=str(path)).to_csv(written[-1], index=False)
-    except (CohortError, OSError) as exc:
-        print(f"error: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-        return 2
+        for name, table in tables.items():
+            table.to_csv(out / name, index=False)
+    except OSError as exc:
+        raise CohortError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    metrics = tables["metrics.csv"]
     auc = metrics[(metrics["metric"] == "auc") & (metrics["class"] == "")]
-    pct = f"{args.ci * 100:g} %"
-    print(f"macro one-vs-rest AUC ({pct} CI, patient-level bootstrap) by model, modality and split:")
+    print(f"macro one-vs-rest AUC ({args.ci * 100:g} % CI, patient-level bootstrap) by model, modality and split:")
     for r in auc.itertuples(index=False):
         print(f"  {r.model:<12} {r.modality:<23} split={r.split:<9} {r.estimate:.3f} "
               f"({r.ci_low:.3f}-{r.ci_high:.3f})  n = {r.n_patients} patients")
-    print("wrote: " + ", ".join(str(p) for p in written))
-    return 0
+    return [out / name for name in tables]
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ test patient, i.e. a model that never saw it.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -44,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.errors import CohortError, ConfigError, did_you_mean
+from analysis.errors import ConfigError, did_you_mean
 
 __all__ = ["grad_cam", "cam_inside_mask", "overlay", "overlay_panel", "load_gradcam_model",
            "explain_test_patients", "fold_role", "build_parser", "main"]
@@ -717,34 +716,30 @@ def _resolve_layer_or_config(model, layer):
 
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status."""
-    from analysis.errors import plain_warnings
+    from analysis.errors import run_cli
 
-    plain_warnings()
     args = build_parser().parse_args(argv)
-    try:
-        from fusion import runtime
+    return run_cli(lambda: _run(args))
 
-        runtime.set_threads(args.threads)
-        if args.run is not None:
-            if args.checkpoint or args.images or args.mask or args.target:
-                raise ConfigError("--run explains a run's test patients: give no CHECKPOINT, IMAGE, --mask or "
-                                  "--target with it")
-            if not args.modality:
-                raise ConfigError("--run needs --modality (e.g. --modality elastography)")
-            out = None if args.out == "gradcam" else args.out
-            table, written = explain_test_patients(args.run, args.modality, per_class=args.per_class,
-                                                   patients=args.patients, cohort=args.cohort, out=out,
-                                                   layer=args.layer, device=args.device)
-        else:
-            if not args.checkpoint or not args.images:
-                raise ConfigError("give CHECKPOINT and at least one IMAGE, or --run RUN --modality MOD")
-            written = run_gradcam(args.checkpoint, args.images, out=args.out, target=args.target,
-                                  masks=args.mask, layer=args.layer, device=args.device)
-    except CohortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("wrote: " + ", ".join(str(p) for p in written))
-    return 0
+
+def _run(args) -> list:
+    """What the CLI does after parsing; returns the files written."""
+    from fusion import runtime
+
+    runtime.set_threads(args.threads)
+    if args.run is not None:
+        if args.checkpoint or args.images or args.mask or args.target:
+            raise ConfigError("--run explains a run's test patients: give no CHECKPOINT, IMAGE, --mask or "
+                              "--target with it")
+        if not args.modality:
+            raise ConfigError("--run needs --modality (e.g. --modality elastography)")
+        out = None if args.out == "gradcam" else args.out
+        return explain_test_patients(args.run, args.modality, per_class=args.per_class, patients=args.patients,
+                                     cohort=args.cohort, out=out, layer=args.layer, device=args.device)[1]
+    if not args.checkpoint or not args.images:
+        raise ConfigError("give CHECKPOINT and at least one IMAGE, or --run RUN --modality MOD")
+    return run_gradcam(args.checkpoint, args.images, out=args.out, target=args.target, masks=args.mask,
+                       layer=args.layer, device=args.device)
 
 
 if __name__ == "__main__":

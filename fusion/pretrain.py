@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.errors import CohortError, ConfigError, did_you_mean
+from analysis.errors import ConfigError, did_you_mean
 from fusion import runtime
 from fusion.backbones import list_backbones
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
@@ -267,18 +267,13 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
 
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status."""
-    from analysis.errors import plain_warnings
+    from analysis.errors import run_cli
 
-    plain_warnings()
-    try:
+    def work():
         args = vars(build_parser().parse_args(argv))
-        cfg = resolve_config(PretrainConfig, args.pop("config", None), args)
-        written = run_pretraining(cfg)
-    except CohortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("wrote: " + ", ".join(str(p) for p in written))
-    return 0
+        return run_pretraining(resolve_config(PretrainConfig, args.pop("config", None), args))
+
+    return run_cli(work)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.errors import CohortError, ConfigError, did_you_mean
+from analysis.errors import ConfigError, did_you_mean
 from fusion import runtime
 from fusion.backbones import list_backbones
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
@@ -771,18 +771,9 @@ def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:
 
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status."""
-    from analysis.errors import plain_warnings
+    from analysis.errors import run_cli
 
-    plain_warnings()
-    try:
-        cfg = config_from_args(argv)
-        written = run_training(cfg)
-    except CohortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if written:
-        print("wrote: " + ", ".join(str(p) for p in written))
-    return 0
+    return run_cli(lambda: run_training(config_from_args(argv)))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ _TEST_PHRASES = {
 }
 
 
+def epv_phrase(epv) -> str:
+    """'114 lymphoma patients for 26 parameters per equation (4.4 events per parameter, fewer than 10)'."""
+    return (f"{epv['n']} {epv['group']} patients for {epv['parameters']} parameters per equation "
+            f"({epv['n'] / epv['parameters']:.1f} events per parameter, fewer than 10)")
+
+
 def _join(items) -> str:
     items = list(items)
     if len(items) <= 1:
@@ -205,10 +211,10 @@ def methods_text(result) -> str:
                          f"{models} model), L2-penalized (ridge) point estimates are shown without "
                          "confidence intervals or p-values, because the penalty shrinks them towards an "
                          "odds ratio of 1.")
-        epv = [n for n in str(result.regression_note or "").split("; ") if "events per parameter" in n]
+        epv = settings.get("multivariable_epv")
         if epv:
-            parts.append("The multivariable model had " + epv[0].split(": ", 1)[1].split(": its")[0]
-                         + ", so its estimates may be unstable and over-fitted.")
+            parts.append(f"The multivariable model had {epv_phrase(epv)}, so its estimates may be unstable "
+                         "and over-fitted.")
     elif settings.get("regression", True) and result.regression_note:
         parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "

@@ -431,13 +431,15 @@ def _test_key(o) -> str:
 
 
 def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
-    """Tidy multinomial OR frame and a note (empty frame + reason when not computed).
+    """Tidy multinomial OR frame, a note, and the multivariable model's events per parameter.
 
     Every schema variable gets a univariable model; the multivariable model (complete cases)
     uses ``multivariable`` (default: every schema variable not marked ``multivariable: false``).
     Ordinal variables enter as scores.  When the multivariable model has fewer than 10 patients
     of its smallest outcome group per slope parameter (events per parameter, EPV), the note
-    says so (Peduzzi et al. 1996, doi:10.1016/S0895-4356(96)00236-3).
+    says so (Peduzzi et al. 1996, doi:10.1016/S0895-4356(96)00236-3).  The third value is
+    ``{'group', 'n', 'parameters'}`` (smallest outcome group among the complete cases, its
+    patients, slope parameters per equation) when EPV < 10, else None.
     """
     import warnings
 
@@ -463,18 +465,20 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
                 reg.multinomial_or_table(data, schema.group_column, chosen, reference, types,
                                          models=("multivariable",), **common),
             ], ignore_index=True)
+    from .methods import epv_phrase
+
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SeparationWarning)))
+    epv = None
     multi = frame[(frame["model"] == "multivariable") & frame["fit"].astype(str).ne("")]  # estimated terms
     if len(multi):
         n_params = int(multi.groupby("outcome_level").size().max())
         used = data.dropna(subset=[schema.group_column] + chosen)[schema.group_column].astype(str)
         counts = used.value_counts().reindex([str(g) for g in schema.group_levels]).fillna(0)
-        smallest, n_small = str(counts.idxmin()), int(counts.min())
-        if n_params and n_small / n_params < 10:
-            notes.append(f"multivariable model: {n_small} {smallest} patients for {n_params} parameters per "
-                         f"equation ({n_small / n_params:.1f} events per parameter, fewer than 10): its estimates "
-                         "may be unstable and over-fitted; choose a few predictors a priori with --predictors")
-    return frame.reset_index(drop=True), "; ".join(notes)
+        if n_params and counts.min() / n_params < 10:
+            epv = {"group": str(counts.idxmin()), "n": int(counts.min()), "parameters": n_params}
+            notes.append(f"multivariable model: {epv_phrase(epv)}: its estimates may be unstable and "
+                         "over-fitted; choose a few predictors a priori with --predictors")
+    return frame.reset_index(drop=True), "; ".join(notes), epv
 
 
 def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
@@ -682,12 +686,12 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     display = pd.DataFrame(rows, columns=columns)
     row_info = pd.DataFrame(info, columns=["variable", "level", "kind", "marker"])
 
-    reg_frame, reg_note = pd.DataFrame(), ""
+    reg_frame, reg_note, epv = pd.DataFrame(), "", None
     if not regression:
         reg_note = "multinomial regression not requested (--no-regression)"
     else:
         try:
-            reg_frame, reg_note = _regression(cohort, data, reference, predictors)
+            reg_frame, reg_note, epv = _regression(cohort, data, reference, predictors)
         except (ValueError, np.linalg.LinAlgError) as exc:  # CohortError is a ValueError
             reg_frame, reg_note = pd.DataFrame(), f"model could not be fitted ({exc})"
     odds_display = _odds_display(reg_frame, variables, reference)
@@ -696,7 +700,8 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
                 "regression": bool(regression), "overall": bool(overall),
                 "fisher_time_budget": float(fisher_time_budget), "n_boot": int(n_boot),
                 "reference": reference,
-                "predictors": None if predictors is None else [str(v) for v in predictors]}
+                "predictors": None if predictors is None else [str(v) for v in predictors],
+                "multivariable_epv": epv}
     result = Table1Result(
         display=display, stats=stats, decisions={o.var.name: o.choice for o in outcomes},
         posthoc=posthoc_frame, regression=reg_frame, exclusions=exclusions, methods_text="",
@@ -818,11 +823,10 @@ def _regression_summary(result) -> str:
                         "without CIs or p-values, not for inference")
         elif model == "multivariable" and firth:
             said.append("Firth's correction in the multivariable model")
-    epv = [n for n in str(result.regression_note).split("; ") if "events per parameter" in n]
+    epv = dict(result.settings).get("multivariable_epv")
     if epv:
-        said.append(epv[0].split(": ", 1)[1].split(": its")[0].replace(" per equation (", " per equation, EPV ")
-                    .replace(" events per parameter, fewer than 10)", " < 10: choose predictors a priori "
-                                                                        "with --predictors"))
+        said.append(f"{epv['n']} {epv['group']} patients for {epv['parameters']} parameters per equation, "
+                    f"EPV {epv['n'] / epv['parameters']:.1f} < 10: choose predictors a priori with --predictors")
     text = "; ".join(said) if said else result.regression_note
     return text + " (details: the note under Table 2 in table1.md)"
 

@@ -495,6 +495,15 @@ def fold_role(checkpoint, images) -> list:
     return roles
 
 
+def _explain(model, meta, raw, target_idx, layer, dev):
+    """Grad-CAM maps (CPU) and class probabilities of images prepared as in training (uint8 ``raw``)."""
+    from fusion.transforms import build_transform
+
+    t_eval = build_transform("none", train=False, channels=meta["in_chans"]).to(dev)
+    cams, logits = _grad_cam(model, t_eval(torch.stack(raw).to(dev)), target_idx, layer)
+    return cams.cpu(), torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
+
+
 def _cohort_images(cohort, schema, modality: str) -> tuple[dict, Path]:
     """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort."""
     from fusion.train import load_table
@@ -553,7 +562,6 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
 
     from fusion import runtime
     from fusion.images import load_image
-    from fusion.transforms import build_transform
 
     run = Path(run)
     oof_path = run / "oof_predictions.csv"
@@ -595,7 +603,7 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
                           "pass --cohort")
     paths, root = _cohort_images(cohort, cfg.get("schema"), modality)
     dev = runtime.pick_device(device)
-    rows, raws, cams = [], [], []
+    done = {}  # patient -> (table row, image, map); one batch per fold model
     for fold, group in chosen.groupby("fold", sort=True):
         ckpt = run / "checkpoints" / modality / backbone / f"fold{int(fold)}" / "model.pt"
         model, meta = load_gradcam_model(ckpt)
@@ -606,22 +614,14 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
             if pid not in paths:
                 raise ConfigError(f"patient {pid!r}: no {modality} image in {cohort}")
             raw.append(load_image(root / paths[pid], size=meta["size"], channels=meta["in_chans"]))
-        t_eval = build_transform("none", train=False, channels=meta["in_chans"]).to(dev)
-        cam, logits = _grad_cam(model, t_eval(torch.stack(raw).to(dev)), None, module)
-        proba = torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
-        for i, pid in enumerate(group["patient_id"]):
-            k = int(proba[i].argmax())
-            row = {"patient_id": pid, "fold": int(fold), "true_class": group["y_true"].iloc[i],
-                   "predicted_class": meta["classes"][k]}
+        cams, proba = _explain(model, meta, raw, None, module, dev)
+        for i, (pid, y) in enumerate(zip(group["patient_id"], group["y_true"])):
+            row = {"patient_id": pid, "fold": int(fold), "true_class": y,
+                   "predicted_class": meta["classes"][int(proba[i].argmax())]}
             row.update({f"p_{c}": proba[i, j] for j, c in enumerate(meta["classes"])})
-            rows.append(row)
-        raws.extend(raw)
-        cams.extend(cam.cpu())
-    table = pd.DataFrame(rows)
-    order = np.argsort([list(chosen["patient_id"]).index(p) for p in table["patient_id"]], kind="stable")
-    table = table.iloc[order].reset_index(drop=True)
-    raws = [raws[i] for i in order]
-    cams = [cams[i] for i in order]
+            done[pid] = (row, raw[i], cams[i])
+    rows, raws, cams = zip(*(done[p] for p in chosen["patient_id"]))  # the order of `chosen`
+    table = pd.DataFrame(list(rows))
     out = Path(out) if out is not None else run / "gradcam" / modality
     out.mkdir(parents=True, exist_ok=True)
     fig = overlay_panel(raws, cams, out / "gradcam_test_patients.png", true_class=list(table["true_class"]),
@@ -640,7 +640,6 @@ def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, laye
 
     from fusion import runtime
     from fusion.images import load_image
-    from fusion.transforms import build_transform
 
     model, meta = load_gradcam_model(checkpoint)
     classes, size, chans = meta["classes"], meta["size"], meta["in_chans"]
@@ -669,11 +668,7 @@ def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, laye
     model.to(dev)
     raw = [load_image(p, size=size, channels=chans) for p in images]
     mask_t = None if masks is None else [load_image(m, size=size, channels=1)[0] > 127 for m in masks]
-    t_eval = build_transform("none", train=False, channels=chans).to(dev)
-    x = t_eval(torch.stack(raw).to(dev))
-    cams, logits = _grad_cam(model, x, target_idx, layer)
-    proba = torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
-    cams = cams.cpu()
+    cams, proba = _explain(model, meta, raw, target_idx, layer, dev)
     pred = proba.argmax(axis=1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -89,9 +89,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import CohortError, ConfigError
+from fusion.contributions import CONTRIBUTION_COLUMNS, feature_block_contributions
 
-__all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "INNER_SPLIT", "LateFusionResult",
-           "late_fusion_predictions", "fusion_comparison"]
+__all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "ALPHA_GRID", "INNER_SPLIT", "LateFusionResult", "HeadFit",
+           "fit_head", "calibrate_first_level", "late_fusion_predictions", "source_blocks", "fusion_comparison"]
 
 #: ``model`` value of every fusion row.
 FUSION_MODEL = "late_fusion"
@@ -122,10 +123,17 @@ class LateFusionResult:
         One row per fold x variant: ``fold, split, modality``, ``first_level`` (``'nested'`` or
         ``'shared folds'``), ``c`` (the chosen ``C``), ``n_train, n_test, n_features,
         inner_folds, reason`` (why ``C`` was not tuned, else '').
+    contributions : pandas.DataFrame or None
+        Per test patient x source (modality or ``'clinical'``) x class: exact Shapley
+        contributions to the fused probability (:mod:`fusion.contributions`).
+    temperatures : pandas.DataFrame or None
+        With ``calibration``: the temperature fitted for each first-level model and fold.
     """
 
     predictions: pd.DataFrame
     models: pd.DataFrame
+    contributions: pd.DataFrame | None = None
+    temperatures: pd.DataFrame | None = None
 
 
 # ----------------------------------------------------------------------------- features
@@ -218,35 +226,81 @@ def _variable_types(clinical: pd.DataFrame, schema) -> dict:
 
 
 # ----------------------------------------------------------------------------- second-level model
-def _fit_predict(X_train, y_train, X_test, n_classes: int, seed: int):
-    """Inner-CV choice of C, refit on all training rows, predict; returns (proba, C, inner_folds, reason)."""
+#: Hidden-layer L2 strengths searched for the small MLP head (:func:`fit_head` ``kind='mlp'``).
+ALPHA_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    """A fitted second-level head: ``predict_proba(X)`` with a column for every class."""
+
+    model: object
+    n_classes: int
+    chosen: float
+    inner_folds: int
+    reason: str
+    only_class: int | None = None
+
+    def predict_proba(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if self.only_class is not None:
+            out = np.zeros((len(X), self.n_classes))
+            out[:, self.only_class] = 1.0
+            return out
+        return _full_proba(self.model, X, self.n_classes)
+
+
+def _make_head(kind: str, value: float, seed: int):
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    if kind == "lr":
+        return LogisticRegression(C=value, max_iter=2000)
+    return MLPClassifier(hidden_layer_sizes=(32,), alpha=value, max_iter=2000, random_state=seed)
+
+
+def fit_head(X_train, y_train, n_classes: int, seed: int, kind: str = "lr") -> HeadFit:
+    """Inner-CV choice of the L2 strength, refit on all training rows.
+
+    ``kind='lr'``: multinomial L2 logistic regression, ``C`` from :data:`C_GRID`;
+    ``kind='mlp'``: one hidden layer of 32 ReLU units (scikit-learn ``MLPClassifier``, adam),
+    ``alpha`` from :data:`ALPHA_GRID`.  The grid value with the lowest mean log loss over an
+    inner stratified ``min(3, smallest class)``-fold split of the training rows (seeded) is
+    chosen; with a class of fewer than 2 rows the middle value is used untuned (``reason``).
+    """
     from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold
 
+    grid = C_GRID if kind == "lr" else ALPHA_GRID
     present = np.unique(y_train)
     counts = np.bincount(y_train, minlength=n_classes)
+    if len(present) < 2:
+        return HeadFit(None, n_classes, math.nan, 0, "one class among the training patients: its prediction is that "
+                       "class", only_class=int(present[0]))
     n_inner = int(min(3, counts[present].min()))
     reason = ""
-    chosen = 1.0
-    if len(present) < 2:
-        proba = np.zeros((len(X_test), n_classes))
-        proba[:, present[0]] = 1.0
-        return proba, math.nan, 0, "one class among the training patients: its prediction is that class"
+    chosen = 1.0 if kind == "lr" else 1e-2
     if n_inner >= 2:
         inner = StratifiedKFold(n_splits=n_inner, shuffle=True, random_state=seed)
-        losses = np.zeros(len(C_GRID))
+        losses = np.zeros(len(grid))
         for tr, va in inner.split(X_train, y_train):
-            for i, c in enumerate(C_GRID):
-                m = LogisticRegression(C=c, max_iter=2000).fit(X_train[tr], y_train[tr])
+            for i, value in enumerate(grid):
+                m = _make_head(kind, value, seed).fit(X_train[tr], y_train[tr])
                 p = _full_proba(m, X_train[va], n_classes)
                 losses[i] += log_loss(y_train[va], p, labels=list(range(n_classes)))
-        chosen = float(C_GRID[int(np.argmin(losses))])
+        chosen = float(grid[int(np.argmin(losses))])
     else:
         n_inner = 0
-        reason = "a class has fewer than 2 training patients: C = 1 without tuning"
-    model = LogisticRegression(C=chosen, max_iter=2000).fit(X_train, y_train)
-    return _full_proba(model, X_test, n_classes), chosen, n_inner, reason
+        name = "C" if kind == "lr" else "alpha"
+        reason = f"a class has fewer than 2 training patients: {name} = {chosen:g} without tuning"
+    model = _make_head(kind, chosen, seed).fit(X_train, y_train)
+    return HeadFit(model, n_classes, chosen, n_inner, reason)
+
+
+def _fit_predict(X_train, y_train, X_test, n_classes: int, seed: int):
+    """Inner-CV choice of C, refit on all training rows, predict; returns (proba, C, inner_folds, reason)."""
+    head = fit_head(X_train, y_train, n_classes, seed, "lr")
+    return head.predict_proba(X_test), head.chosen, head.inner_folds, head.reason
 
 
 def _full_proba(model, X, n_classes: int) -> np.ndarray:
@@ -283,9 +337,58 @@ def _inner_blocks(inner: pd.DataFrame, classes, fold: int, train_p: np.ndarray, 
     return blocks
 
 
+def calibrate_first_level(predictions: pd.DataFrame, validation: pd.DataFrame, classes) -> tuple:
+    """Temperature-scale each first-level model of each fold on its own inner validation patients.
+
+    Stacking pools the out-of-fold probabilities of *different* fold models: the second level
+    of fold ``k`` is fitted on the outputs of the other folds' CNNs and applied to fold
+    ``k``'s CNN.  Fold models that differ in confidence then shift the fused scores of whole
+    folds against each other, and the pooled out-of-fold AUC drops below every per-fold AUC
+    (cross-fold calibration drift).  Each fold model is therefore put on a common scale
+    first: its temperature (:func:`analysis.calibration.fit_temperature`) is fitted on the
+    predictions for its own inner validation patients (``validation``; patients it was never
+    trained on, and never a test patient) and applied to all of its predictions.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        First-level prediction rows (``fold``, ``model``, ``modality``, optional ``inner_fold``).
+    validation : pandas.DataFrame
+        The same models' predictions for their inner validation patients
+        (``validation_predictions.csv``), keyed alike.
+    classes : list of str
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The calibrated copy of ``predictions`` (fusion rows and rows without a fitted
+        temperature unchanged) and ``temperatures`` (``model, modality, fold[, inner_fold],
+        temperature, n_validation``).
+    """
+    from analysis.calibration import apply_temperature, fit_temperature
+
+    pcols = [f"p_{c}" for c in classes]
+    index = {c: i for i, c in enumerate(classes)}
+    keys = ["model", "modality", "fold"]
+    if "inner_fold" in validation.columns and "inner_fold" in predictions.columns:
+        keys.append("inner_fold")
+    out = predictions.copy()
+    rows = []
+    for key, g in validation.groupby(keys, sort=True):
+        y = g["y_true"].astype(str).map(index).to_numpy()
+        t = fit_temperature(g[pcols].to_numpy(dtype=float), y)
+        rows.append({**dict(zip(keys, key)), "temperature": t, "n_validation": int(len(g))})
+        match = np.logical_and.reduce([(out[k] == v).to_numpy() for k, v in zip(keys, key)])
+        if match.any():
+            out.loc[match, pcols] = apply_temperature(out.loc[match, pcols].to_numpy(dtype=float), t)
+    return out, pd.DataFrame(rows, columns=[*keys, "temperature", "n_validation"])
+
+
 def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, labels, clinical=None,
                             schema=None, seed: int = 0, variants=FUSION_VARIANTS,
-                            inner: pd.DataFrame | None = None) -> LateFusionResult:
+                            inner: pd.DataFrame | None = None, calibration: pd.DataFrame | None = None,
+                            inner_calibration: pd.DataFrame | None = None,
+                            contributions: bool = True) -> LateFusionResult:
     """Stacked (late) fusion predictions for every outer fold's test patients.
 
     Parameters
@@ -319,6 +422,16 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
         given, fold ``k``'s second level is trained on these (never on outer out-of-fold
         probabilities, which come from CNNs that saw fold ``k``'s test patients); see the
         module docs.
+    calibration : pandas.DataFrame, optional
+        The first-level models' predictions for their inner validation patients
+        (``validation_predictions.csv``): each fold model is temperature-scaled on them
+        before stacking (:func:`calibrate_first_level`), which removes the cross-fold
+        calibration drift of stacked out-of-fold predictions.
+    inner_calibration : pandas.DataFrame, optional
+        Likewise for the nested first-level models of ``inner`` (keyed by ``fold`` and
+        ``inner_fold``).
+    contributions : bool, default True
+        Also compute each test patient's exact Shapley contributions per source.
 
     Returns
     -------
@@ -376,6 +489,12 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
     y = codes_rows[first]
     n_classes = len(classes)
 
+    temperatures = None
+    if calibration is not None and len(calibration):
+        oof, temperatures = calibrate_first_level(oof, calibration, classes)
+    if inner is not None and inner_calibration is not None and len(inner_calibration):
+        inner, t_inner = calibrate_first_level(inner, inner_calibration, classes)
+        temperatures = pd.concat([temperatures, t_inner], ignore_index=True) if temperatures is not None else t_inner
     blocks = _patient_probabilities(oof, classes, split_name)
     clin = None
     if clinical is not None and ("fusion_images_clinical" in variants or "clinical_only" in variants):
@@ -392,7 +511,7 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
                 raise ConfigError(f"patient {p!r} is a test patient of folds {test_of[p]} and {s.fold}")
             test_of[p] = s.fold
 
-    pred_rows, model_rows = [], []
+    pred_rows, model_rows, contrib_rows = [], [], []
     for s in splits:
         train_p = np.unique(ids[np.concatenate([s.train_idx, s.val_idx]).astype(np.int64)])
         test_p = np.unique(ids[s.test_idx])
@@ -414,14 +533,20 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
             X = np.hstack(parts)
             if len(test_pos) == 0:
                 continue
-            proba, c, n_inner, reason = _fit_predict(X[train_mask], y[train_mask], X[test_pos], n_classes,
-                                                     seed + s.fold)
+            head = fit_head(X[train_mask], y[train_mask], n_classes, seed + s.fold, "lr")
+            proba, c, n_inner, reason = head.predict_proba(X[test_pos]), head.chosen, head.inner_folds, head.reason
             out = pd.DataFrame({"patient_id": patients[test_pos], "fold": s.fold, "split": split_name,
                                 "y_true": np.asarray(classes, dtype=object)[y[test_pos]], "model": FUSION_MODEL,
                                 "modality": v})
             for k, cname in enumerate(classes):
                 out[f"p_{cname}"] = proba[:, k]
             pred_rows.append(out)
+            if contributions:
+                blocks_of = source_blocks(sorted(blocks) if v != "clinical_only" else [], n_classes + 1,
+                                          0 if cx is None or v == "fusion_images" else cx.shape[1])
+                contrib_rows.append(feature_block_contributions(
+                    head.predict_proba, X[test_pos], X[train_mask].mean(axis=0), blocks_of, classes,
+                    out[["patient_id", "fold", "split", "model", "modality"]]))
             first_level = "" if v == "clinical_only" else (FIRST_LEVEL_SHARED if inner is None else FIRST_LEVEL_NESTED)
             model_rows.append({"fold": s.fold, "split": split_name, "modality": v, "first_level": first_level, "c": c,
                                "n_train": int(train_mask.sum()), "n_test": int(len(test_pos)),
@@ -431,7 +556,23 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
     rank = {v: i for i, v in enumerate(FUSION_VARIANTS)}
     preds = preds.sort_values(["modality", "fold"], key=lambda s: s.map(rank) if s.name == "modality" else s,
                               kind="stable").reset_index(drop=True)[cols]
-    return LateFusionResult(preds, pd.DataFrame(model_rows, columns=MODEL_COLUMNS))
+    contrib = (pd.concat(contrib_rows, ignore_index=True) if contrib_rows
+               else pd.DataFrame(columns=CONTRIBUTION_COLUMNS)) if contributions else None
+    return LateFusionResult(preds, pd.DataFrame(model_rows, columns=MODEL_COLUMNS), contrib, temperatures)
+
+
+def source_blocks(block_keys, width: int, n_clinical: int, offset: int = 0) -> dict:
+    """``source -> column indices`` of a fusion design matrix: each first-level block is ``width``
+    columns (in ``block_keys`` order, ``(model, modality)`` keys grouped by modality), followed by
+    ``n_clinical`` clinical columns (source ``'clinical'``)."""
+    out: dict = {}
+    for i, key in enumerate(block_keys):
+        modality = key[1] if isinstance(key, tuple) else key
+        out.setdefault(str(modality), []).extend(range(offset + i * width, offset + (i + 1) * width))
+    start = offset + len(block_keys) * width
+    if n_clinical:
+        out["clinical"] = list(range(start, start + n_clinical))
+    return out
 
 
 def fusion_comparison(predictions: pd.DataFrame, classes, n_boot: int = 2000, seed: int = 0,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def make_config(cohort=None, config=None, **overrides):
     for key in overrides:
         if key not in names:
             raise ConfigError(f"unknown setting {key!r}{did_you_mean(key, sorted(names))}")
-    base.update({k: v for k, v in overrides.items()})
+    base.update({k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in overrides.items()})
     if cohort is not None:
         base["cohort"] = str(cohort)
     cfg = resolve_config(TrainConfig, None, base)
@@ -166,8 +167,7 @@ class CVResult:
         m = self.metrics()
         split = split or self._main_split()
         single = self.single_modality_rows()
-        auc = m[(m["metric"] == "auc") & (m["class"].isna() | (m["class"].astype(str) == "macro")) &
-                (m["split"] == split)]
+        auc = m[(m["metric"] == "auc") & (m["class"].fillna("").astype(str) == "") & (m["split"] == split)]
         auc = auc.merge(single, on=["model", "modality"])
         if auc.empty:
             return None

@@ -155,6 +155,9 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "network trained end to end); --late-fusion = --fusion late (default: none)")
     _bool_flag(g, "--baseline", "texture-feature (first-order + GLCM) logistic-regression baseline per modality on "
                                 "the same folds (default: on)")
+    g.add_argument("--ablation", action="store_true",
+                   help="also fuse every modality subset, with and without the clinical variables (late and "
+                        "embedding fusion; same folds, no CNN retrained): ablation.md (default: off)")
     g.add_argument("--nested-fusion", action="store_true",
                    help="with --late-fusion: train the fusion's second level of each outer fold on first-level "
                         "predictions from CNNs re-trained inside that fold's training patients, so nothing fitted "
@@ -539,7 +542,7 @@ def _unit_complete(unit_dir: Path) -> bool:
 
 
 _RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion", "nested_fusion",
-                 "fusion", "baseline"}
+                 "fusion", "baseline", "ablation"}
 
 
 def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -392,6 +393,8 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
         inner_of = {s.fold: nested_splits(cfg, s, dataset.patient_ids, labels, dataset.hospital, classes)
                     for s in folds} if cfg.nested_fusion else {}
         frames, val_frames, inner_frames, inner_val = [], [], [], []
+        timings = {}
+        clock = time.perf_counter()
         for modality in dataset.modalities:
             for backbone in cfg.backbones:
                 for split in folds:
@@ -405,6 +408,7 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
                                             outer_fold=split.fold)
                             inner_frames.append(p)
                             inner_val.append(v)
+        timings["cnn"] = time.perf_counter() - clock
         if not main_proc:
             return None
         preds = _concat(frames)
@@ -416,12 +420,15 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
         ids = dataset.patient_ids
         models, contrib, extra = {}, [], []
         temperatures = nested = None
+        clock = time.perf_counter()
         if cfg.baseline:
             from fusion.texture import texture_predictions
 
             tex = texture_predictions(dataset, folds, seed=cfg.seed, progress=show, return_models=True)
             extra.append(tex[0])
             models["texture"] = tex[1]
+            timings["texture"] = time.perf_counter() - clock
+            clock = time.perf_counter()
         if "late" in cfg.fusion:
             from fusion.late_fusion import late_fusion_predictions
 
@@ -436,6 +443,8 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             temperatures = late.temperatures
             if late.contributions is not None:
                 contrib.append(late.contributions)
+            timings["late"] = time.perf_counter() - clock
+            clock = time.perf_counter()
         emb = None
         if "embedding" in cfg.fusion or cfg.ablation:
             from fusion.embedding import load_run_embeddings
@@ -450,6 +459,8 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             models["embedding"] = res.models
             if res.contributions is not None:
                 contrib.append(res.contributions)
+            timings["embedding"] = time.perf_counter() - clock
+            clock = time.perf_counter()
         if "joint" in cfg.fusion:
             from fusion.joint import joint_fusion_predictions
 
@@ -458,6 +469,8 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             models["joint"] = joint.models
             if joint.contributions is not None:
                 contrib.append(joint.contributions)
+            timings["joint"] = time.perf_counter() - clock
+            clock = time.perf_counter()
         ablation = None
         if cfg.ablation:
             from fusion.ablation import ablation_predictions
@@ -466,6 +479,8 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             ablation = ablation_predictions(oof, classes, folds, ids, labels, dataset.modalities,
                                             clinical=dataset.clinical, schema=dataset.schema, validation=validation,
                                             embeddings=emb, modes=modes, seed=cfg.seed)
+            timings["ablation"] = time.perf_counter() - clock
+        manifest["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
         oof = pd.concat([oof, *[e for e in extra if len(e)]], ignore_index=True)
         histories = [pd.read_csv(p) for p in sorted((out / "checkpoints").glob("*/*/fold*/history.csv"))]
         return CVResult(

@@ -168,34 +168,80 @@ def _image_features(blocks: dict, patients: np.ndarray, train_mask: np.ndarray, 
     return np.hstack(cols) if cols else np.zeros((len(patients), 0))
 
 
+class ClinicalEncoder:
+    """Clinical design matrix with statistics from the training rows only (see module docs).
+
+    ``fit(clinical, train_mask)`` learns, per variable of ``types`` (``name -> (type,
+    levels)``), the training mean / SD (continuous, ordinal scores) or mode (categorical,
+    binary), and which variables get a missing indicator (those with a missing value anywhere
+    in ``clinical``: a label-free fact); ``transform`` applies them to any rows, e.g. a new
+    patient's.  ``to_dict`` / ``from_dict`` store it as plain numbers and strings.
+    """
+
+    def __init__(self, types: dict):
+        self.types = {str(k): (v[0], tuple(v[1]) if v[1] is not None else None) for k, v in types.items()}
+        self.stats: dict = {}
+
+    def fit(self, clinical: pd.DataFrame, train_mask) -> "ClinicalEncoder":
+        train_mask = np.asarray(train_mask, dtype=bool)
+        self.stats = {}
+        for name, (kind, levels) in self.types.items():
+            s = clinical[name]
+            indicator = bool(s.isna().any())
+            if kind in ("continuous", "ordinal"):
+                x = self._numeric(s, kind, levels)
+                tr = x[train_mask & ~np.isnan(x)]
+                mean = float(tr.mean()) if tr.size else 0.0
+                sd = float(tr.std()) if tr.size > 1 else 0.0
+                self.stats[name] = {"mean": mean, "sd": sd, "indicator": indicator}
+            else:
+                miss = s.isna().to_numpy()
+                tr = pd.Series(s.astype(object).to_numpy()[train_mask & ~miss])
+                mode = tr.value_counts().index[0] if len(tr) else levels[0]
+                self.stats[name] = {"mode": mode, "indicator": indicator}
+        return self
+
+    @staticmethod
+    def _numeric(s: pd.Series, kind: str, levels) -> np.ndarray:
+        if kind == "ordinal":
+            order = {lv: i for i, lv in enumerate(levels)}
+            return s.astype(object).map(lambda v: order.get(v, np.nan)).to_numpy(dtype=float)
+        return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+
+    def transform(self, clinical: pd.DataFrame) -> np.ndarray:
+        cols = []
+        for name, (kind, levels) in self.types.items():
+            st = self.stats[name]
+            s = clinical[name] if name in clinical else pd.Series([np.nan] * len(clinical), dtype=object)
+            if kind in ("continuous", "ordinal"):
+                x = self._numeric(s, kind, levels)
+                miss = np.isnan(x)
+                x = np.where(miss, st["mean"], x)
+                cols.append(((x - st["mean"]) / (st["sd"] if st["sd"] > 0 else 1.0))[:, None])
+            else:
+                miss = s.isna().to_numpy()
+                values = np.where(miss, st["mode"], s.astype(object).to_numpy())
+                for lv in levels[1:]:
+                    cols.append((values == lv).astype(float)[:, None])
+            if st["indicator"]:
+                cols.append(miss.astype(float)[:, None])
+        return np.hstack(cols) if cols else np.zeros((len(clinical), 0))
+
+    def to_dict(self) -> dict:
+        return {"types": {k: [v[0], None if v[1] is None else [str(x) for x in v[1]]] for k, v in self.types.items()},
+                "stats": {k: {kk: (str(vv) if kk == "mode" else vv) for kk, vv in v.items()}
+                          for k, v in self.stats.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ClinicalEncoder":
+        enc = cls({k: (v[0], v[1]) for k, v in data["types"].items()})
+        enc.stats = {k: dict(v) for k, v in data["stats"].items()}
+        return enc
+
+
 def _clinical_features(clinical: pd.DataFrame, types: dict, train_mask: np.ndarray) -> np.ndarray:
     """Clinical design matrix with statistics from the training rows only (see module docs)."""
-    cols = []
-    for name, (kind, levels) in types.items():
-        s = clinical[name]
-        miss = s.isna().to_numpy()
-        if kind in ("continuous", "ordinal"):
-            if kind == "ordinal":
-                order = {lv: i for i, lv in enumerate(levels)}
-                x = s.astype(object).map(lambda v: order.get(v, np.nan)).to_numpy(dtype=float)
-            else:
-                x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-            miss = np.isnan(x)
-            tr = x[train_mask & ~miss]
-            mean = float(tr.mean()) if tr.size else 0.0
-            sd = float(tr.std()) if tr.size > 1 else 0.0
-            x = np.where(miss, mean, x)
-            cols.append(((x - mean) / (sd if sd > 0 else 1.0))[:, None])
-        else:
-            values = s.astype(object).to_numpy()
-            tr = pd.Series(values[train_mask & ~miss])
-            mode = tr.value_counts().index[0] if len(tr) else levels[0]
-            values = np.where(miss, mode, values)
-            for lv in levels[1:]:
-                cols.append((values == lv).astype(float)[:, None])
-        if clinical[name].isna().any():
-            cols.append(miss.astype(float)[:, None])
-    return np.hstack(cols) if cols else np.zeros((len(clinical), 0))
+    return ClinicalEncoder(types).fit(clinical, train_mask).transform(clinical)
 
 
 def _variable_types(clinical: pd.DataFrame, schema) -> dict:

@@ -82,13 +82,13 @@ doi:10.1016/S0893-6080(05)80023-1
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import CohortError, ConfigError
+from fusion._logistic import C_GRID, fit_predict_logistic
 
 __all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "INNER_SPLIT", "LateFusionResult",
            "late_fusion_predictions", "fusion_comparison"]
@@ -97,8 +97,6 @@ __all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "INNER_SPLIT", "LateFusi
 FUSION_MODEL = "late_fusion"
 #: ``modality`` values of the fusion rows, in output order.
 FUSION_VARIANTS = ("fusion_images", "fusion_images_clinical", "clinical_only")
-#: Inverse L2 strengths searched by the inner cross-validation.
-C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 _EPS = 1e-6
 MODEL_COLUMNS = ["fold", "split", "modality", "first_level", "c", "n_train", "n_test", "n_features", "inner_folds",
                  "reason"]
@@ -218,42 +216,8 @@ def _variable_types(clinical: pd.DataFrame, schema) -> dict:
 
 
 # ----------------------------------------------------------------------------- second-level model
-def _fit_predict(X_train, y_train, X_test, n_classes: int, seed: int):
-    """Inner-CV choice of C, refit on all training rows, predict; returns (proba, C, inner_folds, reason)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
-
-    present = np.unique(y_train)
-    counts = np.bincount(y_train, minlength=n_classes)
-    n_inner = int(min(3, counts[present].min()))
-    reason = ""
-    chosen = 1.0
-    if len(present) < 2:
-        proba = np.zeros((len(X_test), n_classes))
-        proba[:, present[0]] = 1.0
-        return proba, math.nan, 0, "one class among the training patients: its prediction is that class"
-    if n_inner >= 2:
-        inner = StratifiedKFold(n_splits=n_inner, shuffle=True, random_state=seed)
-        losses = np.zeros(len(C_GRID))
-        for tr, va in inner.split(X_train, y_train):
-            for i, c in enumerate(C_GRID):
-                m = LogisticRegression(C=c, max_iter=2000).fit(X_train[tr], y_train[tr])
-                p = _full_proba(m, X_train[va], n_classes)
-                losses[i] += log_loss(y_train[va], p, labels=list(range(n_classes)))
-        chosen = float(C_GRID[int(np.argmin(losses))])
-    else:
-        n_inner = 0
-        reason = "a class has fewer than 2 training patients: C = 1 without tuning"
-    model = LogisticRegression(C=chosen, max_iter=2000).fit(X_train, y_train)
-    return _full_proba(model, X_test, n_classes), chosen, n_inner, reason
-
-
-def _full_proba(model, X, n_classes: int) -> np.ndarray:
-    """predict_proba with a column for every class (0 for classes absent from training)."""
-    out = np.zeros((len(X), n_classes))
-    out[:, model.classes_] = model.predict_proba(X)
-    return out
+# the inner-CV logistic regression is shared with fusion.texture (fusion/_logistic.py)
+_fit_predict = fit_predict_logistic
 
 
 def _inner_blocks(inner: pd.DataFrame, classes, fold: int, train_p: np.ndarray, outer_keys) -> dict:

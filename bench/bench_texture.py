@@ -127,7 +127,6 @@ def _run(name, args):
 
 
 def _report(runs, args) -> str:
-    import pandas as pd
 
     lines = ["# Texture-feature baseline (fusion.texture)", "",
              f"Command: `python bench/bench_texture.py --data {args.data} --size {args.size}` "

@@ -47,8 +47,8 @@ import pandas as pd
 
 from analysis.errors import ConfigError, did_you_mean
 
-__all__ = ["TEXTURE_MODEL", "FIRST_ORDER_FEATURES", "GLCM_FEATURES", "TextureResult", "texture_features",
-           "texture_baseline", "texture_predictions"]
+__all__ = ["TEXTURE_MODEL", "FIRST_ORDER_FEATURES", "GLCM_FEATURES", "TextureResult", "feature_names",
+           "texture_features", "texture_baseline", "texture_predictions"]
 
 #: ``model`` value of every texture-baseline prediction row.
 TEXTURE_MODEL = "texture_lr"
@@ -431,8 +431,8 @@ def texture_baseline(dataset, splits, *, modalities=None, seed: int = 0, levels:
         X = np.full((len(ids), 0), np.nan)
         if len(rows):
             images = dataset.tensors(m).cpu().numpy()
-            feats = texture_features(images[rows] if len(rows) < len(ids) else images, levels=levels, distances=distances,
-                                     roi=roi, progress=progress)
+            feats = texture_features(images[rows] if len(rows) < len(ids) else images, levels=levels,
+                                     distances=distances, roi=roi, progress=progress)
             X = np.full((len(ids), feats.shape[1]), np.nan)
             X[rows] = feats.to_numpy()
         for s in splits:

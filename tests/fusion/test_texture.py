@@ -279,7 +279,7 @@ def test_unknown_modality_is_a_config_error_with_a_suggestion():
 
 
 def test_grouped_inner_folds_keep_a_patients_copies_together():
-    """With every patient's features duplicated, row-wise inner folds reward memorising (large C); patient-grouped do not."""
+    """Every patient's features twice: row-wise inner folds reward memorising (large C), patient-grouped do not."""
     rng = np.random.default_rng(0)
     n, k = 60, 20
     X = rng.normal(size=(n, k))

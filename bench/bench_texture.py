@@ -127,7 +127,6 @@ def _run(name, args):
 
 
 def _report(runs, args) -> str:
-
     lines = ["# Texture-feature baseline (fusion.texture)", "",
              f"Command: `python bench/bench_texture.py --data {args.data} --size {args.size}` "
              f"(threads {args.threads}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "

@@ -60,7 +60,7 @@ FIRST_ORDER_FEATURES = ("mean", "sd", "skewness", "kurtosis", "minimum", "p10", 
 GLCM_FEATURES = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "asm", "entropy")
 #: Columns of :attr:`TextureResult.models`.
 MODEL_COLUMNS = ["fold", "split", "modality", "c", "n_train", "n_train_patients", "n_test", "n_test_patients",
-                 "n_features", "inner_folds", "reason"]
+                 "n_heldout", "n_features", "inner_folds", "reason"]
 _ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
 _PERCENTILES = (10.0, 25.0, 50.0, 75.0, 90.0)
 _CHUNK = 128  # images per vectorised block (bounds memory at 128 px)
@@ -349,6 +349,7 @@ class TextureResult:
     models : pandas.DataFrame
         One row per fold x modality: ``fold, split, modality``, ``c`` (chosen ``C``),
         ``n_train, n_train_patients, n_test, n_test_patients`` (images and patients),
+        ``n_heldout`` (held-out images also predicted),
         ``n_features``, ``inner_folds`` (0 = ``C`` not tuned) and ``reason`` (why, else '').
     """
 
@@ -356,8 +357,8 @@ class TextureResult:
     models: pd.DataFrame
 
 
-def texture_baseline(dataset, splits, *, modalities=None, seed: int = 0, levels: int = 32, distances=(1, 2),
-                     roi: str = "trim", progress: bool = False) -> TextureResult:
+def texture_baseline(dataset, splits, *, holdout=None, modalities=None, seed: int = 0, levels: int = 32,
+                     distances=(1, 2), roi: str = "trim", progress: bool = False) -> TextureResult:
     """Out-of-fold predictions of a texture-feature logistic regression per modality.
 
     Parameters
@@ -368,6 +369,11 @@ def texture_baseline(dataset, splits, *, modalities=None, seed: int = 0, levels:
     splits : sequence of fusion.splits.Split
         The folds of the CNNs (positions into ``dataset``).  Training patients of a fold =
         ``train_idx`` + ``val_idx``; its test patients = ``test_idx``.
+    holdout : fusion.splits.Split, optional
+        A held-out test set (the second value of :func:`fusion.train.make_splits`, whose folds
+        then cover only the development patients).  Each fold's model also predicts the
+        held-out images, in rows with ``split = '_heldout'`` and that fold's number, as the
+        CNN units of :mod:`fusion.train` do (which average them over the folds).
     modalities : sequence of str, optional
         Default: every modality of the dataset.
     seed : int, default 0
@@ -382,14 +388,15 @@ def texture_baseline(dataset, splits, *, modalities=None, seed: int = 0, levels:
     TextureResult
         ``predictions`` in the prediction-file format of :mod:`fusion.evaluate` (``split`` is
         ``'external'`` for leave-one-hospital-out splits, else ``'test'``; one row per test
-        image, so a patient with several images has several rows, like the CNN's) and
+        image, so a patient with several images has several rows, like the CNN's; plus the
+        ``'_heldout'`` rows with ``holdout``) and
         ``models`` (chosen ``C`` per fold x modality).
 
     Raises
     ------
     ConfigError
-        Unknown modality, a patient on two sides of a split, or a fold without a training
-        image of a modality.
+        Unknown modality, a patient on two sides of a split (or in a fold's training patients
+        and the held-out set), or a fold without a training image of a modality.
 
     Notes
     -----
@@ -422,6 +429,9 @@ def texture_baseline(dataset, splits, *, modalities=None, seed: int = 0, levels:
     mask = dataset.mask.cpu().numpy()
     for s in splits:
         check_disjoint(ids, s)
+        if holdout is not None:
+            check_disjoint(ids, train=np.concatenate([s.train_idx, s.val_idx]), held_out=holdout.test_idx)
+    held = np.zeros(0, dtype=np.int64) if holdout is None else np.asarray(holdout.test_idx, dtype=np.int64)
     pcols = [f"p_{c}" for c in classes]
     cols = ["patient_id", "fold", "split", "y_true", "model", "modality", *pcols]
     pred_frames, model_rows = [], []
@@ -441,31 +451,36 @@ def texture_baseline(dataset, splits, *, modalities=None, seed: int = 0, levels:
             train = train[present[train]]
             test = np.asarray(s.test_idx, dtype=np.int64)
             test = test[present[test]]
+            held_m = held[present[held]]
+            n_test = len(test)
+            test = np.concatenate([test, held_m])
+            row_split = np.array([split_name] * n_test + ["_heldout"] * len(held_m), dtype=object)
             if len(train) == 0:
                 raise ConfigError(f"modality '{m}', fold {s.fold}: no training image present")
             if len(test) == 0:
                 model_rows.append({"fold": s.fold, "split": split_name, "modality": m, "c": np.nan,
                                    "n_train": len(train), "n_train_patients": len(set(ids[train])), "n_test": 0,
-                                   "n_test_patients": 0, "n_features": X.shape[1], "inner_folds": 0,
+                                   "n_test_patients": 0, "n_heldout": 0, "n_features": X.shape[1], "inner_folds": 0,
                                    "reason": "no test image"})
                 continue
             proba, c, n_inner, reason = fit_predict_logistic(X[train], y[train], X[test], len(classes), seed + s.fold,
                                                              groups=ids[train], standardize=True)
-            out = pd.DataFrame({"patient_id": ids[test], "fold": s.fold, "split": split_name, "y_true": names[y[test]],
+            out = pd.DataFrame({"patient_id": ids[test], "fold": s.fold, "split": row_split, "y_true": names[y[test]],
                                 "model": TEXTURE_MODEL, "modality": m})
             for k, pc in enumerate(pcols):
                 out[pc] = proba[:, k]
             pred_frames.append(out)
             model_rows.append({"fold": s.fold, "split": split_name, "modality": m, "c": c, "n_train": len(train),
-                               "n_train_patients": len(set(ids[train])), "n_test": len(test),
-                               "n_test_patients": len(set(ids[test])), "n_features": X.shape[1],
+                               "n_train_patients": len(set(ids[train])), "n_test": n_test,
+                               "n_test_patients": len(set(ids[test[:n_test]])), "n_heldout": len(held_m),
+                               "n_features": X.shape[1],
                                "inner_folds": n_inner, "reason": reason})
     preds = pd.concat(pred_frames, ignore_index=True)[cols] if pred_frames else pd.DataFrame(columns=cols)
     return TextureResult(preds, pd.DataFrame(model_rows, columns=MODEL_COLUMNS))
 
 
-def texture_predictions(dataset, splits, *, modalities=None, seed: int = 0, levels: int = 32, distances=(1, 2),
-                        roi: str = "trim", progress: bool = False) -> pd.DataFrame:
+def texture_predictions(dataset, splits, *, holdout=None, modalities=None, seed: int = 0, levels: int = 32,
+                        distances=(1, 2), roi: str = "trim", progress: bool = False) -> pd.DataFrame:
     """The prediction rows of :func:`texture_baseline` (same parameters; see there).
 
     Returns
@@ -475,5 +490,5 @@ def texture_predictions(dataset, splits, *, modalities=None, seed: int = 0, leve
         'texture_lr'`` and ``modality`` = the image modality, one row per test image of every
         fold and modality (ready for :func:`fusion.evaluate.evaluate_predictions`).
     """
-    return texture_baseline(dataset, splits, modalities=modalities, seed=seed, levels=levels, distances=distances,
-                            roi=roi, progress=progress).predictions
+    return texture_baseline(dataset, splits, holdout=holdout, modalities=modalities, seed=seed, levels=levels,
+                            distances=distances, roi=roi, progress=progress).predictions

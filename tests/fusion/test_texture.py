@@ -289,3 +289,30 @@ def test_grouped_inner_folds_keep_a_patients_copies_together():
     _, c_rows, _, _ = fit_predict_logistic(X2, y2, X2[:1], 3, 0, standardize=True)
     _, c_grouped, inner, _ = fit_predict_logistic(X2, y2, X2[:1], 3, 0, groups=g2, standardize=True)
     assert inner == 3 and c_grouped < c_rows
+
+
+def test_a_held_out_set_is_predicted_by_every_fold_model_and_never_trained_on():
+    ds, _ = _dataset(n=45)
+    ids, y = ds.patient_ids, ds.labels.numpy()
+    holdout = sp.holdout_split(ids, y, test_fraction=0.2, seed=0)
+    dev = holdout.train_idx
+    from dataclasses import replace
+
+    local = sp.patient_folds(ids[dev], y[dev], 3, 0)
+    folds = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
+    result = texture_baseline(ds, folds, holdout=holdout, modalities=["2d"])
+    preds = result.predictions
+    held = preds[preds["split"] == "_heldout"]
+    assert set(held["patient_id"]) == set(ids[holdout.test_idx])
+    assert all(sorted(f) == [0, 1, 2] for f in held.groupby("patient_id")["fold"].apply(list))
+    assert set(preds.loc[preds["split"] == "test", "patient_id"]) == set(ids[dev])
+    assert (result.models["n_heldout"] == len(holdout.test_idx)).all()
+    labels = y.copy()
+    labels[holdout.test_idx] = (labels[holdout.test_idx] + 1) % 3   # every held-out label changed
+    other = MultimodalDataset.from_tensors({m: ds.tensors(m) for m in ds.modalities}, labels, class_names=CLASSES,
+                                           patient_ids=ids)
+    again = texture_predictions(other, folds, holdout=holdout, modalities=["2d"])
+    np.testing.assert_array_equal(again[PCOLS].to_numpy(), preds[PCOLS].to_numpy())
+    leaky = [replace(folds[0], train_idx=np.concatenate([folds[0].train_idx, holdout.test_idx[:1]]))]
+    with pytest.raises(ConfigError, match="split leak"):
+        texture_predictions(ds, leaky, holdout=holdout)

@@ -422,11 +422,15 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
         temperatures = nested = None
         clock = time.perf_counter()
         if cfg.baseline:
-            from fusion.texture import texture_predictions
+            from fusion.texture import texture_baseline
 
-            tex = texture_predictions(dataset, folds, seed=cfg.seed, progress=show, return_models=True)
-            extra.append(tex[0])
-            models["texture"] = tex[1]
+            tex = texture_baseline(dataset, folds, holdout=holdout, seed=cfg.seed, progress=show)
+            tex_rows = tex.predictions
+            if holdout is not None and len(tex_rows):
+                tex_rows = pd.concat([tex_rows[tex_rows["split"] != "_heldout"],
+                                      _heldout_ensemble(tex_rows, classes, holdout)], ignore_index=True)
+            extra.append(tex_rows)
+            models["texture"] = tex.models
             timings["texture"] = time.perf_counter() - clock
             clock = time.perf_counter()
         if "late" in cfg.fusion:

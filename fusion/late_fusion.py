@@ -82,13 +82,13 @@ doi:10.1016/S0893-6080(05)80023-1
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import CohortError, ConfigError
+from fusion._logistic import ALPHA_GRID, C_GRID, HeadFit, fit_head, fit_predict_logistic
 from fusion.contributions import CONTRIBUTION_COLUMNS, feature_block_contributions
 
 __all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "ALPHA_GRID", "INNER_SPLIT", "LateFusionResult", "HeadFit",
@@ -98,8 +98,6 @@ __all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "ALPHA_GRID", "INNER_SPL
 FUSION_MODEL = "late_fusion"
 #: ``modality`` values of the fusion rows, in output order.
 FUSION_VARIANTS = ("fusion_images", "fusion_images_clinical", "clinical_only")
-#: Inverse L2 strengths searched by the inner cross-validation.
-C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 _EPS = 1e-6
 MODEL_COLUMNS = ["fold", "split", "modality", "first_level", "c", "n_train", "n_test", "n_features", "inner_folds",
                  "reason"]
@@ -272,88 +270,8 @@ def _variable_types(clinical: pd.DataFrame, schema) -> dict:
 
 
 # ----------------------------------------------------------------------------- second-level model
-#: Hidden-layer L2 strengths searched for the small MLP head (:func:`fit_head` ``kind='mlp'``).
-ALPHA_GRID = (1e-3, 1e-2, 1e-1, 1.0)
-
-
-@dataclass(frozen=True)
-class HeadFit:
-    """A fitted second-level head: ``predict_proba(X)`` with a column for every class."""
-
-    model: object
-    n_classes: int
-    chosen: float
-    inner_folds: int
-    reason: str
-    only_class: int | None = None
-
-    def predict_proba(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=float)
-        if self.only_class is not None:
-            out = np.zeros((len(X), self.n_classes))
-            out[:, self.only_class] = 1.0
-            return out
-        return _full_proba(self.model, X, self.n_classes)
-
-
-def _make_head(kind: str, value: float, seed: int):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
-
-    if kind == "lr":
-        return LogisticRegression(C=value, max_iter=2000)
-    return MLPClassifier(hidden_layer_sizes=(32,), alpha=value, max_iter=2000, random_state=seed)
-
-
-def fit_head(X_train, y_train, n_classes: int, seed: int, kind: str = "lr") -> HeadFit:
-    """Inner-CV choice of the L2 strength, refit on all training rows.
-
-    ``kind='lr'``: multinomial L2 logistic regression, ``C`` from :data:`C_GRID`;
-    ``kind='mlp'``: one hidden layer of 32 ReLU units (scikit-learn ``MLPClassifier``, adam),
-    ``alpha`` from :data:`ALPHA_GRID`.  The grid value with the lowest mean log loss over an
-    inner stratified ``min(3, smallest class)``-fold split of the training rows (seeded) is
-    chosen; with a class of fewer than 2 rows the middle value is used untuned (``reason``).
-    """
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
-
-    grid = C_GRID if kind == "lr" else ALPHA_GRID
-    present = np.unique(y_train)
-    counts = np.bincount(y_train, minlength=n_classes)
-    if len(present) < 2:
-        return HeadFit(None, n_classes, math.nan, 0, "one class among the training patients: its prediction is that "
-                       "class", only_class=int(present[0]))
-    n_inner = int(min(3, counts[present].min()))
-    reason = ""
-    chosen = 1.0 if kind == "lr" else 1e-2
-    if n_inner >= 2:
-        inner = StratifiedKFold(n_splits=n_inner, shuffle=True, random_state=seed)
-        losses = np.zeros(len(grid))
-        for tr, va in inner.split(X_train, y_train):
-            for i, value in enumerate(grid):
-                m = _make_head(kind, value, seed).fit(X_train[tr], y_train[tr])
-                p = _full_proba(m, X_train[va], n_classes)
-                losses[i] += log_loss(y_train[va], p, labels=list(range(n_classes)))
-        chosen = float(grid[int(np.argmin(losses))])
-    else:
-        n_inner = 0
-        name = "C" if kind == "lr" else "alpha"
-        reason = f"a class has fewer than 2 training patients: {name} = {chosen:g} without tuning"
-    model = _make_head(kind, chosen, seed).fit(X_train, y_train)
-    return HeadFit(model, n_classes, chosen, n_inner, reason)
-
-
-def _fit_predict(X_train, y_train, X_test, n_classes: int, seed: int):
-    """Inner-CV choice of C, refit on all training rows, predict; returns (proba, C, inner_folds, reason)."""
-    head = fit_head(X_train, y_train, n_classes, seed, "lr")
-    return head.predict_proba(X_test), head.chosen, head.inner_folds, head.reason
-
-
-def _full_proba(model, X, n_classes: int) -> np.ndarray:
-    """predict_proba with a column for every class (0 for classes absent from training)."""
-    out = np.zeros((len(X), n_classes))
-    out[:, model.classes_] = model.predict_proba(X)
-    return out
+# the inner-CV heads are shared with fusion.texture and fusion.embedding (fusion/_logistic.py)
+_fit_predict = fit_predict_logistic
 
 
 def _inner_blocks(inner: pd.DataFrame, classes, fold: int, train_p: np.ndarray, outer_keys) -> dict:

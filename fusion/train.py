@@ -518,11 +518,12 @@ def _heldout_ensemble(frame: pd.DataFrame, classes, holdout) -> pd.DataFrame:
         return held
     name = "external" if holdout.name != "random" else "holdout"
     pcols = [f"p_{c}" for c in classes]
-    keys = ["patient_id", "y_true", "model", "modality"]
+    ids = ["patient_id", "image_id"] if "image_id" in held.columns else ["patient_id"]
+    keys = [*ids, "y_true", "model", "modality"]
     mean = held.groupby(keys, sort=False)[pcols].mean().reset_index()
-    mean.insert(1, "fold", -1)
-    mean.insert(2, "split", name)
-    return mean[["patient_id", "fold", "split", "y_true", "model", "modality", *pcols]]
+    mean.insert(len(ids), "fold", -1)
+    mean.insert(len(ids) + 1, "split", name)
+    return mean[[*ids, "fold", "split", "y_true", "model", "modality", *pcols]]
 
 
 def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:

@@ -734,6 +734,8 @@ _MAX_LEVELS = 15
 _DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
                         r"([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+#: Text that is a number in disguise: decimal comma, ``<5``, ``>100``, ``45%``, ``12 mm``.
+_NUMBER_LIKE = re.compile(r"^\s*([<>\u2264\u2265]=?\s*)?[-+]?\d+([.,]\d+)?\s*(%|[a-zA-Z/]{1,6})?\s*$")
 _ORDINAL_CODE = re.compile(r"^\d{1,2}[a-z]?$")
 _MULTI_SEPARATOR = re.compile(r"\s*[;|+]\s*|\s*,\s+|\s+and\s+|\s*/\s*")
 
@@ -807,8 +809,8 @@ def _spelling_family(keys: set):
     return None
 
 
-def _merge_spellings(name: str, values: list, family: int):
-    """levels, recode pairs and a note for a column whose values are spellings of two answers."""
+def _merge_spellings(values: list, family: int):
+    """Levels and recode pairs for a column whose values are spellings of two answers."""
     pos, neg = _SPELLING_FAMILIES[family]
     sides = {}
     for v in values:
@@ -817,7 +819,7 @@ def _merge_spellings(name: str, values: list, family: int):
         text = " ".join(str(int(v) if isinstance(v, float) and v.is_integer() else v).split())
         sides.setdefault(side, {}).setdefault(key, {}).setdefault(text, 0)
         sides[side][key][text] += 1
-    levels, recode, merged = [], [], []
+    levels, recode = [], []
     for side in (0, 1):
         spellings = sides[side]
         # the level is the most frequent word spelling (not a letter or a digit), else the family word
@@ -828,14 +830,13 @@ def _merge_spellings(name: str, values: list, family: int):
         others = [max(texts.items(), key=lambda kv: kv[1])[0] for key, texts in spellings.items()
                   if key != normalize_value(level)]
         recode += [(o, level) for o in others]
-        if others:
-            merged.append(f"{', '.join(map(_cell, others))} -> {_cell(level)}")
-    if family == 0:  # no before yes, as for 0/1
-        levels = [levels[0], levels[1]]
-    else:
+    if len({lv[:1].isupper() for lv in levels}) > 1:  # 'no' and 'Yes' -> 'no' and 'yes'
+        recode += [(lv, lv.casefold()) for lv in levels]
+        levels = [lv.casefold() for lv in levels]
+        recode = [(k, v.casefold()) for k, v in recode if normalize_value(k) != normalize_value(v)]
+    if family != 0:  # no before yes (as 0 before 1); others in natural order
         levels = sorted(levels, key=_natural_key)
-    note = f"'{name}': spellings of one level merged ({'; '.join(merged)}); edit 'recode' in the schema if wrong"
-    return tuple(levels), tuple(recode), note
+    return tuple(levels), tuple(recode)
 
 
 def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> Schema:
@@ -954,10 +955,9 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
         keys = {normalize_value(v) for v in values}
         family = _spelling_family(keys)
         if family is not None and len(keys) > 2 and n_numeric < len(values):
-            lv, recode, note = _merge_spellings(name, values, family)
+            lv, recode = _merge_spellings(values, family)
             variables.append(Variable(name=name, type="binary", levels=lv, recode=recode))
-            notes.append(note)
-            continue
+            continue  # validate_cohort notes the spellings read through 'recode', with counts
         if n_numeric == len(values):
             nums = sorted({x for x in numbers})
             whole = all(float(x).is_integer() for x in nums)
@@ -986,7 +986,8 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
             ordered = sorted(levels, key=lambda lv: scale.index(str(lv).casefold()))
             variables.append(Variable(name=name, type="ordinal", levels=tuple(str(x) for x in ordered)))
             continue
-        if n_numeric >= 0.5 * len(values):
+        numeric_like = sum(x is not None or bool(_NUMBER_LIKE.match(str(v))) for v, x in zip(values, numbers))
+        if numeric_like >= 0.5 * len(values):
             bad = next(((r, v) for r, v in zip(row_numbers, raw.tolist()) if normalize_value(v) is not None
                         and normalize_value(v) not in codes and _as_number(v) is None), None)
             if n_numeric >= 0.9 * len(values):  # a few bad cells: validate_cohort names each one
@@ -995,12 +996,15 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
             n_bad = len(values) - n_numeric
             why = ("a number with a decimal comma in a comma-separated file: use decimal points, or ';' "
                    "as the separator" if _DECIMAL_COMMA.match(str(bad[1])) else "not a number")
-            excluded.append((name, f"unparseable: {n_bad} of {len(values)} values are not numbers, first on "
+            excluded.append((name, f"unparseable: {n_bad} of {len(values)} values are not plain numbers, first on "
                                    f"row {bad[0]} ({_cell(bad[1])}: {why})"))
             continue
         if len(levels) > _MAX_LEVELS or (len(levels) >= 6 and len(levels) > 0.5 * len(values)):
-            multi = sum(bool(_MULTI_SEPARATOR.search(str(v).strip())) for v in values)
-            kind = "multi-select answers" if multi >= 0.2 * len(values) else "free text"
+            split = [[p for p in _MULTI_SEPARATOR.split(str(v).strip().casefold()) if p] for v in values]
+            pieces = {p for parts in split for p in parts}
+            multi = sum(len(parts) > 1 for parts in split)
+            kind = ("multi-select answers" if multi >= 0.2 * len(values) and len(pieces) <= 0.5 * len(levels)
+                    else "free text")
             excluded.append((name, f"{kind}: {len(levels)} distinct values in {len(values)} recorded rows"))
             continue
         if len(levels) == 2:

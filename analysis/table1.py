@@ -966,6 +966,10 @@ def _run(args) -> list:
               f"with --schema {path}")
         for note in schema.notes:
             print(f"note: {note}")
+        for var in schema.variables:
+            if var.recode:
+                print(f"note: '{var.name}': other spellings read as a level (recode): "
+                      + "; ".join(f"{k!r} -> {v!r}" for k, v in var.recode))
         for column, reason in schema.excluded:
             print(f"  left out '{column}': {reason}")
         return [path]

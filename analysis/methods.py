@@ -8,6 +8,7 @@ gives byte-identical text.  Numbers in the text are formatted by :mod:`analysis.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -75,7 +76,8 @@ def _columns_sentences(result) -> list:
                 + (f"; {'; '.join(used)}" if used else ""))
         if len(left):
             text += (f"; {len(left)} {'was' if len(left) == 1 else 'were'} left out: "
-                     + _join(f"{c} ({str(r).split(':')[0]})" for c, r in zip(left["column"], left["reason"])))
+                     + _join(f"{c} ({re.split(r'[:(]', str(r))[0].strip()})"
+                                 for c, r in zip(left["column"], left["reason"])))
         out.append(text + ".")
     notes = list(getattr(result, "notes", ()) or ())
     coded = [n for n in notes if n.startswith("cells read as missing by a missing code: ")]

@@ -487,7 +487,7 @@ class _Checker:
                 self.fail(where, f"{key} '{spelling}': '{target}' is not one of the levels "
                                  f"({', '.join(map(str, levels))})", line,
                           did_you_mean(str(target), [str(lv) for lv in levels]))
-            pairs.append((spelling, level))
+            pairs.append((spelling if isinstance(spelling, str) else normalize_value(spelling), level))
         return tuple(pairs)
 
     def excluded(self, raw) -> tuple:

@@ -959,22 +959,24 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
             variables.append(Variable(name=name, type="binary", levels=lv, recode=recode))
             continue  # validate_cohort notes the spellings read through 'recode', with counts
         if n_numeric == len(values):
-            nums = sorted({x for x in numbers})
-            whole = all(float(x).is_integer() for x in nums)
             ident = _numeric_identifier(raw, numbers)
             if ident:
                 excluded.append((name, ident))
                 continue
+            local, note = _local_missing_code(name, numbers)
+            if local:
+                notes.append(note)
+                numbers = [x for x in numbers if x not in local]
+            nums = sorted({x for x in numbers})
+            whole = all(float(x).is_integer() for x in nums)
             if len(nums) == 2:
                 lv = tuple(int(x) if whole else x for x in nums)
-                variables.append(Variable(name=name, type="binary", levels=lv))
+                variables.append(Variable(name=name, type="binary", levels=lv, missing_codes=local))
             elif whole and 3 <= len(nums) <= 7 and nums[0] >= 0 and nums[-1] <= 10:
-                variables.append(Variable(name=name, type="ordinal", levels=tuple(int(x) for x in nums)))
+                variables.append(Variable(name=name, type="ordinal", levels=tuple(int(x) for x in nums),
+                                          missing_codes=local))
             else:
-                local, note = _local_missing_code(name, numbers)
                 variables.append(Variable(name=name, type="continuous", missing_codes=local))
-                if note:
-                    notes.append(note)
             continue
         texts = [str(lv) for lv in levels]
         if len(levels) >= 3 and all(_ORDINAL_CODE.match(t.casefold()) for t in texts) and \
@@ -1044,7 +1046,10 @@ def _numeric_identifier(raw: pd.Series, numbers: list) -> str:
     return ""
 
 
-_LOCAL_CODES = (99.0, 999.0, 9999.0, 99999.0, -1.0, -9.0, -99.0, -999.0, -9999.0)
+#: Numeric codes read as missing when far outside a column's other values (99, 999 ...: ten
+#: times the largest other value; -9, -99 ...: the other values are all >= 0).  Not -1 or 0,
+#: which are real values of many scores.
+_LOCAL_CODES = (99.0, 999.0, 9999.0, 99999.0, -9.0, -99.0, -999.0, -9999.0)
 
 
 def _local_missing_code(name: str, numbers: list):

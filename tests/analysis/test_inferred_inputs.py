@@ -147,6 +147,13 @@ def test_local_numeric_missing_code():
     assert any("'crp': 999 (3 cells) read as a local missing code" in n for n in cohort.notes)
 
 
+def test_local_code_in_a_score_leaves_an_ordinal():
+    cohort = _load("score_with_code_99.xlsx")
+    var = cohort.schema.variable("adler_grade")
+    assert var.type == "ordinal" and var.levels == (0, 1, 2, 3) and var.missing_codes == (99,)
+    assert cohort.data["adler_grade"].isna().sum() == 2
+
+
 def test_yes_no_spellings_are_one_level_each():
     cohort = _load("yes_no_spellings.xlsx")
     var = cohort.schema.variable("lymphovascular_invasion")

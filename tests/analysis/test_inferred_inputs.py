@@ -247,3 +247,11 @@ def test_write_schema_records_what_was_left_out(tmp_path):
     pd.testing.assert_frame_equal(a.column_account, b.column_account)
     pd.testing.assert_frame_equal(a.data, b.data)
     assert not np.any(a.data["LVI"].isna().to_numpy() != b.data["LVI"].isna().to_numpy())
+
+
+def test_one_patient_group_cannot_be_the_reference():
+    cohort = _load("one_patient_group.xlsx")
+    with pytest.raises(CohortError) as info:
+        build_table1(cohort, reference="tuberculosis", **FAST)
+    assert "\n" not in str(info.value)
+    assert "reference group (--reference) 'tuberculosis' has 1 patient(s), fewer than 3" in str(info.value)

@@ -255,3 +255,34 @@ def test_one_patient_group_cannot_be_the_reference():
         build_table1(cohort, reference="tuberculosis", **FAST)
     assert "\n" not in str(info.value)
     assert "reference group (--reference) 'tuberculosis' has 1 patient(s), fewer than 3" in str(info.value)
+
+
+# ------------------------------------------------------------------ file-level oddities
+
+def test_total_row_is_excluded_and_named():
+    cohort = _load("total_row_at_the_bottom.xlsx")
+    assert cohort.n_analysed == 60
+    assert cohort.exclusions.to_dict("list") == {"row": [62], "patient_id": ["Total"], "column": ["group"],
+                                                 "reason": ["missing group"]}
+    assert "excluded: 1 x missing group: row 62 (Total)" in cohort.summary()
+
+
+def test_numbers_stored_as_text_are_numbers():
+    cohort = _load("numbers_stored_as_text.xlsx")
+    assert cohort.schema.variable("short_axis_mm").type == "continuous"
+    clean = _load("constant_columns.xlsx").data  # same base cohort
+    np.testing.assert_allclose(cohort.data["short_axis_mm"].to_numpy(), clean["short_axis_mm"].to_numpy())
+
+
+def test_group_label_case_variants_are_one_group():
+    cohort = _load("group_label_case_variants.xlsx")
+    assert sorted(str(g).casefold() for g in cohort.schema.group_levels) == ["benign", "lymphoma", "metastatic"]
+    counts = {str(g).casefold(): n for g, n in cohort.group_counts().items()}
+    assert counts == {"benign": 25, "metastatic": 20, "lymphoma": 15}
+
+
+def test_semicolon_csv_with_bom_crlf_and_decimal_commas():
+    cohort = _load("semicolon_decimal_comma_bom_crlf.csv")
+    clean = _load("constant_columns.xlsx").data
+    assert list(cohort.column_account["column"]) == ["patient_id", "group", "age", "short_axis_mm", "margin"]
+    np.testing.assert_allclose(cohort.data["age"].to_numpy(), clean["age"].to_numpy())

@@ -676,6 +676,10 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     Notes
     -----
+    A group with fewer than :data:`MIN_TESTED_GROUP_SIZE` patients is shown in the table but
+    left out of the tests, effect sizes, post hoc comparisons and odds ratios, with a footnote
+    (``settings['groups_not_tested']``); fewer than two groups of that size is a
+    :class:`~analysis.errors.CohortError`, and so is such a group as ``reference``.
     Test choice per variable follows :func:`analysis.selection.choose_test` (reason kept
     in ``decisions`` and ``stats.reason``); missing values are counted and shown but never
     tested; q-values are Benjamini–Hochberg over the variables with a p-value
@@ -738,7 +742,7 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     posthoc_frame = pd.concat(ph_frames, ignore_index=True) if ph_frames else pd.DataFrame()
 
     exclusions = cohort.exclusions.copy()
-    footnotes, markers = _footnotes(outcomes, stats, group_levels=group_levels, n_total=n_total,
+    footnotes, markers = _footnotes(outcomes, stats, group_levels=tested_levels, n_total=n_total,
                                     n_input=int(cohort.n_input), exclusions=exclusions, alpha=alpha,
                                     posthoc_done=sum(o.posthoc is not None for o in outcomes),
                                     overall=overall)

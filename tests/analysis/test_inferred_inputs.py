@@ -286,3 +286,8 @@ def test_semicolon_csv_with_bom_crlf_and_decimal_commas():
     clean = _load("constant_columns.xlsx").data
     assert list(cohort.column_account["column"]) == ["patient_id", "group", "age", "short_axis_mm", "margin"]
     np.testing.assert_allclose(cohort.data["age"].to_numpy(), clean["age"].to_numpy())
+
+
+def test_footnote_counts_only_the_groups_tested():
+    result = build_table1(_load("one_patient_group.xlsx"), **FAST)
+    assert any(t.startswith("p: omnibus test across the 3 groups") for _, t in result.footnotes)

@@ -740,6 +740,24 @@ _ORDINAL_CODE = re.compile(r"^\d{1,2}[a-z]?$")
 _MULTI_SEPARATOR = re.compile(r"\s*[;|+]\s*|\s*,\s+|\s+and\s+|\s*/\s*")
 
 
+_NORM_CACHE: dict = {}
+
+
+def _norm(value):
+    """:func:`normalize_value`, memoised per (type, value): inference looks at every cell
+    several times and most columns repeat a few values."""
+    try:
+        key = (type(value), value)
+        hit = _NORM_CACHE.get(key, _NORM_CACHE)
+    except TypeError:  # unhashable
+        return normalize_value(value)
+    if hit is _NORM_CACHE:
+        if len(_NORM_CACHE) > 200_000:
+            _NORM_CACHE.clear()
+        hit = _NORM_CACHE[key] = normalize_value(value)
+    return hit
+
+
 def _natural_key(value):
     """Sort key: numbers by value, text in natural order (``4a`` between 4 and 5; ``grade 2``
     before ``grade 10``); numbers and number-led text compare by their number."""
@@ -814,7 +832,7 @@ def _merge_spellings(values: list, family: int):
     pos, neg = _SPELLING_FAMILIES[family]
     sides = {}
     for v in values:
-        key = normalize_value(v)
+        key = _norm(v)
         side = 1 if key in pos else 0
         text = " ".join(str(int(v) if isinstance(v, float) and v.is_integer() else v).split())
         sides.setdefault(side, {}).setdefault(key, {}).setdefault(text, 0)
@@ -828,7 +846,7 @@ def _merge_spellings(values: list, family: int):
         level = max(words, key=lambda nt: (nt[0], nt[1]))[1] if words else (pos if side else neg)[0]
         levels.append(level)
         others = [max(texts.items(), key=lambda kv: kv[1])[0] for key, texts in spellings.items()
-                  if key != normalize_value(level)]
+                  if key != _norm(level)]
         recode += [(o, level) for o in others]
     if len({lv[:1].isupper() for lv in levels}) > 1:  # 'no' and 'Yes' -> 'no' and 'yes'
         recode += [(lv, lv.casefold()) for lv in levels]
@@ -893,7 +911,7 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
     if group not in columns:
         raise SchemaError(f"group column '{group}' not found (columns: {', '.join(columns)})"
                           f"{did_you_mean(group, columns)}", file=source, column=group)
-    codes = {normalize_value(c) for c in DEFAULT_MISSING_CODES}
+    codes = {_norm(c) for c in DEFAULT_MISSING_CODES}
     if df.index.name == "row" and pd.api.types.is_integer_dtype(df.index):
         row_numbers = [int(i) for i in df.index]
     else:
@@ -901,8 +919,8 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
 
     def present(series, keep=()):
         keep = set(keep)
-        return [v for v in series.tolist() if normalize_value(v) is not None
-                and (normalize_value(v) not in codes or normalize_value(v) in keep)]
+        return [v for v in series.tolist() if _norm(v) is not None
+                and (_norm(v) not in codes or _norm(v) in keep)]
 
     if id_column is not None and id_column not in columns:
         raise SchemaError(f"id column '{id_column}' not found{did_you_mean(id_column, columns)}",
@@ -913,7 +931,7 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
         for name in columns:
             if name != group and _looks_like_identifier(name):
                 values = present(df[name])
-                if values and len({normalize_value(v) for v in values}) == len(values):
+                if values and len({_norm(v) for v in values}) == len(values):
                     id_column = name
                     break
 
@@ -938,7 +956,7 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
         if _looks_like_identifier(name):
             excluded.append((name, "identifier-like (by its name)"))
             continue
-        dash_level = any(normalize_value(v) == "+" for v in raw.tolist())
+        dash_level = any(_norm(v) == "+" for v in raw.tolist())
         values = present(raw, keep={"-"} if dash_level else ())
         if not values:
             excluded.append((name, "all missing"))
@@ -952,7 +970,7 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
         if len(levels) == 1:
             excluded.append((name, f"one level ({_cell(levels[0])} in all {len(values)} recorded rows)"))
             continue
-        keys = {normalize_value(v) for v in values}
+        keys = {_norm(v) for v in values}
         family = _spelling_family(keys)
         if family is not None and len(keys) > 2 and n_numeric < len(values):
             lv, recode = _merge_spellings(values, family)
@@ -990,8 +1008,8 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
             continue
         numeric_like = sum(x is not None or bool(_NUMBER_LIKE.match(str(v))) for v, x in zip(values, numbers))
         if numeric_like >= 0.5 * len(values):
-            bad = next(((r, v) for r, v in zip(row_numbers, raw.tolist()) if normalize_value(v) is not None
-                        and normalize_value(v) not in codes and _as_number(v) is None), None)
+            bad = next(((r, v) for r, v in zip(row_numbers, raw.tolist()) if _norm(v) is not None
+                        and _norm(v) not in codes and _as_number(v) is None), None)
             if n_numeric >= 0.9 * len(values):  # a few bad cells: validate_cohort names each one
                 variables.append(Variable(name=name, type="continuous"))
                 continue
@@ -1075,7 +1093,7 @@ def _levels(values) -> list:
     """Distinct values (case/space variants merged, most frequent spelling kept), sorted."""
     spellings: dict[str, dict] = {}
     for v in values:
-        key = normalize_value(v)
+        key = _norm(v)
         if isinstance(v, str):
             v = " ".join(v.split())
         elif isinstance(v, (float, np.floating)) and float(v).is_integer():

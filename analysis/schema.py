@@ -911,6 +911,11 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
     if group not in columns:
         raise SchemaError(f"group column '{group}' not found (columns: {', '.join(columns)})"
                           f"{did_you_mean(group, columns)}", file=source, column=group)
+    by_name = {str(c): c for c in df.columns}
+
+    def column(name):  # columns are named by their text (a DataFrame may have numbers as names)
+        return df[by_name[name]]
+
     codes = {_norm(c) for c in DEFAULT_MISSING_CODES}
     if df.index.name == "row" and pd.api.types.is_integer_dtype(df.index):
         row_numbers = [int(i) for i in df.index]
@@ -930,12 +935,12 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
     if id_column is None:
         for name in columns:
             if name != group and _looks_like_identifier(name):
-                values = present(df[name])
+                values = present(column(name))
                 if values and len({_norm(v) for v in values}) == len(values):
                     id_column = name
                     break
 
-    group_levels = _levels(present(df[group]))
+    group_levels = _levels(present(column(group)))
     if len(group_levels) < 2:
         raise SchemaError(f"group column '{group}' has {len(group_levels)} distinct value(s); "
                           f"at least two groups are needed", file=source, column=group)
@@ -952,7 +957,7 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
     for name in columns:
         if name in taken:
             continue
-        raw = df[name]
+        raw = column(name)
         if _looks_like_identifier(name):
             excluded.append((name, "identifier-like (by its name)"))
             continue

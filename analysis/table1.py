@@ -579,6 +579,7 @@ def _tested_groups(counts: dict, group_levels, reference: str, explicit: bool, g
     if not small:
         return tuple(group_levels), "", reference
     tested = tuple(g for g in group_levels if g not in small)
+    switched = None
     sizes = ", ".join(f"{g} {counts[g]}" for g in group_levels)
     if len(tested) < 2:
         raise CohortError(f"only {len(tested)} group(s) have at least {MIN_TESTED_GROUP_SIZE} patients "
@@ -589,12 +590,14 @@ def _tested_groups(counts: dict, group_levels, reference: str, explicit: bool, g
             raise CohortError(f"reference group (--reference) '{reference}' has {counts[reference]} patient(s), "
                               f"fewer than {MIN_TESTED_GROUP_SIZE}, so no odds ratio can be estimated against "
                               f"it; choose one of {', '.join(tested)}", column=gcol)
-        reference = tested[-1]
+        switched, reference = reference, tested[-1]
     shown = ", ".join(f"'{g}' (n={counts[g]})" for g in small)
     note = (f"group {shown} has fewer than {MIN_TESTED_GROUP_SIZE} patients: shown in the table but left out of "
             f"the tests, effect sizes, post hoc comparisons and odds ratios")
     if len(small) > 1:
         note = note.replace("group ", "groups ", 1).replace(" has fewer", " have fewer", 1)
+    if reference not in small and switched is not None:
+        note += f" (odds ratios against '{reference}' instead of '{switched}')"
     return tested, note, reference
 
 

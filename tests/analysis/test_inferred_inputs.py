@@ -291,3 +291,11 @@ def test_semicolon_csv_with_bom_crlf_and_decimal_commas():
 def test_footnote_counts_only_the_groups_tested():
     result = build_table1(_load("one_patient_group.xlsx"), **FAST)
     assert any(t.startswith("p: omnibus test across the 3 groups") for _, t in result.footnotes)
+
+
+def test_default_reference_in_a_small_group_moves_with_a_note():
+    from analysis.table1 import _tested_groups
+
+    tested, note, reference = _tested_groups({"a": 1, "b": 5, "c": 7}, ("a", "b", "c"), "a", False, "g")
+    assert tested == ("b", "c") and reference == "c"
+    assert note.endswith("(odds ratios against 'c' instead of 'a')")

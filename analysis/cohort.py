@@ -36,6 +36,7 @@ level is never treated as a missing code.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from analysis.errors import CohortError, CohortValidationError, SchemaError, did
 from analysis.readers import read_table
 from analysis.schema import Schema, Variable, infer_schema, load_schema, normalize_value
 
-__all__ = ["Cohort", "validate_cohort", "load_cohort", "account_lines", "ACCOUNT_COLUMNS"]
+__all__ = ["Cohort", "validate_cohort", "load_cohort", "account_lines", "reportable_notes", "ACCOUNT_COLUMNS"]
 
 EXCLUSION_COLUMNS = ["row", "patient_id", "column", "reason"]
 #: Columns of :attr:`Cohort.column_account` (and of ``Table1Result.variables``).
@@ -121,6 +122,13 @@ class Cohort:
     def account_lines(self, width: int = 100) -> list:
         """Every input column in a few lines: what was analysed, what was used how, what was left out and why."""
         return account_lines(self.column_account, width=width)
+
+
+def reportable_notes(notes) -> list:
+    """The notes worth showing beside Table 1: all but the per-variable missing counts (Table 1's
+    Missing column shows them) and the list of columns not analysed (the column account shows it)."""
+    plain = re.compile(r"^'.*': \d+ missing value\(s\)$")
+    return [n for n in notes if not plain.match(n) and not n.startswith("columns not analysed")]
 
 
 def account_lines(account: pd.DataFrame, width: int = 100) -> list:

@@ -210,9 +210,27 @@ def write_markdown(result, path) -> Path:
     else:
         lines.append(f"Not computed: {result.regression_note or 'no model fitted'}.")
     lines.append("")
+    lines += _md_columns(result)
     path = _path(path)
     path.write_bytes(("\n".join(lines)).encode("utf-8"))
     return path
+
+
+def _md_columns(result) -> list:
+    """'Columns of the table' section: every input column's role (and why one was left out),
+    then the notes on reading the table that the Missing column does not already show."""
+    account = getattr(result, "variables", None)
+    if account is None or not len(account):
+        return []
+    from .cohort import reportable_notes
+
+    frame = account.reindex(columns=["column", "role", "type", "test", "reason"]).fillna("").astype(str)
+    frame.columns = ["Column", "Role", "Type", "Test", "Note"]
+    lines = ["### Columns of the table", ""] + _md_table(frame) + [""]
+    notes = reportable_notes(getattr(result, "notes", ()) or ())
+    if notes:
+        lines += [f"- {n}" for n in notes] + [""]
+    return lines
 
 
 def _model_heading(result, model: str) -> str:

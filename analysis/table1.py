@@ -923,15 +923,6 @@ def _regression_summary(result) -> str:
     return text + " (details: the note under Table 2 in table1.md)"
 
 
-def _cli_notes(notes) -> list:
-    """The notes worth a terminal line: not the per-variable missing counts (Table 1's Missing column
-    shows them) nor the list of columns left out (the column account shows it)."""
-    import re
-
-    plain = re.compile(r"^'.*': \d+ missing value\(s\)$")
-    return [n for n in notes if not plain.match(n) and not n.startswith("columns not analysed")]
-
-
 def _write_problems(exc, out):
     """Every problem of a failed validation as ``OUT/cohort_problems.csv`` (None if it cannot be written)."""
     rows = [{"file": p.file, "row": p.row, "column": p.column, "problem": getattr(p, "message", str(p))}
@@ -1017,11 +1008,11 @@ def _run(args) -> list:
     n_sig = int((stats["p_value"] < args.alpha).sum())
     summary = cohort.summary().splitlines()
     print("\n".join([summary[0]] + [ln for ln in summary[1:] if ln.startswith("  excluded")]))
-    from .cohort import account_lines
+    from .cohort import account_lines, reportable_notes
 
     for line in account_lines(result.variables):
         print(line)
-    for note in _cli_notes(result.notes):
+    for note in reportable_notes(result.notes):
         print(f"note: {note}")
     print(f"{len(stats)} variables ({tests}); {n_sig} with p < {args.alpha:g}; "
           f"{len(result.exclusions)} row(s) excluded")

@@ -38,6 +38,10 @@ def test_cli_prints_every_column_and_the_notes(tmp_path, capsys):
     assert len(by_col) == 15 and by_col["Histology"][1] == "excluded"
     assert by_col["LVI"][1:5] == ["variable", "binary", "chi_square", 20]
     assert any(r[0] == "Notes" for r in rows)
+    md = (out_dir / "table1.md").read_text(encoding="utf-8")
+    assert "### Columns of the table" in md
+    assert "| Histology | excluded |  |  | free text: 170 distinct values in 256 recorded rows |" in md
+    assert "- cells read as missing by a missing code: 'not available' (27 cells)" in md
     methods = (out_dir / "methods.md").read_text(encoding="utf-8")
     assert "Of the 15 columns of the table, 9 were analysed; Study No. identified the patients; " \
            "4 were left out: Hospital number (identifier-like), Date of US (date), " \

@@ -1036,6 +1036,12 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
             variables.append(Variable(name=name, type="binary", levels=tuple(str(x) for x in levels)))
         else:
             variables.append(Variable(name=name, type="categorical", levels=tuple(str(x) for x in levels)))
+        similar = _similar_levels([str(x) for x in levels])
+        if similar:
+            notes.append(f"'{name}': levels that may be spellings of one level: "
+                         + "; ".join(f"{_cell(a)} / {_cell(b)}" for a, b in similar)
+                         + f"; if so, merge them with 'recode' in the schema (e.g. recode: {{{_cell(similar[0][0])}: "
+                           f"{_cell(similar[0][1])}}})")
         if _name_key(name) in _AMBIGUOUS_HOSPITAL_NAMES and hospital is None:
             notes.append(f"'{name}' is analysed as a variable, not as the hospital column (it may be an "
                          f"anatomical site); if it names the recruiting hospital, set 'hospital_column: {name}' "
@@ -1049,6 +1055,34 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
                   group_label=group, hospital_column=hospital, image_columns=images,
                   variables=tuple(variables), reference_group=reference, excluded=tuple(excluded),
                   notes=tuple(notes))
+
+
+def _similar_levels(levels: list) -> list:
+    """Pairs of levels that look like spellings of one level: an abbreviation (``irreg.`` /
+    ``irregular``) or one typing slip (``smoth`` / ``smooth``, words of 5+ letters).  The
+    rarer-looking (shorter) spelling comes first."""
+    def bare(text):
+        return re.sub(r"[^0-9a-z]+", "", text.casefold())
+
+    def one_edit(a, b):
+        if abs(len(a) - len(b)) > 1:
+            return False
+        if len(a) == len(b):
+            diff = [i for i in range(len(a)) if a[i] != b[i]]
+            return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                      and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+        short, long_ = sorted((a, b), key=len)
+        return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+    pairs = []
+    for i, a in enumerate(levels):
+        for b in levels[i + 1:]:
+            x, y = sorted((bare(a), bare(b)), key=len)
+            if not x or any(ch.isdigit() for ch in x + y):
+                continue  # 'grade 1' / 'grade 10' are different levels
+            if (len(x) >= 3 and y.startswith(x) and len(y) > len(x)) or (len(x) >= 5 and one_edit(x, y)):
+                pairs.append((a, b) if len(bare(a)) <= len(bare(b)) else (b, a))
+    return pairs
 
 
 def _numeric_identifier(raw: pd.Series, numbers: list) -> str:

@@ -166,6 +166,13 @@ def test_yes_no_spellings_are_one_level_each():
     assert "'Y' -> 'yes'" in note and "'1' -> 'yes'" in note and "'0' -> 'no'" in note
 
 
+def test_level_typos_are_named_in_a_note():
+    cohort = _load("level_typos.xlsx")
+    assert cohort.schema.variable("margin").levels == ("irreg.", "irregular", "smooth", "smoth")
+    note = next(n for n in cohort.notes if n.startswith("'margin': levels that may be spellings of one level"))
+    assert "'irreg.' / 'irregular'" in note and "'smoth' / 'smooth'" in note and "recode" in note
+
+
 def test_sex_spellings_are_merged():
     cohort = _load("sex_spellings.xlsx")
     assert cohort.schema.variable("sex").levels == ("female", "male")

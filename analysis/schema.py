@@ -736,7 +736,8 @@ _DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 #: Text that is a number in disguise: decimal comma, ``<5``, ``>100``, ``45%``, ``12 mm``.
 _NUMBER_LIKE = re.compile(r"^\s*([<>\u2264\u2265]=?\s*)?[-+]?\d+([.,]\d+)?\s*(%|[a-zA-Z/]{1,6})?\s*$")
-_ORDINAL_CODE = re.compile(r"^\d{1,2}[a-z]?$")
+#: Graded codes read as ordinal: BI-RADS ``4a``, HER2 ``2+``.
+_ORDINAL_CODE = re.compile(r"^\d{1,2}(?:[a-z]|\+{1,3})?$")
 _MULTI_SEPARATOR = re.compile(r"\s*[;|+]\s*|\s*,\s+|\s+and\s+|\s*/\s*")
 
 
@@ -882,7 +883,7 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
     Schema
         Missing codes (:data:`DEFAULT_MISSING_CODES`) are removed first.  Types: two distinct
         values -> binary; whole numbers with 3-7 values between 0 and 10, codes such as
-        BI-RADS ``1, 2, 3, 4a, 4b, 4c, 5`` and word scales (``none / mild / moderate /
+        BI-RADS ``1, 2, 3, 4a, 4b, 4c, 5`` or HER2 ``0, 1+, 2+, 3+`` and word scales (``none / mild / moderate /
         severe``) -> ordinal; other numbers -> continuous; text -> categorical.  Levels are
         sorted naturally; case and spacing variants of a level are merged, and so are
         spellings of one answer (``Yes / yes / Y / 1``, ``M / m / male``: ``recode`` plus a

@@ -198,6 +198,13 @@ def test_birads_levels_sort_naturally():
     assert [str(lv) for lv in var.levels] == ["1", "2", "3", "4a", "4b", "4c", "5"]
 
 
+def test_her2_scores_are_ordinal_in_order():
+    cohort = _load("her2_scores.xlsx")
+    var = cohort.schema.variable("her2")
+    assert var.type == "ordinal" and [str(lv) for lv in var.levels] == ["0", "1+", "2+", "3+"]
+    assert cohort.data["her2"].notna().all()
+
+
 # ------------------------------------------------------------------ groups too small to test
 
 def test_one_patient_group_is_shown_but_not_tested():

@@ -302,8 +302,11 @@ def latex_escape(text) -> str:
     '\\\\othertext{转移} (n=3)'
     """
     out, run = [], []
-    for ch in "" if text is None else str(text):
-        if ch not in _LATEX_MAP and ord(ch) >= _OTHER_SCRIPT_FROM:
+    text = "" if text is None else str(text)
+    for i, ch in enumerate(text):
+        if ch == "-" and text[i + 1:i + 2] == "-":  # '--predictors' must not become an en dash
+            ch = "-{}"
+        if ch not in _LATEX_MAP and len(ch) == 1 and ord(ch) >= _OTHER_SCRIPT_FROM:
             run.append(ch)
             continue
         if run:
@@ -321,8 +324,8 @@ def latex_escape(text) -> str:
 
 
 #: Preamble of the standalone document: xelatex / lualatex (fontspec, Latin Modern, Noto CJK
-#: for other scripts) or pdflatex (T1 + Latin Modern Type 1 fonts; other scripts stop with
-#: a message asking for xelatex).  Outline fonts either way (no Type 3 bitmaps).
+#: for other scripts) or pdflatex (Latin Modern or Computer Modern Type 1 fonts; other scripts
+#: stop with a message asking for xelatex).  Outline fonts either way (no Type 3 bitmaps).
 _LATEX_PREAMBLE = r"""\documentclass[10pt]{article}
 % Compile with xelatex (or lualatex); pdflatex works for tables in Latin script only.
 \ifdefined\XeTeXversion\def\tableoneunicode{}\fi
@@ -334,9 +337,10 @@ _LATEX_PREAMBLE = r"""\documentclass[10pt]{article}
       \let\othertextfont\relax}}
   \newcommand{\othertext}[1]{{\othertextfont #1}}
 \else
-  \usepackage[T1]{fontenc}
   \usepackage[utf8]{inputenc}
-  \usepackage{lmodern}
+  % T1 + Latin Modern (Type 1); without lmodern.sty the default OT1 Computer Modern (Type 1
+  % too): T1 alone would fall back to Type 3 bitmaps where cm-super is not installed.
+  \IfFileExists{lmodern.sty}{\usepackage[T1]{fontenc}\usepackage{lmodern}}{}
   \newcommand{\othertext}[1]{\PackageError{table1}{This table has text in a non-Latin script:
     compile it with xelatex (or lualatex)}{}}
 \fi
@@ -389,6 +393,8 @@ def _latex_table(frame: pd.DataFrame, caption: str, *, row_styles=None, p_marker
             cells[j] = cells[j] + rf"\textsuperscript{{{latex_escape(p_markers[i])}}}"
         lines.append(" & ".join(cells) + r" \\")
     lines.append(r"\end{longtable}")
+    if not numbered:  # longtable steps the table counter for every table, captioned or not
+        lines.append(r"\addtocounter{table}{-1}")
     for marker, text in notes:
         sup = rf"\textsuperscript{{{latex_escape(marker)}}}" if marker else ""
         lines.append(rf"\noindent{{}}{sup}{latex_escape(text)}\par")

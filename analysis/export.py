@@ -776,8 +776,10 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
     cols = list(frame.columns)
     table = doc.add_table(rows=len(frame) + 1, cols=len(cols))
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
+    # table.cell(i, j) rebuilds the cell grid on every call (quadratic); take each row's cells once
+    grid = [row.cells for row in table.rows]
     for j, name in enumerate(cols):
-        cell = table.cell(0, j)
+        cell = grid[0][j]
         par = cell.paragraphs[0]
         _docx_text(par, name, bold=True, size=font_size)
         par.alignment = WD_ALIGN_PARAGRAPH.LEFT if j == 0 else WD_ALIGN_PARAGRAPH.CENTER
@@ -786,7 +788,7 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
     for i, row in frame.iterrows():
         kind = kinds[i] if kinds is not None else "variable"
         for j, name in enumerate(cols):
-            cell = table.cell(i + 1, j)
+            cell = grid[i + 1][j]
             par = cell.paragraphs[0]
             par.paragraph_format.space_after = Pt(0)
             text = "" if row[name] is None else str(row[name])

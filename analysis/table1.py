@@ -1138,6 +1138,9 @@ def _run(args) -> list:
 
         if args.group is None:
             raise ConfigError("--write-schema needs --group COLUMN (the column holding the groups)")
+        if args.group_labels:
+            raise ConfigError("--group-labels is not stored by --write-schema (the schema lists the group "
+                              "codes found in the table); pass --group-labels when you build the table")
         df = read_table(args.cohort, sheet=args.sheet)
         target = Path(args.write_schema)
         if target.exists() and not args.overwrite:

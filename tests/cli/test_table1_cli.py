@@ -119,14 +119,16 @@ def test_group_labels_and_reference_any_case(demo_xlsx, tmp_path, capsys):
     (["--group-labels", "1:metastatic"], "'1:metastatic' is not CODE=LABEL"),
     (["--group-labels", "1=benign", "2=benign"], "would both be called 'benign'"),
     (["--group-labels", "1=metastatic", "--reference", "Benignn"], "is not a group level"),
+    (["--group-labels", "1=metastatic", "--write-schema", "SCHEMA"], "--group-labels is not stored by --write-schema"),
 ])
 def test_bad_group_labels_exit_2_one_line(extra, expected, demo_xlsx, tmp_path, capsys):
     csv = _coded_csv(demo_xlsx, tmp_path)
+    extra = [tmp_path / "s.yaml" if a == "SCHEMA" else a for a in extra]
     code, out, err = _run([csv, "--group", "diagnosis", "--out", tmp_path / "o", *extra, *FAST], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
-    assert not (tmp_path / "o" / "table1_stats.csv").exists()
+    assert not (tmp_path / "o" / "table1_stats.csv").exists() and not (tmp_path / "s.yaml").exists()
 
 
 def test_group_without_schema_infers_types_and_write_schema(demo_xlsx, tmp_path, capsys):

@@ -778,6 +778,15 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     # table.cell(i, j) rebuilds the cell grid on every call (quadratic); take each row's cells once
     grid = [row.cells for row in table.rows]
+    # column widths in proportion to their longest text (python-docx makes them all equal)
+    longest = [max([len(str(name))] + [len(str(v)) for v in frame[name]]) for name in cols]
+    longest = [min(max(n, 6), 48) for n in longest]
+    widths = [int(_DOCX_TEXT_WIDTH * n / sum(longest)) for n in longest]
+    table.autofit = False
+    for j, width in enumerate(widths):
+        table.columns[j].width = width
+        for row_cells in grid:
+            row_cells[j].width = width
     for j, name in enumerate(cols):
         cell = grid[0][j]
         par = cell.paragraphs[0]
@@ -815,6 +824,10 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
         else:
             _docx_text(par, text, size=font_size)
     return table
+
+
+#: Text width of a landscape A4 page with 1.5 cm margins, in EMU (26.7 cm).
+_DOCX_TEXT_WIDTH = int(26.7 / 2.54 * 914400)
 
 
 def _docx_section(doc, first: bool):

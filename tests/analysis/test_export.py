@@ -236,7 +236,7 @@ def test_docx_holds_every_row_title_and_footnotes(tmp_path):
     assert level.paragraph_format.left_indent is not None and level.paragraph_format.left_indent > 0
     widths = [c.width for c in doc.tables[0].columns]  # the page's text width, by longest text
     assert abs(sum(widths) - docx.shared.Cm(26.7)) < docx.shared.Cm(0.01)
-    assert widths[0] == max(widths) and widths[0] > 2 * min(widths)
+    assert widths[0] > 2 * widths[list(res.display.columns).index("p")]
     assert res.to_docx(tmp_path / "u.docx").read_bytes() == path.read_bytes()  # clock-independent
 
 

@@ -353,30 +353,132 @@ _LATEX_PREAMBLE = r"""\documentclass[10pt]{article}
 \begin{document}"""
 
 
-def _latex_header(name) -> str:
-    """A header cell, stacked on two lines at ' (n=', ': ' or ' (95% CI)' to keep columns narrow."""
+def _header_parts(name) -> list:
+    """A header split at ' (n=', ': ' and ' (95% CI)': the lines of its stacked cell."""
     import re
 
-    parts = [p for p in re.split(r": | (?=\(n=)| (?=\(95% CI\))", str(name)) if p]
+    return [p for p in re.split(r": | (?=\(n=)| (?=\(95% CI\))", str(name)) if p]
+
+
+def _latex_header(name) -> str:
+    """A header cell, stacked on lines at ' (n=', ': ' or ' (95% CI)' to keep columns narrow."""
+    parts = _header_parts(name)
     cells = [rf"\textbf{{{latex_escape(p)}}}" for p in parts]
     if len(cells) == 1:
         return cells[0]
     return r"\begin{tabular}[b]{@{}c@{}}" + r"\\".join(cells) + r"\end{tabular}"
 
 
+#: Text width of the landscape A4 page (1.5 cm margins) in points, less 6 % for the error of the
+#: width estimate, and the font sizes tried.
+_LATEX_TEXT_WIDTH_PT = 0.94 * 26.7 / 2.54 * 72.27
+_LATEX_SIZES = ((r"\footnotesize", 8.0), (r"\scriptsize", 7.0))
+_LATEX_FIRST_COL_PT = 4.4 / 2.54 * 72.27
+_LATEX_TEST_COL_PT = 2.2 / 2.54 * 72.27
+
+
+def _latex_widths(frame: pd.DataFrame, size_pt: float) -> list:
+    """Estimated width in points of each column: cell text at 0.5 em a character (Latin Modern
+    digits are 0.5 em, most letters less), bold headers at 0.6 em, 8 pt padding; a spanning
+    comparison header widens its pair's second column when it is wider than the pair."""
+    pairs = _spanning_pairs(frame.columns)
+    out = []
+    for j, col in enumerate(frame.columns):
+        if j == 0:
+            width = _LATEX_FIRST_COL_PT
+        elif col == "Test":
+            width = _LATEX_TEST_COL_PT
+        else:
+            parts = _header_parts(col)[1:] if pairs is not None else _header_parts(col)
+            width = max([len(p) * 0.6 for p in parts] + [len(str(v)) * 0.5 for v in frame[col]]) * size_pt
+        out.append(width + 8.0)
+    for name, (j, k) in pairs or ():
+        span = len(name) * 0.6 * size_pt + 8.0
+        if span > out[j] + out[k]:
+            out[k] += span - out[j] - out[k]
+    return out
+
+
+def _latex_fit(frame: pd.DataFrame, keep_together: int = 1):
+    """(font size command, list of column-index chunks): the largest size at which the table fits
+    the page; when none does, the columns after the first are split into chunks that fit at the
+    smallest size (``keep_together`` adjacent columns, e.g. an OR and its p, stay together)."""
+    for size, pt in _LATEX_SIZES:
+        if sum(_latex_widths(frame, pt)) <= _LATEX_TEXT_WIDTH_PT:
+            return size, [list(range(len(frame.columns)))]
+    size, pt = _LATEX_SIZES[-1]
+    widths = _latex_widths(frame, pt)
+    rest = list(range(1, len(frame.columns)))
+    blocks = [rest[i:i + keep_together] for i in range(0, len(rest), keep_together)]
+    chunks, current, used = [], [], widths[0]
+    for block in blocks:
+        need = sum(widths[j] for j in block)
+        if current and used + need > _LATEX_TEXT_WIDTH_PT:
+            chunks.append([0] + current)
+            current, used = [], widths[0]
+        current += block
+        used += need
+    chunks.append([0] + current)
+    return size, chunks
+
+
+def _latex_tables(frame: pd.DataFrame, caption: str, *, row_styles=None, p_markers=None, notes=(),
+                  label: str = "", numbered: bool = True, keep_together: int = 1) -> list:
+    """The ``longtable``\\ s of one table: one, or (too wide for the page) one per column chunk,
+    the later ones captioned '(continued)' under the same number; notes after the last."""
+    size, chunks = _latex_fit(frame, keep_together)
+    lines = []
+    for k, chunk in enumerate(chunks):
+        sub = frame.iloc[:, chunk]
+        if k and numbered:
+            lines.append(r"\addtocounter{table}{-1}")
+        lines += _latex_table(sub, caption + (" (continued)" if k else ""), size=size,
+                              row_styles=row_styles, p_markers=p_markers,
+                              notes=notes if k == len(chunks) - 1 else (),
+                              label=label if not k else "", numbered=numbered)
+    return lines
+
+
+def _spanning_pairs(cols) -> list | None:
+    """``[(prefix, [j, j + 1]), ...]`` when the columns after the first come in pairs sharing a
+    prefix before ': ' (the odds-ratio tables: 'b vs a: OR (95% CI)', 'b vs a: p'), else None."""
+    rest = [str(c) for c in cols[1:]]
+    if not rest or len(rest) % 2 or not all(": " in c for c in rest):
+        return None
+    pairs = []
+    for j in range(0, len(rest), 2):
+        a, b = rest[j].split(": ", 1)[0], rest[j + 1].split(": ", 1)[0]
+        if a != b:
+            return None
+        pairs.append((a, [j + 1, j + 2]))
+    return pairs
+
+
+def _latex_header_rows(cols) -> str:
+    """The header: one row of stacked cells, or for paired columns a spanning row (the
+    comparison, ruled underneath) over a row of 'OR (95% CI)' / 'p'."""
+    pairs = _spanning_pairs(cols)
+    if pairs is None:
+        return " & ".join(_latex_header(c) for c in cols) + r" \\"
+    top = " & ".join([""] + [rf"\multicolumn{{2}}{{c}}{{\textbf{{{latex_escape(name)}}}}}" for name, _ in pairs])
+    rules = "".join(rf"\cmidrule(lr){{{j + 1}-{k + 1}}}" for _, (j, k) in pairs)
+    bottom = " & ".join([_latex_header(cols[0])] + [_latex_header(str(c).split(": ", 1)[1]) for c in cols[1:]])
+    return top + r" \\" + "\n" + rules + "\n" + bottom + r" \\"
+
+
 def _latex_table(frame: pd.DataFrame, caption: str, *, row_styles=None, p_markers=None,
-                 notes=(), label: str = "", numbered: bool = True) -> list:
+                 notes=(), label: str = "", numbered: bool = True, size: str = r"\footnotesize") -> list:
     """One ``longtable`` (breaks across pages, header repeated), notes below it."""
     cols = list(frame.columns)
     ncol = len(cols)
-    size = r"\footnotesize" if ncol <= 10 else r"\scriptsize"
     spec = r">{\raggedright\arraybackslash}p{4.4cm}"
     for c in cols[1:]:
         spec += r">{\raggedright\arraybackslash}p{2.2cm}" if c == "Test" else "c"
-    header = " & ".join(_latex_header(c) for c in cols) + r" \\"
+    header = _latex_header_rows(cols)
+    more = "" if caption.endswith("(continued)") else " (continued)"
     cap = rf"\caption{{{latex_escape(caption)}}}" if numbered else rf"\caption*{{{latex_escape(caption)}}}"
-    cont = (r"\caption[]{" + latex_escape(caption) + r" (continued)}" if numbered
-            else r"\caption*{" + latex_escape(caption) + r" (continued)}")
+    cont = (r"\caption[]{" + latex_escape(caption + more) + "}" if numbered
+            else r"\caption*{" + latex_escape(caption + more) + "}")
     lines = ["{" + size, r"\setlength{\tabcolsep}{4pt}", r"\setlength{\LTcapwidth}{\linewidth}",
              rf"\begin{{longtable}}{{{spec}}}",
              cap + (rf"\label{{{label}}}" if label else "") + r" \\",
@@ -410,12 +512,12 @@ def latex_text(result, *, standalone: bool = True) -> str:
               (lambda s: rf"\quad {s}") if k == "level" else (lambda s: s)
               for k, n in zip(info["kind"], _block_sizes(info))]
     p_markers = [m if k == "variable" else "" for m, k in zip(markers, info["kind"])]
-    body = _latex_table(result.display, _caption(result), row_styles=styles, p_markers=p_markers,
-                        notes=_notes(result), label="tab:table1")
+    body = _latex_tables(result.display, _caption(result), row_styles=styles, p_markers=p_markers,
+                         notes=_notes(result), label="tab:table1")
     body.append("")
     posthoc = _posthoc_display(result)
     if len(posthoc):
-        body += _latex_table(posthoc, _posthoc_title(result), label="tab:posthoc", numbered=False)
+        body += _latex_tables(posthoc, _posthoc_title(result), label="tab:posthoc", numbered=False)
         body.append("")
     if result.odds_display is not None and len(result.odds_display):
         parts = _split_odds(result.odds_display)
@@ -424,7 +526,9 @@ def latex_text(result, *, standalone: bool = True) -> str:
             heading = f"{_odds_caption(result)}. {_model_heading(result, model)}"
             if k:  # later models continue Table 2 (one number, as in the Markdown and Word files)
                 body.append(r"\addtocounter{table}{-1}")
-            body += _latex_table(frame, heading, label=f"tab:odds_{model.lower()}", notes=notes)
+            pairs = 2 if len(frame.columns) % 2 == 1 else 1  # 'OR (95% CI)' and 'p' per comparison
+            body += _latex_tables(frame, heading, label=f"tab:odds_{model.lower()}", notes=notes,
+                                  keep_together=pairs)
             body.append("")
     else:
         body.append(latex_escape(f"Odds ratios not computed: {result.regression_note or 'no model fitted'}.")

@@ -287,3 +287,21 @@ def test_odds_ratios_csv_and_empty_regression(tmp_path):
     assert "Not computed: perfect separation on margin." in md
     export.write_xlsx(empty, tmp_path / "e.xlsx")
     export.write_latex(empty, tmp_path / "e.tex")
+
+
+def test_latex_wide_odds_table_is_split_into_chunks_that_keep_or_and_p_together():
+    comps = [f"group {i} vs reference group" for i in range(1, 9)]
+    cols = ["Variable"] + [f"Univariable {c}: {w}" for c in comps for w in ("OR (95% CI)", "p")]
+    odds = pd.DataFrame([["Age, per unit"] + ["12.14 (5.95\u201324.78)", "<0.001"] * 8], columns=cols)
+    levels = tuple(f"group {i}" for i in range(1, 9)) + ("reference group",)
+    res = small_result(odds_display=odds, group_levels=levels, reference_group="reference group")
+    text = export.latex_text(res, standalone=False)
+    odds_part = text[text.index(r"\end{longtable}", text.index("Post hoc")):]  # after the post hoc table
+    n_tables = odds_part.count(r"\begin{longtable}")
+    assert n_tables >= 2  # too wide for one page
+    assert odds_part.count(r"\addtocounter{table}{-1}") == n_tables - 1  # all under Table 2
+    for c in comps:  # every comparison once, spanning its OR and p columns
+        assert odds_part.count(rf"\multicolumn{{2}}{{c}}{{\textbf{{{c}}}}}") == 1
+    size, chunks = export._latex_fit(export._split_odds(odds)[0][1], keep_together=2)
+    assert all(len(ch) % 2 == 1 and ch[0] == 0 for ch in chunks)  # Variable + (OR, p) pairs
+    assert sorted(j for ch in chunks for j in ch[1:]) == list(range(1, 17))

@@ -300,8 +300,8 @@ def test_latex_wide_odds_table_is_split_into_chunks_that_keep_or_and_p_together(
     n_tables = odds_part.count(r"\begin{longtable}")
     assert n_tables >= 2  # too wide for one page
     assert odds_part.count(r"\addtocounter{table}{-1}") == n_tables - 1  # all under Table 2
-    for c in comps:  # every comparison once, spanning its OR and p columns
-        assert odds_part.count(rf"\multicolumn{{2}}{{c}}{{\textbf{{{c}}}}}") == 1
+    for c in comps:  # every comparison in one chunk (first and repeated header), spanning OR and p
+        assert odds_part.count(rf"\multicolumn{{2}}{{c}}{{\textbf{{{c}}}}}") == 2
     size, chunks = export._latex_fit(export._split_odds(odds)[0][1], keep_together=2)
     assert all(len(ch) % 2 == 1 and ch[0] == 0 for ch in chunks)  # Variable + (OR, p) pairs
     assert sorted(j for ch in chunks for j in ch[1:]) == list(range(1, 17))

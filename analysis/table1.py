@@ -16,13 +16,14 @@ This module is also callable, for notebooks: ``analysis.table1(data, group=...)`
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Table1Result", "STATS_COLUMNS", "table1", "build_table1", "relabel_groups",
+__all__ = ["Table1Result", "STATS_COLUMNS", "table1", "build_table1", "as_cohort", "relabel_groups",
            "parse_group_labels", "build_parser", "main"]
 
 #: The first columns of :attr:`Table1Result.stats` and ``table1_stats.csv``, in this order.
@@ -982,7 +983,7 @@ def table1(data, group: str | None = None, schema=None, *, sheet=None, group_lab
     return build_table1(cohort, reference=reference, **options)
 
 
-class _CallableModule(type(math)):
+class _CallableModule(types.ModuleType):
     """The module type of :mod:`analysis.table1`: calling the module calls :func:`table1`, so
     that ``analysis.table1(df, group=...)`` works whether or not the submodule (which is also
     what ``python -m analysis.table1`` runs) has been imported."""

@@ -876,16 +876,14 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
     title = doc.add_paragraph()
     _docx_text(title, caption, bold=True, size=font_size + 2)
     title.paragraph_format.keep_with_next = True
+    title.paragraph_format.space_after = Pt(6)
     frame = frame.reset_index(drop=True)
     cols = list(frame.columns)
     table = doc.add_table(rows=len(frame) + 1, cols=len(cols))
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     # table.cell(i, j) rebuilds the cell grid on every call (quadratic); take each row's cells once
     grid = [row.cells for row in table.rows]
-    # column widths in proportion to their longest text (python-docx makes them all equal)
-    longest = [max([len(str(name))] + [len(str(v)) for v in frame[name]]) for name in cols]
-    longest = [min(max(n, 6), 48) for n in longest]
-    widths = [int(_DOCX_TEXT_WIDTH * n / sum(longest)) for n in longest]
+    widths = _docx_widths(frame, font_size)
     table.autofit = False
     for j, width in enumerate(widths):
         table.columns[j].width = width
@@ -903,7 +901,6 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
         for j, name in enumerate(cols):
             cell = grid[i + 1][j]
             par = cell.paragraphs[0]
-            par.paragraph_format.space_after = Pt(0)
             text = "" if row[name] is None else str(row[name])
             if j == 0:
                 bold = kind == "variable" and sizes is not None and sizes[i] > 1
@@ -917,9 +914,10 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
                 par.alignment = WD_ALIGN_PARAGRAPH.CENTER
             if i + 1 == last:
                 _docx_borders(cell, bottom=12)
-    for marker, text in notes:
+    for k, (marker, text) in enumerate(notes):
         par = doc.add_paragraph()
-        par.paragraph_format.space_after = Pt(0)
+        if not k:
+            par.paragraph_format.space_before = Pt(4)
         if marker:
             sup = par.add_run(marker)
             sup.font.superscript = True
@@ -932,6 +930,29 @@ def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=Non
 
 #: Text width of a landscape A4 page with 1.5 cm margins, in EMU (26.7 cm).
 _DOCX_TEXT_WIDTH = int(26.7 / 2.54 * 914400)
+
+
+def _docx_widths(frame: pd.DataFrame, font_size: float) -> list:
+    """Column widths (EMU) summing to the page's text width: each column gets what its longest
+    text needs on one line (0.55 em a character plus Word's cell margins; the first column at most
+    40 characters, it wraps), the rest of the page goes to the first column, then to all; a table
+    wider than the page is scaled down (its cells wrap)."""
+    emu_pt = 12700
+    need = []
+    for j, name in enumerate(frame.columns):
+        chars = max([len(str(name))] + [len(str(v)) for v in frame[name]])
+        chars = min(chars, 40) if j == 0 else chars + (name == "p")  # the test letter after p
+        need.append((chars * 0.55 * font_size + 12) * emu_pt)
+    total = sum(need)
+    if total >= _DOCX_TEXT_WIDTH:
+        return [int(w * _DOCX_TEXT_WIDTH / total) for w in need]
+    extra = _DOCX_TEXT_WIDTH - total
+    first_more = max(0.0, min(extra, 12 * font_size * emu_pt))  # a little air in the label column
+    need[0] += first_more
+    extra -= first_more
+    out = [int(w + extra / len(need)) for w in need]
+    out[0] += _DOCX_TEXT_WIDTH - sum(out)
+    return out
 
 
 def _docx_section(doc, first: bool):
@@ -965,6 +986,9 @@ def write_docx(result, path) -> Path:
     normal = doc.styles["Normal"]
     normal.font.name = "Times New Roman"
     normal.font.size = Pt(9)
+    normal.paragraph_format.space_before = Pt(0)
+    normal.paragraph_format.space_after = Pt(0)
+    normal.paragraph_format.line_spacing = 1.0
     fonts = normal.element.get_or_add_rPr().get_or_add_rFonts()
     fonts.set(qn("w:eastAsia"), "SimSun")
     props = doc.core_properties

@@ -323,11 +323,11 @@ def latex_escape(text) -> str:
     return "".join(out)
 
 
-#: Preamble of the standalone document: xelatex / lualatex (fontspec, Latin Modern, Noto CJK
+#: Preamble of the standalone document: xelatex (fontspec, Latin Modern, Noto CJK
 #: for other scripts) or pdflatex (Latin Modern or Computer Modern Type 1 fonts; other scripts
 #: stop with a message asking for xelatex).  Outline fonts either way (no Type 3 bitmaps).
 _LATEX_PREAMBLE = r"""\documentclass[10pt]{article}
-% Compile with xelatex (or lualatex); pdflatex works for tables in Latin script only.
+% Compile with xelatex; pdflatex works for tables in Latin script only.
 \ifdefined\XeTeXversion\def\tableoneunicode{}\fi
 \ifdefined\directlua\def\tableoneunicode{}\fi
 \ifdefined\tableoneunicode
@@ -342,7 +342,7 @@ _LATEX_PREAMBLE = r"""\documentclass[10pt]{article}
   % too): T1 alone would fall back to Type 3 bitmaps where cm-super is not installed.
   \IfFileExists{lmodern.sty}{\usepackage[T1]{fontenc}\usepackage{lmodern}}{}
   \newcommand{\othertext}[1]{\PackageError{table1}{This table has text in a non-Latin script:
-    compile it with xelatex (or lualatex)}{}}
+    compile it with xelatex}{}}
 \fi
 \usepackage{booktabs}
 \usepackage{array}
@@ -552,7 +552,7 @@ def write_latex(result, path, *, standalone: bool = True) -> Path:
     path : str or Path
     standalone : bool, default True
         Wrap the tables in a complete UTF-8 ``article`` (landscape A4).  It compiles with
-        ``xelatex`` or ``lualatex`` (fontspec; Latin Modern, and Noto Sans CJK SC -- Debian
+        ``xelatex`` (fontspec; Latin Modern, and Noto Sans CJK SC -- Debian
         ``fonts-noto-cjk`` -- for text in other scripts such as Chinese group names), and
         with ``pdflatex`` when all text is in Latin script (T1, Latin Modern); fonts are
         outline fonts either way.  ``False`` writes only the tables for ``\\input`` into a

@@ -4,7 +4,8 @@
 
 Runs ``python -m analysis.simulate --out OUT/data`` once, then ``python -m analysis.table1
 OUT/data/cohort.xlsx --out OUT/reports`` REPEATS times in fresh interpreters (imports included,
-as a user runs it); prints each run's wall time and peak resident memory (the child's
+as a user runs it); prints each run's wall time, CPU time (user + system: what an idle machine's
+wall time comes close to, the run being single-threaded) and peak resident memory (the child's
 ``ru_maxrss``, what ``/usr/bin/time -v`` reports) and their medians, and the time each writer
 takes on the result.
 """
@@ -22,14 +23,14 @@ sys.path.insert(0, str(ROOT))  # this checkout's analysis, as the CLI runs (cwd 
 
 
 def _child(cmd):
-    """(wall seconds, peak RSS MiB) of one child process."""
+    """(wall seconds, peak RSS MiB, CPU seconds user + system) of one child process."""
     pid_start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - pid_start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def main(argv=None) -> int:
@@ -44,10 +45,11 @@ def main(argv=None) -> int:
            str(out / "reports")]
     print("command:", " ".join(["python"] + cmd[1:]))
     runs = [_child(cmd) for _ in range(args.repeats)]
-    for i, (wall, rss) in enumerate(runs, 1):
-        print(f"run {i}: wall {wall:.2f} s, peak RSS {rss:.0f} MiB")
-    print(f"median: wall {statistics.median(w for w, _ in runs):.2f} s, "
-          f"peak RSS {statistics.median(r for _, r in runs):.0f} MiB")
+    for i, (wall, rss, cpu) in enumerate(runs, 1):
+        print(f"run {i}: wall {wall:.2f} s, CPU {cpu:.2f} s, peak RSS {rss:.0f} MiB")
+    print(f"median: wall {statistics.median(r[0] for r in runs):.2f} s, "
+          f"CPU {statistics.median(r[2] for r in runs):.2f} s, "
+          f"peak RSS {statistics.median(r[1] for r in runs):.0f} MiB")
 
     import warnings
 

@@ -132,39 +132,63 @@ def test_cli_audits_a_folder_data_set_and_refuses_bad_arguments(tmp_path, capsys
 
 
 # ----------------------------------------------------------------------------- public data
-#: BUSI pairs checked by eye (fusion.audit docstring): the same lesion in both images.
-BUSI_SAME_LESION = [
+#: BUSI pairs checked by eye (fusion.audit docstring): the same picture, at most 8 bits apart.
+BUSI_SAME_PICTURE = [
     {"benign/benign (433).png", "malignant/malignant (145).png"},  # identical picture, two diagnoses
     {"benign/benign (131).png", "malignant/malignant (51).png"},   # identical picture, two diagnoses
-    {"benign/benign (108).png", "benign/benign (114).png"},        # same scan, marker differs (8 bits)
-    {"benign/benign (102).png", "benign/benign (121).png"},        # one with an annotation box (10 bits)
-    {"benign/benign (125).png", "benign/benign (126).png"},        # neighbouring frame (10 bits)
-    {"malignant/malignant (139).png", "malignant/malignant (207).png"},  # same lesion, 'L LOQ' label (10 bits)
+    {"benign/benign (108).png", "benign/benign (114).png"},        # same scan, corner marker differs (8 bits)
 ]
-#: Different lesions, checked by eye, at 12 bits: must not be paired.
+#: BUSI pairs checked by eye at 10 bits: the same lesion, another frame or an annotation box.
+BUSI_SAME_LESION_10 = [
+    {"benign/benign (102).png", "benign/benign (121).png"},        # one with an annotation box
+    {"benign/benign (125).png", "benign/benign (126).png"},        # neighbouring frame
+    {"malignant/malignant (139).png", "malignant/malignant (207).png"},  # same lesion, 'L LOQ' label
+]
+#: Different images, checked by eye: BUSI at 12 bits, BUS-BRA (different patients) at 10 bits.
 BUSI_DIFFERENT = [{"benign/benign (127).png", "normal/normal (126).png"}]
+BUS_BRA_DIFFERENT = [{"bus_0211-r.png", "bus_1013-l.png"}, {"bus_0889-r.png", "bus_0987-r.png"},
+                     {"bus_0727-s.png", "bus_0797-s.png"}]
+
+
+def _pairs_of(images, root, names, threshold):
+    from fusion.audit import hash_images, near_duplicate_pairs
+
+    rel = images["path"].map(lambda p: Path(p).relative_to(root).as_posix())
+    subset = images[rel.isin(names)].reset_index(drop=True)
+    assert len(subset) == len(names)
+    h = hash_images(subset["path"])
+    pairs = near_duplicate_pairs(subset.assign(phash=h["phash"], dhash=h["dhash"]), threshold)
+    found = {frozenset(Path(p).relative_to(root).as_posix() for p in (a, b))
+             for a, b in zip(pairs["path_a"], pairs["path_b"])}
+    return found, pairs
 
 
 @pytest.mark.shared_data
 @pytest.mark.filterwarnings("ignore::fusion.manifests.ImageLevelWarning")
 def test_busi_known_near_duplicates_are_found_and_a_close_different_pair_is_not(shared_data):
-    from fusion.audit import duplicate_groups, hash_images, image_table, near_duplicate_pairs
+    from fusion.audit import duplicate_groups, image_table
 
     images, source = image_table("busi", data_root=shared_data)
     assert source.unit_of_analysis == "image" and len(images) == 780
-    wanted = set().union(*BUSI_SAME_LESION, *BUSI_DIFFERENT)
-    root = shared_data / "busi"
-    rel = images["path"].map(lambda p: Path(p).relative_to(root).as_posix())
-    subset = images[rel.isin(wanted)].reset_index(drop=True)
-    assert len(subset) == len(wanted)
-    h = hash_images(subset["path"])
-    subset = subset.assign(phash=h["phash"], dhash=h["dhash"])
-    pairs = near_duplicate_pairs(subset)
-    found = {frozenset(Path(p).relative_to(root).as_posix() for p in (a, b))
-             for a, b in zip(pairs["path_a"], pairs["path_b"])}
-    assert {frozenset(s) for s in BUSI_SAME_LESION} == found
-    conflicting = duplicate_groups(pairs)
-    assert (conflicting["labels"] == "benign, malignant").sum() == 2
+    names = set().union(*BUSI_SAME_PICTURE, *BUSI_SAME_LESION_10, *BUSI_DIFFERENT)
+    found, pairs = _pairs_of(images, shared_data / "busi", names, threshold=8)  # the default
+    assert found == {frozenset(s) for s in BUSI_SAME_PICTURE}
+    assert (duplicate_groups(pairs)["labels"] == "benign, malignant").sum() == 2
+    found10, _ = _pairs_of(images, shared_data / "busi", names, threshold=10)
+    assert found10 == {frozenset(s) for s in BUSI_SAME_PICTURE + BUSI_SAME_LESION_10}
+
+
+@pytest.mark.shared_data
+def test_bus_bra_different_patients_at_10_bits_are_not_paired_by_default(shared_data):
+    from fusion.audit import PHASH_THRESHOLD, image_table
+
+    images, _ = image_table("bus_bra", data_root=shared_data)
+    names = {f"images/{n}" for s in BUS_BRA_DIFFERENT for n in s}
+    found, _ = _pairs_of(images, shared_data / "bus_bra", names, threshold=PHASH_THRESHOLD)
+    assert found == set()
+    found10, pairs10 = _pairs_of(images, shared_data / "bus_bra", names, threshold=10)
+    assert found10 == {frozenset(f"images/{n}" for n in s) for s in BUS_BRA_DIFFERENT}
+    assert not pairs10["same_patient"].any()
 
 
 @pytest.mark.shared_data

@@ -33,7 +33,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["TRIPOD_AI_ITEMS", "CLAIM_ITEMS", "RunFacts", "Checklist", "read_run", "build_checklist",

@@ -239,8 +239,8 @@ def _macro_auc(f: RunFacts) -> pd.DataFrame:
     m, split = f.metrics, _main_split(f)
     if split is None:
         return pd.DataFrame()
-    cls = m["class"].fillna("").astype(str) if "class" in m.columns else pd.Series("", index=m.index)
-    return m[(m["metric"] == "auc") & (cls == "") & (m["split"] == split)]
+    macro = (m["class"].isna() | (m["class"].astype(str).str.strip() == "")) if "class" in m.columns else True
+    return m[(m["metric"] == "auc") & macro & (m["split"] == split)]
 
 
 def _overlap_text(f: RunFacts) -> tuple[str, bool]:

@@ -385,12 +385,15 @@ def _fill(key: str, f: RunFacts) -> tuple[str, str, str]:
     if key == "measures":
         m = f.metrics
         names = sorted(set(m["metric"])) if m is not None else []
+        comp = f.has("comparison_vs_best_single.csv", "late_fusion_comparison.csv")
         return ("filled", f"{', '.join(names)}; every metric with a patient-level bootstrap CI "
-                f"({cfg.get('n_boot')} resamples); paired DeLong / bootstrap comparisons, Holm-adjusted",
+                f"({cfg.get('n_boot')} resamples)"
+                + (f"; paired DeLong / bootstrap comparisons, Holm-adjusted ({', '.join(comp)})" if comp else ""),
                 "why these measures")
     if key == "uncertainty":
-        return "filled", (f"95 % CIs by patient-level (cluster) bootstrap, {cfg.get('n_boot')} resamples; DeLong tests "
-                          "for paired AUC differences with Holm adjustment"), ""
+        comp = f.has("comparison_vs_best_single.csv", "late_fusion_comparison.csv")
+        return "filled", (f"95 % CIs by patient-level (cluster) bootstrap, {cfg.get('n_boot')} resamples"
+                          + ("; paired DeLong / bootstrap tests of AUC differences, Holm-adjusted" if comp else "")), ""
     if key == "updating":
         temp = f.has("calibration_temperatures.csv")
         return ("partly" if temp else "authors",

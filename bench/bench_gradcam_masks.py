@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--layers", nargs="+", default=["body.layer4", "body.layer3", "body.layer2"],
                    help="Grad-CAM layers of the ResNet-18 (default: layer4 = the registered one, layer3, layer2)")
     p.add_argument("--limit", type=int, default=None, help="explain only the first N test images (smoke test)")
+    p.add_argument("--max-train", type=int, default=None,
+                   help="train on only the first N training and N validation images (smoke test)")
     p.add_argument("--out", default="bench/results/gradcam_masks")
     args = p.parse_args(argv)
 
@@ -79,6 +81,9 @@ def main(argv=None) -> int:
                   test_idx=np.nonzero(fold == 1)[0], kind="predefined", name="official fold 1")
     (split,) = with_inner_validation([split], ids, y, 0.2, args.seed)
     check_disjoint(ids, split)
+    if args.max_train is not None:
+        split = Split(fold=0, train_idx=split.train_idx[: args.max_train], val_idx=split.val_idx[: args.max_train],
+                      test_idx=split.test_idx, kind=split.kind, name=split.name)
     say(f"BUS-BRA {len(ds)} images, {len(set(ids))} patients; train {len(split.train_idx)}, validation "
         f"{len(split.val_idx)}, test (official fold 1) {len(split.test_idx)} images; size {args.size}; "
         f"decoded in {time.perf_counter() - t0:.0f} s")

@@ -288,6 +288,9 @@ class CVResult:
                     encoding="utf-8")
                 written.append(out / "ablation.md")
                 csv(table, "ablation.csv")
+        from fusion.checklist import write_checklist  # TRIPOD+AI / CLAIM, from the files just written
+
+        written.extend(write_checklist(out))
         if (out / "checkpoints").is_dir():
             written.append(out / "checkpoints")
         return written

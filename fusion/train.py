@@ -62,7 +62,7 @@ from fusion import runtime
 from fusion.backbones import list_backbones
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import TrainConfig, resolve_config, save_config
-from fusion.engine import balanced_class_weights, fit, predict_proba, setup_training
+from fusion.engine import FitOptions, ImageData, balanced_class_weights, fit, predict_proba, setup_training
 
 __all__ = ["build_parser", "main", "run_training", "load_table", "load_dataset", "make_splits", "DataSource",
            "PUBLIC_SETS"]
@@ -530,13 +530,12 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
                            weight_decay=cfg.weight_decay, epochs=cfg.epochs, channels_last=cfg.channels_last,
                            augment=cfg.augment)
     model, optimizer, scheduler, generator = setup.model, setup.optimizer, setup.scheduler, setup.generator
-    t_train, t_eval = setup.transform_train, setup.transform_eval
-    net = model
+    t_eval = setup.transform_eval
     if runtime.is_distributed():
-        net = torch.nn.parallel.DistributedDataParallel(
+        setup.model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
+        setup.model = torch.compile(setup.model)
     weights = balanced_class_weights(labels[train_idx], len(classes)) if cfg.class_weights else None
     resume = None
     latest = unit_dir / "latest.pt"
@@ -561,26 +560,25 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
             bar.update(1)
             bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{history[-1]['val_loss']:.3f}")
 
-    result = fit(net, optimizer, scheduler, images, labels, train_idx, val_idx, epochs=cfg.epochs,
-                 patience=cfg.patience, transform_train=t_train, transform_eval=t_eval,
-                 batch_size=cfg.batch_size, device=device, generator=generator, amp=cfg.amp,
-                 channels_last=cfg.channels_last, class_weights=weights, resume=resume,
-                 on_epoch_end=on_epoch_end)
+    data = ImageData(images, labels, train_idx, val_idx)
+    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, amp=cfg.amp,
+                         channels_last=cfg.channels_last, class_weights=weights, resume=resume)
+    result = fit(setup, data, options, on_epoch_end=on_epoch_end)
     if bar is not None:
         bar.close()
 
     split_name = "external" if split.kind == "hospital" else "test"
     frames = []
     if len(test_idx):
-        proba = predict_proba(model, images[torch.as_tensor(test_idx)], t_eval, cfg.batch_size, device, cfg.amp,
-                              cfg.channels_last)
+        proba = predict_proba(model, data, test_idx, transform=t_eval, batch_size=cfg.batch_size, device=device,
+                              amp=cfg.amp, channels_last=cfg.channels_last)
         frames.append(_prediction_frame(ids[test_idx], labels[test_idx], classes, proba, split.fold, split_name,
                                         backbone, modality))
     if holdout is not None:
         h_idx = holdout.test_idx[present[holdout.test_idx]]
         if len(h_idx):
-            proba = predict_proba(model, images[torch.as_tensor(h_idx)], t_eval, cfg.batch_size, device, cfg.amp,
-                                  cfg.channels_last)
+            proba = predict_proba(model, data, h_idx, transform=t_eval, batch_size=cfg.batch_size, device=device,
+                                  amp=cfg.amp, channels_last=cfg.channels_last)
             frames.append(_prediction_frame(ids[h_idx], labels[h_idx], classes, proba, split.fold, "_heldout",
                                             backbone, modality))
     preds = (pd.concat(frames, ignore_index=True) if frames else  # no test image: the columns, no rows

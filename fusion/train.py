@@ -128,7 +128,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")
     g.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default: {d.patience})")
-    g.add_argument("--batch-size", type=int, help=f"batch size per process (default: {d.batch_size})")
+    g.add_argument("--batch-size", type=int, help=f"batch size per process; under DDP (torchrun) the global batch is "
+                                                 f"this x the number of processes (default: {d.batch_size})")
     g.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {d.lr})")
     g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default: {d.weight_decay})")
     _bool_flag(g, "--class-weights", "balanced cross-entropy class weights (default: off)")
@@ -483,6 +484,7 @@ def run_manifest(cfg: TrainConfig, dataset, splits, holdout, world_size: int, de
         "git_commit": _git_commit(),
         "device": str(device),
         "world_size": int(world_size),
+        "global_batch_size": int(cfg.batch_size) * int(world_size),  # config.batch_size is per process
         "command": " ".join(sys.argv),
         "data": data_hashes,
     }
@@ -633,6 +635,9 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
         if dist.distributed and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
         main_proc = runtime.is_main_process()
+        if dist.distributed and main_proc:
+            print(f"DDP: {dist.world_size} processes x --batch-size {cfg.batch_size} per process = global batch "
+                  f"{cfg.batch_size * dist.world_size}", file=sys.stderr)
         out = Path(cfg.out)
         if main_proc:
             out.mkdir(parents=True, exist_ok=True)

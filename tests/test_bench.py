@@ -44,3 +44,13 @@ def test_throughput_bench_reports_the_cpu_bf16_instructions():
     info = _load("bench_throughput").cpu_info()
     assert set(info) == {"model", "bf16", "flags"}
     assert info["bf16"] in {"AMX", "AVX-512 BF16 (no AMX)", "none", "unknown"}
+
+
+def test_joint_fusion_throughput_bench_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "joint.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_joint.py"), "--throughput", "--device", "cpu",
+                           "--quick", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert [r["fusion"] for r in res["throughput"]["rows"]] == ["concat", "gated"]
+    assert all(r["patients_per_s"] > 0 and r["images_per_s"] > r["patients_per_s"] for r in res["throughput"]["rows"])

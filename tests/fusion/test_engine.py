@@ -164,3 +164,23 @@ def test_fit_resumed_from_a_checkpoint_equals_an_uninterrupted_fit(tmp_path):
     for k, v in full.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
     assert res.epochs_run == 4
+
+
+def test_fit_trains_with_an_injected_loss_and_early_stops_on_the_cross_entropy():
+    images, y = separable_images()
+    seen = []
+
+    def smoothed(logits, target):
+        seen.append((logits.dtype, tuple(logits.shape), target.dtype))
+        return nn.functional.cross_entropy(logits, target, label_smoothing=0.3)
+
+    default, smooth = _setup(3), _setup(3)
+    data = ImageData(images, y, np.arange(30), np.arange(30, 40))
+    res_default = fit(default, data, FitOptions(epochs=3, patience=10, batch_size=8))
+    res_smooth = fit(smooth, data, FitOptions(epochs=3, patience=10, batch_size=8), smoothed)
+    assert len(seen) == 3 * 4 and all(s == (torch.float32, s[1], torch.int64) for s in seen)
+    assert not torch.equal(default.model.head.weight, smooth.model.head.weight)
+    # the validation loss is evaluate()'s cross-entropy whatever the training loss
+    val, _ = evaluate(smooth.model, data, data.val_idx, transform=to_float, device=DEVICE)
+    assert res_smooth.history[res_smooth.best_epoch]["val_loss"] == pytest.approx(val, rel=1e-12)
+    assert res_default.epochs_run == res_smooth.epochs_run == 3

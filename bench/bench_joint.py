@@ -7,7 +7,7 @@ Two measurements:
     folder and read back through ``fusion.train.load_table`` and ``MultimodalDataset``), fold 0
     of a patient-level 5-fold split with its inner validation patients: wall time of
     :func:`fusion.engine.fit` per epoch (training pass + validation pass, model construction
-    excluded) for a ResNet18 on each modality alone (``fusion.train``'s set-up) and for the
+    excluded; median of interleaved rounds) for a ResNet18 on each modality alone (``fusion.train``'s set-up) and for the
     joint network (three ResNet18 branches + clinical branch, concatenation and gated
     attention heads; ``fusion.joint``'s set-up).
 ``--throughput``
@@ -19,7 +19,7 @@ Two measurements:
 
 Examples
 --------
-    python bench/bench_joint.py --size 64 --epochs 2 --threads 1 --json bench/results/joint_cpu.json
+    python bench/bench_joint.py --size 64 --rounds 3 --threads 1 --json bench/results/joint_cpu.json
     python bench/bench_joint.py --throughput --device cuda --size 224 --amp --batch-size 128
     python bench/bench_joint.py --throughput --device cpu --quick
 """
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--size", type=int, default=64, help="image size in px (default: 64)")
     p.add_argument("--n", type=int, default=586, help="demo patients (default: 586)")
-    p.add_argument("--epochs", type=int, default=2, help="demo: epochs timed per model (default: 2)")
+    p.add_argument("--epochs", type=int, default=1, help="demo: epochs per timed fit (default: 1)")
+    p.add_argument("--rounds", type=int, default=3, help="demo: interleaved rounds, median reported (default: 3)")
     p.add_argument("--batch-size", type=int, default=32, help="patients per step (default: 32)")
     p.add_argument("--steps", type=int, default=30, help="throughput: timed steps (default: 30)")
     p.add_argument("--warmup", type=int, default=5, help="throughput: untimed steps first (default: 5)")
@@ -91,35 +92,52 @@ def demo_cost(args, device) -> dict:
     y = ds.labels.numpy()
     split = with_inner_validation(patient_folds(ds.patient_ids, y, 5, 0), ds.patient_ids, y, 0.2, 0)[0]
     options = FitOptions(epochs=args.epochs, patience=args.epochs + 1, batch_size=args.batch_size, amp=args.amp)
+    x_clin = encode_clinical(ds.clinical, ds.schema, split.train_idx)
+    joint_data = JointData({m: ds.tensors(m) for m in ds.modalities}, ds.mask, x_clin, y, split.train_idx,
+                           split.val_idx)
 
-    def timed(setup, data, n_images):
-        t0 = time.perf_counter()
-        result = fit(setup, data, options)
-        _sync(device)
-        sec = (time.perf_counter() - t0) / result.epochs_run
-        return {"s_per_epoch": sec, "train_images": int(n_images), "train_images_per_s": n_images / sec}
-
-    for j, m in enumerate(ds.modalities):
+    def single(m):
+        j = ds.modalities.index(m)
         present = ds.mask[:, j].numpy()
         tr, va = split.train_idx[present[split.train_idx]], split.val_idx[present[split.val_idx]]
         setup = setup_training("resnet18", "none", in_chans=ds.channels[m], num_classes=3, device=device, seed=0,
                                lr=1e-3, weight_decay=1e-4, epochs=args.epochs, channels_last=True, augment="light")
-        rows.append({"model": "resnet18", "modality": m, "train_patients": int(len(tr)),
-                     **timed(setup, ImageData(ds.tensors(m), y, tr, va), len(tr))})
-    x_clin = encode_clinical(ds.clinical, ds.schema, split.train_idx)
-    data = JointData({m: ds.tensors(m) for m in ds.modalities}, ds.mask, x_clin, y, split.train_idx, split.val_idx)
-    n_images = int(ds.mask[split.train_idx].sum())
-    for head in ("concat", "gated"):
+        return setup, ImageData(ds.tensors(m), y, tr, va)
+
+    def joint_head(head):
         setup = setup_joint(ds.modalities, ds.channels, x_clin.shape[1], 3, fusion=head,
                             options=JointOptions(epochs=args.epochs, batch_size=args.batch_size), device=device,
                             seed=0)
-        rows.append({"model": f"joint_{head}", "modality": "fusion_images_clinical",
-                     "train_patients": int(len(split.train_idx)), **timed(setup, data, n_images)})
-    single = sum(r["s_per_epoch"] for r in rows if r["model"] == "resnet18")
+        return setup, joint_data
+
+    models = {("resnet18", m): (lambda m=m: single(m)) for m in ds.modalities}
+    models.update({(f"joint_{h}", "fusion_images_clinical"): (lambda h=h: joint_head(h)) for h in ("concat", "gated")})
+    times = {key: [] for key in models}
+    keys = list(models)
+    for r in range(args.rounds):  # interleaved rounds, order rotated: machine noise hits every model alike
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            setup, data = models[key]()
+            t0 = time.perf_counter()
+            result = fit(setup, data, options)
+            _sync(device)
+            times[key].append((time.perf_counter() - t0) / result.epochs_run)
+    rows = []
+    for (model, modality), secs in times.items():
+        sec = float(np.median(secs))
+        rows.append({"model": model, "modality": modality, "s_per_epoch": sec, "s_per_epoch_rounds": secs})
+    counts = {("resnet18", m): int(ds.mask[split.train_idx, j].sum()) for j, m in enumerate(ds.modalities)}
     for r in rows:
-        r["ratio_to_sum_of_single_modalities"] = r["s_per_epoch"] / single
+        if r["model"] == "resnet18":
+            r["train_patients"] = r["train_images"] = counts[(r["model"], r["modality"])]
+        else:
+            r["train_patients"], r["train_images"] = int(len(split.train_idx)), int(ds.mask[split.train_idx].sum())
+        r["train_images_per_s"] = r["train_images"] / r["s_per_epoch"]
+    total_single = sum(r["s_per_epoch"] for r in rows if r["model"] == "resnet18")
+    for r in rows:
+        r["ratio_to_sum_of_single_modalities"] = r["s_per_epoch"] / total_single
     return {"n_patients": int(len(ds)), "present": {m: int(ds.mask[:, j].sum()) for j, m in enumerate(ds.modalities)},
-            "clinical_features": int(x_clin.shape[1]), "rows": rows}
+            "clinical_features": int(x_clin.shape[1]), "rounds": args.rounds, "epochs_per_round": args.epochs,
+            "rows": rows}
 
 
 def throughput(args, device) -> dict:
@@ -165,7 +183,7 @@ def throughput(args, device) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.size, args.n, args.epochs, args.batch_size, args.steps, args.warmup = 32, 40, 1, 8, 2, 1
+        args.size, args.n, args.epochs, args.rounds, args.batch_size, args.steps, args.warmup = 32, 40, 1, 1, 8, 2, 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":

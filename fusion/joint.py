@@ -342,12 +342,11 @@ def predict_proba(network: JointFusionNet, data: JointData, indices=None, *, tra
     if source_mask is not None:
         on = np.asarray(source_mask, dtype=bool)
         if on.ndim == 2:
-            if on.shape[0] != len(indices):
-                raise ValueError(f"a per-row source_mask needs one row per index ({len(indices)}), got {on.shape[0]}")
-            full = np.ones((len(data), len(data.sources)), dtype=bool)
+            if on.shape[0] != len(indices) or len(np.unique(indices)) != len(indices):
+                raise ValueError(f"a per-row source_mask needs one row per (distinct) index: {len(indices)} "
+                                 f"indices, {on.shape[0]} mask rows")
+            full = np.ones((len(data), on.shape[1]), dtype=bool)
             full[indices] = on
-            if len(np.unique(indices)) != len(indices):
-                raise ValueError("a per-row source_mask needs distinct indices")
             on = full
         data = data.with_sources(on)
     return _engine_predict_proba(network, data, indices, transform=transform, batch_size=batch_size, device=device,

@@ -85,6 +85,7 @@ def run_manifest(cfg, dataset, splits, holdout, world_size: int, device, source=
         "git_commit": git_commit(),
         "device": str(device),
         "world_size": int(world_size),
+        "global_batch_size": int(cfg.batch_size) * int(world_size),  # config.batch_size is per process
         "command": " ".join(sys.argv),
         "data": data_hashes,
     }

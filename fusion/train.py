@@ -58,7 +58,7 @@ from fusion import runtime
 from fusion.backbones import list_backbones
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import TrainConfig, resolve_config
-from fusion.engine import balanced_class_weights, fit, predict_proba, setup_training
+from fusion.engine import FitOptions, ImageData, balanced_class_weights, fit, predict_proba, setup_training
 from fusion.provenance import run_manifest  # noqa: F401 - re-exported
 from fusion.splits import make_splits, nested_splits  # noqa: F401 - re-exported
 
@@ -128,7 +128,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")
     g.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default: {d.patience})")
-    g.add_argument("--batch-size", type=int, help=f"batch size per process (default: {d.batch_size})")
+    g.add_argument("--batch-size", type=int, help=f"batch size per process; under DDP (torchrun) the global batch is "
+                                                 f"this x the number of processes (default: {d.batch_size})")
     g.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {d.lr})")
     g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default: {d.weight_decay})")
     _bool_flag(g, "--class-weights", "balanced cross-entropy class weights (default: off)")
@@ -418,13 +419,12 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
                            weight_decay=cfg.weight_decay, epochs=cfg.epochs, channels_last=cfg.channels_last,
                            augment=cfg.augment)
     model, optimizer, scheduler, generator = setup.model, setup.optimizer, setup.scheduler, setup.generator
-    t_train, t_eval = setup.transform_train, setup.transform_eval
-    net = model
+    t_eval = setup.transform_eval
     if runtime.is_distributed():
-        net = torch.nn.parallel.DistributedDataParallel(
+        setup.model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
+        setup.model = torch.compile(setup.model)
     weights = balanced_class_weights(labels[train_idx], len(classes)) if cfg.class_weights else None
     resume = None
     latest = unit_dir / "latest.pt"
@@ -449,11 +449,10 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
             bar.update(1)
             bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{history[-1]['val_loss']:.3f}")
 
-    result = fit(net, optimizer, scheduler, images, labels, train_idx, val_idx, epochs=cfg.epochs,
-                 patience=cfg.patience, transform_train=t_train, transform_eval=t_eval,
-                 batch_size=cfg.batch_size, device=device, generator=generator, amp=cfg.amp,
-                 channels_last=cfg.channels_last, class_weights=weights, resume=resume,
-                 on_epoch_end=on_epoch_end)
+    data = ImageData(images, labels, train_idx, val_idx)
+    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, amp=cfg.amp,
+                         channels_last=cfg.channels_last, class_weights=weights, resume=resume)
+    result = fit(setup, data, options, on_epoch_end=on_epoch_end)
     if bar is not None:
         bar.close()
 
@@ -461,8 +460,8 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     img_ids = image_ids(dataset)
 
     def rows_for(idx, split_label):
-        proba = predict_proba(model, images[torch.as_tensor(idx)], t_eval, cfg.batch_size, device, cfg.amp,
-                              cfg.channels_last)
+        proba = predict_proba(model, data, idx, transform=t_eval, batch_size=cfg.batch_size, device=device,
+                              amp=cfg.amp, channels_last=cfg.channels_last)
         return _prediction_frame(ids[idx], labels[idx], classes, proba, split.fold, split_label, backbone, modality,
                                  None if img_ids is None else img_ids[idx])
 

@@ -68,3 +68,13 @@ def test_gradcam_mask_bench_writes_its_table(tmp_path, shared_data):
 
     images = pd.read_csv(tmp_path / "gc_images.csv")
     assert len(images) == 48 and images["area"].between(0, 1).all()
+
+
+def test_joint_fusion_throughput_bench_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "joint.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_joint.py"), "--throughput", "--device", "cpu",
+                           "--quick", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert [r["fusion"] for r in res["throughput"]["rows"]] == ["concat", "gated"]
+    assert all(r["patients_per_s"] > 0 and r["images_per_s"] > r["patients_per_s"] for r in res["throughput"]["rows"])

@@ -472,6 +472,9 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "none", in_ch
         raise ConfigError(f"in_chans must be >= 1, got {in_chans}")
     if int(num_classes) < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    w = "none" if weights is None else weights
+    imagenet = isinstance(w, str) and w.lower() == "imagenet"
+    state = _imagenet_state_dict(name) if imagenet else None  # offline: fail before the (slow) build
     body = _REGISTRY[name].builder()
     model_classifier = body.get_submodule(info.tv_classifier)
     if not isinstance(model_classifier, nn.Linear):  # pragma: no cover - registry sanity
@@ -484,11 +487,10 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "none", in_ch
         new = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                         conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
         _set_module(model, conv_path, new)
-    w = "none" if weights is None else weights
     if isinstance(w, str) and w.lower() == "none":
         return model
-    if isinstance(w, str) and w.lower() == "imagenet":
-        load_weights(model, _imagenet_state_dict(name), "imagenet")
+    if imagenet:
+        load_weights(model, state, "imagenet")
         return model
     state, saved_name = _read_weights_file(Path(w))
     if saved_name is not None:

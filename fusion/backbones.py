@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from analysis.errors import ConfigError, did_you_mean
+from analysis.errors import ConfigError
 
 __all__ = [
     "BackboneInfo",

@@ -529,11 +529,12 @@ def _explain(model, meta, raw, target_idx, layer, dev):
     return cams.cpu(), torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
 
 
-def _cohort_images(cohort, schema, modality: str) -> tuple[dict, Path]:
-    """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort."""
+def _cohort_images(cohort, schema, modality: str, columns=None) -> tuple[dict, Path]:
+    """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort
+    (``columns``: the run's ``group``, ``id_column``, ``hospital_column``, ``image_columns``)."""
     from fusion.train import load_table
 
-    table, schema, source = load_table(cohort, schema)
+    table, schema, source = load_table(cohort, schema, **(columns or {}))
     if hasattr(table, "data") and hasattr(table, "schema"):
         frame, root = table.data, Path(getattr(table, "source", None) or cohort).parent
     else:
@@ -626,7 +627,8 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     if not cohort:
         raise ConfigError(f"--run {run}: {'no cohort in config.yaml' if has_cfg else 'no config.yaml'}; "
                           "pass --cohort")
-    paths, root = _cohort_images(cohort, cfg.get("schema"), modality)
+    columns = {k: cfg.get(k) for k in ("group", "id_column", "hospital_column", "image_columns")}
+    paths, root = _cohort_images(cohort, cfg.get("schema"), modality, columns)
     dev = runtime.pick_device(device)
     done = {}  # patient -> (table row, image, map); one batch per fold model
     for fold, group in chosen.groupby("fold", sort=True):

@@ -76,9 +76,13 @@ EPILOG = """\
 examples:
   # demo: three single-modality ResNet18s on the synthetic cohort (CPU, a few minutes)
   python -m fusion.train demo_data/cohort.xlsx --folds 3 --epochs 4 --size 64 --out runs/demo
-  # the study's design, honestly evaluated: four backbones on elastography, ImageNet weights (needs internet)
+  # the study's design, honestly evaluated: its four backbones on elastography, ImageNet weights
+  # (needs internet once; offline, the error says how to save them to a file for --weights FILE)
   python -m fusion.train demo_data/cohort.xlsx --modalities elastography \\
-      --backbones resnet18 densenet121 efficientnet_b0 convnext_tiny --weights imagenet
+      --backbones resnet18 efficientnet_b7 convnext_tiny vit_small --weights imagenet
+  # a cohort with its own column names and no schema file (types inferred from the table)
+  python -m fusion.train my_cohort.csv --group Diagnosis --id-column PatientID --hospital-column Hospital \\
+      --image-column bmode=Bmode_file --image-column cdfi=Doppler_file --image-column elastography=Elasto_file
   # fine-tune from a checkpoint of python -m fusion.pretrain (same backbone)
   python -m fusion.train demo_data/cohort.xlsx --weights runs/pretrain/pretrained_resnet18.pt
   # external validation on a held-out hospital; resume after a kill
@@ -124,7 +128,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--backbones", nargs="+", help=f"backbones (default: {' '.join(d.backbones)}; "
                                                   f"available: {', '.join(list_backbones())})")
-    g.add_argument("--weights", help="none, imagenet or a .pt/.pth file, e.g. from fusion.pretrain (default: none)")
+    g.add_argument("--weights", help="none, imagenet, or a local file: a torchvision/timm state dict (.pth, .pt, "
+                                     ".safetensors) or a fusion.pretrain checkpoint (default: none)")
     g = p.add_argument_group("validation")
     g.add_argument("--folds", type=int, help=f"cross-validation folds over patients (default: {d.folds})")
     g.add_argument("--inner-val", type=float, help=f"share of training patients for early stopping "
@@ -463,7 +468,7 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
+    for pkg in ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -319,6 +319,12 @@ def load_table(spec, schema=None, data_root=None, *, group=None, id_column=None,
                               f"{' or '.join(PUBLIC_SETS)}, a manifest .yaml or a folder of class folders){hint}")
         from analysis.cohort import load_cohort
 
+        beside = path.with_name("cohort_schema.yaml")
+        if group is not None and schema is None and beside.exists():
+            from analysis.errors import AnalysisWarning
+
+            warnings.warn(f"{path}: --group given, so the schema is inferred from the table and {beside} is not "
+                          f"used; pass --schema {beside} to use it", AnalysisWarning, stacklevel=2)
         cohort = load_cohort(path, schema=schema, group=group, id_column=id_column,
                              hospital_column=hospital_column, image_columns=image_columns)
         ids = cohort.data[cohort.schema.id_column] if cohort.schema.id_column else cohort.data.index

@@ -121,3 +121,24 @@ def test_group_option_must_agree_with_a_given_schema(free_cohort, tmp_path, caps
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "group column 'Hospital' differs from the schema's group column 'Diagnosis'" in err
+
+
+def test_group_option_beside_a_schema_file_says_the_file_is_not_used(free_cohort, tmp_path):
+    import shutil
+    import warnings
+
+    from analysis.errors import AnalysisWarning
+    from analysis.schema import default_schema_path
+    from fusion.train import load_table
+
+    folder = tmp_path / "with_schema"
+    folder.mkdir()
+    cohort = folder / "cohort.csv"
+    shutil.copyfile(free_cohort, cohort)
+    shutil.copyfile(default_schema_path(), folder / "cohort_schema.yaml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table, schema, source = load_table(cohort, group="Diagnosis", image_columns=["bmode=Bmode_file"])
+    said = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
+    assert any("schema is inferred from the table" in m and "cohort_schema.yaml is not used" in m for m in said)
+    assert schema.group_column == "Diagnosis" and schema.image_columns == {"bmode": "Bmode_file"}

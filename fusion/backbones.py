@@ -30,6 +30,8 @@ import difflib
 import fnmatch
 import os
 import re
+import urllib.parse
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -310,22 +312,72 @@ def _offline_error(name: str, exc: BaseException) -> ConfigError:
     )
 
 
+def _host_reachable(host: str) -> bool:
+    """Whether ``host`` resolves (no network, no DNS: False), without downloading anything."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _quiet(logger_name: str):
+    """Silence a library's retry warnings (one error line is reported instead)."""
+    import logging
+
+    log = logging.getLogger(logger_name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _timm_imagenet_state_dict(name: str) -> dict:
+    """timm's default pretrained weights: the Hugging Face hub cache first, then the hub.
+
+    Offline and not cached, one ConfigError at once (the hub client would otherwise retry
+    for about a minute, printing each retry).
+    """
+    timm = _import_timm(name)
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):  # pragma: no cover - registered names have weights
+        raise ConfigError(f"no ImageNet weights known for {name}")
+    if not cfg.hf_hub_id:  # pragma: no cover - timm serves its ViT weights from the hub
+        try:
+            return torch.hub.load_state_dict_from_url(cfg.url, map_location="cpu", progress=False)
+        except Exception as exc:
+            raise _offline_error(name, exc) from None
+    import huggingface_hub
+
+    repo, _, revision = cfg.hf_hub_id.partition("@")
+    filename = getattr(cfg, "hf_hub_filename", None)
+    for candidate in ([filename] if filename else ["model.safetensors", "pytorch_model.bin"]):
+        cached = huggingface_hub.try_to_load_from_cache(repo, candidate, revision=revision or None)
+        if isinstance(cached, (str, os.PathLike)) and Path(cached).is_file():
+            return _read_weights_file(Path(cached))[0]
+    from huggingface_hub import constants
+
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    if not _host_reachable(host):
+        raise _offline_error(name, OSError(f"{host} cannot be reached and the weights are not in the local "
+                                           "Hugging Face cache"))
+    try:
+        with _quiet("huggingface_hub"):
+            return timm.models.load_state_dict_from_hf(*((cfg.hf_hub_id, filename) if filename else (cfg.hf_hub_id,)))
+    except Exception as exc:  # connection, hash, ...
+        raise _offline_error(name, exc) from None
+
+
 def _imagenet_state_dict(name: str) -> dict:
     """The library's default ImageNet state dict (its own key names), from its cache or downloaded."""
     info = backbone_info(name)
     if info.library == "timm":
-        timm = _import_timm(name)
-        cfg = timm.models.get_pretrained_cfg(name)
-        if cfg is None or not (cfg.hf_hub_id or cfg.url):  # pragma: no cover - registered names have weights
-            raise ConfigError(f"no ImageNet weights known for {name}")
-        try:
-            # Hugging Face hub cache (~/.cache/huggingface) first; downloads only when needed
-            if cfg.hf_hub_id:
-                args = (cfg.hf_hub_id,) + ((cfg.hf_hub_filename,) if getattr(cfg, "hf_hub_filename", None) else ())
-                return timm.models.load_state_dict_from_hf(*args)
-            return torch.hub.load_state_dict_from_url(cfg.url, map_location="cpu", progress=False)
-        except Exception as exc:  # connection, missing cache entry, hash, ...
-            raise _offline_error(name, exc) from None
+        return _timm_imagenet_state_dict(name)
     import torchvision
 
     try:

@@ -161,8 +161,14 @@ def _no_network(*args, **kwargs):
 
 @pytest.mark.parametrize("name", STUDY)
 def test_offline_imagenet_is_one_line_saying_how_to_make_a_local_file(name, monkeypatch):
+    import huggingface_hub
+
+    from fusion import backbones
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
     monkeypatch.setattr(timm.models, "load_state_dict_from_hf", _no_network)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)  # not cached
+    monkeypatch.setattr(backbones, "_host_reachable", lambda host: True)  # the download itself fails
     built = []
     monkeypatch.setattr(Backbone, "__init__", lambda *a, **k: built.append(a))
     with pytest.raises(ConfigError) as err:
@@ -172,6 +178,38 @@ def test_offline_imagenet_is_one_line_saying_how_to_make_a_local_file(name, monk
     assert "name resolution" in msg and "--weights PATH" in msg and weights_recipe(name) in msg
     assert "\n" not in msg and "Traceback" not in msg
     assert not built  # it failed before building the network
+
+
+def test_vit_imagenet_offline_fails_at_once_and_a_cached_file_needs_no_network(tmp_path, monkeypatch):
+    """Without DNS the hub client is not called (it would retry for a minute); a file in the
+    Hugging Face cache is read without any network."""
+    import huggingface_hub
+    from safetensors.torch import save_file
+
+    from fusion import backbones
+
+    calls = []
+    monkeypatch.setattr(timm.models, "load_state_dict_from_hf", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(backbones, "_host_reachable", lambda host: False)
+    with pytest.raises(ConfigError) as err:
+        create_backbone("vit_small", weights="imagenet")
+    assert "huggingface.co cannot be reached and the weights are not in the local Hugging Face cache" in str(err.value)
+    assert not calls
+    torch.manual_seed(4)
+    lib = _library_model("vit_small_patch16_224").eval()
+    cached = tmp_path / "model.safetensors"
+    save_file(lib.state_dict(), str(cached))
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache",
+                        lambda repo, filename, **k: asked.append((repo, filename)) or
+                        (str(cached) if filename == "model.safetensors" else None))
+    model = create_backbone("vit_small", weights="imagenet", in_chans=3, num_classes=1000).eval()
+    assert asked[0] == (timm.models.get_pretrained_cfg("vit_small_patch16_224").hf_hub_id, "model.safetensors")
+    assert not calls and model.weights_report["source"] == "imagenet"
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), lib(x), rtol=1e-4, atol=1e-5)
 
 
 def test_weights_recipes_write_files_that_load(tmp_path, monkeypatch):

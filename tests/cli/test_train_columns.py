@@ -53,6 +53,13 @@ def test_a_cohort_with_free_column_names_trains_end_to_end(free_cohort, tmp_path
     config = yaml.safe_load((out / "config.yaml").read_text())  # the run can be repeated from its config
     assert config["group"] == "Diagnosis"
     assert config["image_columns"] == {"bmode": "Bmode_file", "cdfi": "Doppler_file", "elastography": "Elasto_file"}
+    # Grad-CAM of test patients reads the run's column options from its config.yaml
+    from fusion.gradcam import main as gradcam_main
+
+    capsys.readouterr()
+    assert gradcam_main(["--run", str(out), "--modality", "cdfi", "--per-class", "1", "--out", str(tmp_path / "cam")]) == 0
+    cams = pd.read_csv(tmp_path / "cam" / "gradcam_test_patients.csv", dtype={"patient_id": str})
+    assert len(cams) == 3 and set(cams["patient_id"]) <= set(cohort["PatientID"])
 
 
 @pytest.mark.slow

@@ -44,7 +44,8 @@ def test_a_cohort_with_free_column_names_trains_end_to_end(free_cohort, tmp_path
     oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
     cohort = pd.read_csv(free_cohort)
     assert set(oof["modality"]) == {"bmode", "cdfi", "elastography"}
-    for _, rows in oof.groupby("modality"):  # PatientID recognised as the id: each patient once per modality
+    assert "resnet18" in set(oof["model"])
+    for _, rows in oof.groupby(["model", "modality"]):  # PatientID recognised as the id: each patient once per model
         assert sorted(rows["patient_id"]) == sorted(cohort["PatientID"])
     truth = dict(zip(cohort["PatientID"], cohort["Diagnosis"]))
     assert all(truth[p] == y for p, y in zip(oof["patient_id"], oof["y_true"]))
@@ -77,6 +78,8 @@ def test_hospital_and_id_columns_named_by_option_drive_the_hospital_split(free_c
     south = set(data.loc[data["Centre_name"] == "South", "Record"])
     assert set(held["patient_id"]) == south  # the hospital column named by option made the held-out set
     assert set(oof["patient_id"]) == set(data["Record"])
+    cnn = oof[oof["model"] == "resnet18"]
+    assert sorted(cnn.loc[cnn["split"] == "test", "patient_id"]) == sorted(set(data["Record"]) - south)
 
 
 def test_the_options_are_kept_in_the_resolved_config():
@@ -149,3 +152,13 @@ def test_group_option_beside_a_schema_file_says_the_file_is_not_used(free_cohort
     said = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
     assert any("schema is inferred from the table" in m and "cohort_schema.yaml is not used" in m for m in said)
     assert schema.group_column == "Diagnosis" and schema.image_columns == {"bmode": "Bmode_file"}
+
+
+def test_the_python_api_takes_the_same_column_settings(free_cohort):
+    from fusion.api import make_config
+
+    cfg = make_config(free_cohort, group="Diagnosis", id_column="PatientID", image_columns=["bmode=Bmode_file"],
+                      backbones=["ViT-small"])
+    assert cfg.image_columns == {"bmode": "Bmode_file"} and cfg.backbones == ["vit_small_patch16_224"]
+    with pytest.raises(Exception, match="modality 'bmode' given twice"):
+        make_config(free_cohort, group="Diagnosis", image_columns=["bmode=Bmode_file", "bmode=Doppler_file"])

@@ -27,6 +27,22 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(scope="module")
+def built():
+    """``built(name, in_chans)``: each study backbone built once per channel count for this module
+    (EfficientNet-B7 alone takes seconds); tests use them in eval mode and leave them unchanged."""
+    cache = {}
+
+    def get(name, in_chans):
+        if (name, in_chans) not in cache:
+            torch.manual_seed(0)
+            cache[name, in_chans] = create_backbone(name, in_chans=in_chans, num_classes=3).eval()
+        return cache[name, in_chans]
+
+    yield get
+    cache.clear()
+
+
 def _library_model(name):
     """The model as its own library builds it (1000-class ImageNet head), random weights."""
     if name == "vit_small_patch16_224":
@@ -58,9 +74,8 @@ def test_unknown_names_get_one_line_with_a_close_registered_name():
 
 @pytest.mark.parametrize("name", STUDY)
 @pytest.mark.parametrize("in_chans", [1, 3])
-def test_each_study_backbone_gives_embeddings_and_logits_at_a_small_size(name, in_chans):
-    torch.manual_seed(0)
-    model = create_backbone(name, in_chans=in_chans, num_classes=3).eval()
+def test_each_study_backbone_gives_embeddings_and_logits_at_a_small_size(built, name, in_chans):
+    model = built(name, in_chans)
     info = backbone_info(name)
     assert model.get_submodule(info.first_conv).in_channels == in_chans
     assert model.get_submodule(info.classifier) is model.head
@@ -231,21 +246,24 @@ def test_weights_recipes_write_files_that_load(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", STUDY)
-def test_grad_cam_gives_a_map_for_each_study_backbone(name):
+def test_grad_cam_gives_a_map_for_each_study_backbone(built, name):
+    model = built(name, 1)
     torch.manual_seed(0)
-    model = create_backbone(name, in_chans=1, num_classes=3)
-    x = torch.randn(2, 1, 40, 40)
+    x = torch.randn(4, 1, 72, 72)  # CNNs: a 2 x 2 or 3 x 3 last map; ViT: padded to 80, a 5 x 5 patch grid
     cams = torch.stack([grad_cam(model, x, target_class=k) for k in range(3)])  # (class, image, H, W)
-    assert cams.shape == (3, 2, 40, 40) and torch.isfinite(cams).all()
+    assert cams.shape == (3, 4, 72, 72) and torch.isfinite(cams).all()
     assert cams.min() >= 0 and cams.max() <= 1
     peaks = cams.amax(dim=(2, 3))
     assert ((peaks == 0) | (peaks == 1)).all()
-    # random weights may make one class's map negative everywhere (ReLU -> 0), never every class's
-    assert (peaks == 1).any(dim=0).all()
+    # random weights can make a class's map negative everywhere (ReLU -> 0), not all 12 maps; a layer whose
+    # gradients never reach the logits (e.g. a ViT's last block output) gives only zero maps
+    assert (peaks == 1).sum() >= 3
+    shown = cams[peaks == 1]
+    assert (shown.amax(dim=(1, 2)) > shown.mean(dim=(1, 2))).all()  # not constant
 
 
-def test_vit_tokens_go_back_to_their_patch_in_row_major_order():
-    model = create_backbone("vit_small_patch16_224", in_chans=1)
+def test_vit_tokens_go_back_to_their_patch_in_row_major_order(built):
+    model = built("vit_small_patch16_224", 1)
     tokens = torch.arange(1 + 3 * 3, dtype=torch.float32).reshape(1, 10, 1).expand(1, 10, 2)
     grid = model.tokens_to_grid(tokens, (40, 40))  # 40 px padded to 48: a 3 x 3 grid after the class token
     assert grid.shape == (1, 2, 3, 3)

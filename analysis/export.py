@@ -210,9 +210,27 @@ def write_markdown(result, path) -> Path:
     else:
         lines.append(f"Not computed: {result.regression_note or 'no model fitted'}.")
     lines.append("")
+    lines += _md_columns(result)
     path = _path(path)
     path.write_bytes(("\n".join(lines)).encode("utf-8"))
     return path
+
+
+def _md_columns(result) -> list:
+    """'Columns of the table' section: every input column's role (and why one was left out),
+    then the notes on reading the table that the Missing column does not already show."""
+    account = getattr(result, "variables", None)
+    if account is None or not len(account):
+        return []
+    from .cohort import reportable_notes
+
+    frame = account.reindex(columns=["column", "role", "type", "test", "reason"]).fillna("").astype(str)
+    frame.columns = ["Column", "Role", "Type", "Test", "Note"]
+    lines = ["### Columns of the table", ""] + _md_table(frame) + [""]
+    notes = reportable_notes(getattr(result, "notes", ()) or ())
+    if notes:
+        lines += [f"- {n}" for n in notes] + [""]
+    return lines
 
 
 def _model_heading(result, model: str) -> str:
@@ -422,7 +440,9 @@ def write_xlsx(result, path) -> Path:
     over the level rows, p-values with a superscript marker per test, footnotes below,
     frozen header pane, fitted column widths), 'Odds ratios' (formatted), 'Statistics'
     (tidy, full precision), 'Post hoc' (tidy), 'Methods' (methods paragraph and software
-    versions).
+    versions), 'Variables' (every input column: analysed with its type and test, used as id /
+    group / hospital / image path, or left out with the reason; then the notes on reading
+    the table).
     """
     from openpyxl import Workbook
     from openpyxl.cell.rich_text import CellRichText, TextBlock
@@ -538,8 +558,25 @@ def write_xlsx(result, path) -> Path:
         ws_m.cell(row=r, column=2, value=len(result.exclusions))
         _frame_to_sheet(wb.create_sheet("Exclusions"), result.exclusions)
 
+    _variables_sheet(wb.create_sheet("Variables"), result)
+
     wb.properties.creator = "analysis.table1"
     return save_deterministic_xlsx(wb, _path(path))
+
+
+def _variables_sheet(ws, result):
+    """Every input column (role, type, test, missing, reason), then the notes on reading the table."""
+    from openpyxl.styles import Font
+
+    account = getattr(result, "variables", None)
+    _frame_to_sheet(ws, account if account is not None else pd.DataFrame(),
+                    note="no column account (the cohort was not read by analysis.cohort)")
+    notes = list(getattr(result, "notes", ()) or ())
+    if notes:
+        r = ws.max_row + 2
+        ws.cell(row=r, column=1, value="Notes").font = Font(bold=True)
+        for i, note in enumerate(notes, start=1):
+            ws.cell(row=r + i, column=1, value=note)
 
 
 def _autofit_table(ws, display: pd.DataFrame):

@@ -8,6 +8,7 @@ gives byte-identical text.  Numbers in the text are formatted by :mod:`analysis.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -56,6 +57,44 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def _columns_sentences(result) -> list:
+    """What happened to every column of the table, the missing codes read and groups not tested."""
+    out = []
+    account = getattr(result, "variables", None)
+    if account is not None and len(account) and "role" in account:
+        role = account["role"].astype(str)
+        used = []
+        for name, what in (("id", "identified the patients"), ("hospital", "named the recruiting hospital")):
+            cols = account.loc[role == name, "column"].astype(str).tolist()
+            if cols:
+                used.append(f"{_join(cols)} {what}")
+        n_img = int((role == "image").sum())
+        if n_img:
+            used.append(f"{_plural(n_img, 'column')} held image paths")
+        left = account[role == "excluded"]
+        text = (f"Of the {len(account)} columns of the table, {int((role == 'variable').sum())} were analysed"
+                + (f"; {'; '.join(used)}" if used else ""))
+        if len(left):
+            text += (f"; {len(left)} {'was' if len(left) == 1 else 'were'} left out: "
+                     + _join(f"{c} ({re.split(r'[:(]', str(r))[0].strip()})"
+                                 for c, r in zip(left["column"], left["reason"])))
+        out.append(text + ".")
+    notes = list(getattr(result, "notes", ()) or ())
+    coded = [n for n in notes if n.startswith("cells read as missing by a missing code: ")]
+    if coded:
+        out.append("Cells coded as missing (" + coded[0].split(": ", 1)[1] + ") were counted as missing values.")
+    merged = [n for n in notes if ": other spellings read as a level: " in n]
+    if merged:
+        out.append("Other spellings of a level were read as that level ("
+                   + "; ".join(n.replace(": other spellings read as a level: ", ": ") for n in merged) + ").")
+    small = dict(result.settings).get("groups_not_tested") or {}
+    if small:
+        out.append(f"{_join(f'{g} (n={n})' for g, n in small.items())} had fewer than "
+                   f"{dict(result.settings).get('min_group_size', 3)} patients and {'was' if len(small) == 1 else 'were'} "
+                   "described but left out of the tests, effect sizes, post hoc comparisons and odds ratios.")
+    return out
+
+
 def methods_text(result) -> str:
     """A short methods paragraph describing how ``result`` was obtained.
 
@@ -102,6 +141,7 @@ def methods_text(result) -> str:
         parts.append(f"All {result.n_total} patients were analysed (no rows excluded).")
     parts.append("Missing values were counted and reported for each variable but neither imputed "
                  "nor tested; each test used the patients with a recorded value.")
+    parts += _columns_sentences(result)
 
     used = list(dict.fromkeys(tested["test"])) if len(tested) else []
     if used:

@@ -54,6 +54,14 @@ class Table1Result:
         Aligned with ``display``: ``variable, level, kind ('variable' | 'level'), marker``.
     odds_display : pandas.DataFrame
         The human odds-ratio table (strings) built from ``regression``.
+    variables : pandas.DataFrame
+        Every input column accounted for (``column, role, type, test, n_missing, reason``;
+        :attr:`analysis.cohort.Cohort.column_account` with the test of each analysed variable,
+        or ``not tested`` and why).
+    notes : tuple of str
+        What reading and checking the table decided (columns left out, missing codes read,
+        spellings merged, inference notes, groups too small to test): :attr:`Cohort.notes`
+        plus Table 1's own.
     """
 
     display: pd.DataFrame
@@ -77,6 +85,8 @@ class Table1Result:
     settings: Mapping[str, Any] = field(default_factory=dict)
     software: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
+    variables: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: tuple = ()
 
     def to_frame(self) -> pd.DataFrame:
         """The tidy per-variable statistics (a copy of :attr:`stats`)."""
@@ -231,14 +241,23 @@ def _effect(test: str, table, samples, seed: int, n_boot: int):
 
 def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha: float,
                       posthoc: bool, seed: int, fisher_time_budget: float,
-                      n_boot: int) -> _VariableOutcome:
+                      n_boot: int, tested_levels=None) -> _VariableOutcome:
     from .describe import summarize_categorical, summarize_continuous
     from .selection import choose_test
 
+    n_missing = int(data[var.name].isna().sum())
+    is_cat = var.type != "continuous"
+    if is_cat:
+        summary = summarize_categorical(data, var.name, gcol, levels=list(var.levels),
+                                        group_levels=list(group_levels), var_type=var.type)
+    else:
+        summary = summarize_continuous(data, var.name, gcol, group_levels=list(group_levels))
+    if tested_levels is not None and tuple(tested_levels) != tuple(group_levels):
+        # groups too small to test are described above but left out of everything below
+        data = data.loc[data[gcol].astype(object).isin(list(tested_levels)).to_numpy()]
+        group_levels = tuple(tested_levels)
     col = data[var.name]
     groups = data[gcol].astype(object)
-    n_missing = int(col.isna().sum())
-    is_cat = var.type != "continuous"
     summary_override = var.summary if (var.type == "continuous" and var.summary != "auto") else "auto"
     choice = choose_test(col.astype(object), groups, var.type, override=var.test, levels=var.levels,
                          group_levels=group_levels, trend=(var.test == "trend"),
@@ -246,11 +265,8 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
     test = {"fisher": "fisher_exact"}.get(choice.test, choice.test)
     table = _contingency(col, groups, var.levels, group_levels) if is_cat else None
     if is_cat:
-        summary = summarize_categorical(data, var.name, gcol, levels=list(var.levels),
-                                        group_levels=list(group_levels), var_type=var.type)
         samples = _samples(_scores(col, var.levels), groups, group_levels) if var.type == "ordinal" else None
     else:
-        summary = summarize_continuous(data, var.name, gcol, group_levels=list(group_levels))
         samples = _samples(col, groups, group_levels)
     n_used = int((col.notna() & groups.notna()).sum())
     nonempty = [g for g in group_levels if ((groups == g) & col.notna()).any()]
@@ -430,7 +446,7 @@ def _test_key(o) -> str:
     return o.result.test if not math.isnan(o.result.p_value) else "not_tested"
 
 
-def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
+def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, group_levels=None):
     """Tidy multinomial OR frame, a note, and the multivariable model's events per parameter.
 
     Every schema variable gets a univariable model; the multivariable model (complete cases)
@@ -452,7 +468,8 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
     levels = {v.name: list(v.levels) for v in schema.variables if v.levels is not None}
     chosen = ([v.name for v in schema.variables if v.multivariable] if multivariable is None
               else list(multivariable))
-    common = dict(levels=levels, outcome_levels=[str(g) for g in schema.group_levels])
+    outcome_levels = [str(g) for g in (schema.group_levels if group_levels is None else group_levels)]
+    common = dict(levels=levels, outcome_levels=outcome_levels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeparationWarning)
         if chosen == predictors:
@@ -473,7 +490,7 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
     if len(multi):
         n_params = int(multi.groupby("outcome_level").size().max())
         used = data.dropna(subset=[schema.group_column] + chosen)[schema.group_column].astype(str)
-        counts = used.value_counts().reindex([str(g) for g in schema.group_levels]).fillna(0)
+        counts = used.value_counts().reindex(outcome_levels).fillna(0)
         if n_params and counts.min() / n_params < 10:
             epv = {"group": str(counts.idxmin()), "n": int(counts.min()), "parameters": n_params}
             notes.append(f"multivariable model: {epv_phrase(epv)}: its estimates may be unstable and "
@@ -549,6 +566,65 @@ def _software_versions() -> dict:
     return versions
 
 
+#: Groups with fewer patients are shown in Table 1 but left out of tests, post hoc and odds ratios.
+MIN_TESTED_GROUP_SIZE = 3
+
+
+def _tested_groups(counts: dict, group_levels, reference: str, explicit: bool, gcol: str):
+    """(groups tested, note or '', reference): groups with fewer than :data:`MIN_TESTED_GROUP_SIZE`
+    patients are described but not tested; fewer than two testable groups is an error."""
+    from .errors import CohortError
+
+    small = [g for g in group_levels if counts[g] < MIN_TESTED_GROUP_SIZE]
+    if not small:
+        return tuple(group_levels), "", reference
+    tested = tuple(g for g in group_levels if g not in small)
+    switched = None
+    sizes = ", ".join(f"{g} {counts[g]}" for g in group_levels)
+    if len(tested) < 2:
+        raise CohortError(f"only {len(tested)} group(s) have at least {MIN_TESTED_GROUP_SIZE} patients "
+                          f"({sizes}): groups cannot be compared; merge or remove the small groups",
+                          column=gcol)
+    if reference in small:
+        if explicit:
+            raise CohortError(f"reference group (--reference) '{reference}' has {counts[reference]} patient(s), "
+                              f"fewer than {MIN_TESTED_GROUP_SIZE}, so no odds ratio can be estimated against "
+                              f"it; choose one of {', '.join(tested)}", column=gcol)
+        switched, reference = reference, tested[-1]
+    shown = ", ".join(f"'{g}' (n={counts[g]})" for g in small)
+    note = (f"group {shown} has fewer than {MIN_TESTED_GROUP_SIZE} patients: shown in the table but left out of "
+            f"the tests, effect sizes, post hoc comparisons and odds ratios")
+    if len(small) > 1:
+        note = note.replace("group ", "groups ", 1).replace(" has fewer", " have fewer", 1)
+    if reference not in small and switched is not None:
+        note += f" (odds ratios against '{reference}' instead of '{switched}')"
+    return tested, note, reference
+
+
+def _variables_account(cohort, stats: pd.DataFrame) -> pd.DataFrame:
+    """The cohort's column account with the test of each analysed variable."""
+    from .cohort import ACCOUNT_COLUMNS
+
+    account = getattr(cohort, "column_account", None)
+    if account is None or not len(account):
+        schema = cohort.schema
+        account = pd.DataFrame([{"column": v.name, "role": "variable", "type": v.type, "test": "",
+                                 "n_missing": int(cohort.data[v.name].isna().sum()), "reason": ""}
+                                for v in schema.variables], columns=ACCOUNT_COLUMNS)
+    account = account.copy().reset_index(drop=True)
+    by_var = stats.set_index("variable") if len(stats) else None
+    for i, rec in account.iterrows():
+        if rec["role"] != "variable" or by_var is None or rec["column"] not in by_var.index:
+            continue
+        row = by_var.loc[rec["column"]]
+        if pd.isna(row["p_value"]):
+            account.loc[i, "test"] = "not tested"
+            account.loc[i, "reason"] = str(row.get("reason", "")).split("not computed: ")[-1]
+        else:
+            account.loc[i, "test"] = str(row["test"])
+    return account
+
+
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
                  fisher_time_budget: float = 30.0, n_boot: int = 2000,
@@ -603,6 +679,10 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     Notes
     -----
+    A group with fewer than :data:`MIN_TESTED_GROUP_SIZE` patients is shown in the table but
+    left out of the tests, effect sizes, post hoc comparisons and odds ratios, with a footnote
+    (``settings['groups_not_tested']``); fewer than two groups of that size is a
+    :class:`~analysis.errors.CohortError`, and so is such a group as ``reference``.
     Test choice per variable follows :func:`analysis.selection.choose_test` (reason kept
     in ``decisions`` and ``stats.reason``); missing values are counted and shown but never
     tested; q-values are Benjamini–Hochberg over the variables with a p-value
@@ -625,6 +705,7 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     schema = cohort.schema
     gcol = schema.group_column
     group_levels = tuple(str(g) for g in schema.group_levels)
+    explicit_reference = reference is not None
     if reference is None:
         reference = schema.reference_group or group_levels[-1]
     if str(reference) not in group_levels:
@@ -644,11 +725,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     groups = data[gcol].astype(object).astype(str)
     counts = {g: int((groups == g).sum()) for g in group_levels}
     n_total = int(len(data))
+    tested_levels, small_note, reference = _tested_groups(counts, group_levels, reference, explicit_reference,
+                                                          gcol)
 
     variables = list(schema.variables)
     iterator = progress(variables) if progress is not None else variables
     outcomes = [_analyse_variable(data, var, gcol, group_levels, alpha=alpha, posthoc=posthoc,
-                                  seed=seed, fisher_time_budget=fisher_time_budget, n_boot=n_boot)
+                                  seed=seed, fisher_time_budget=fisher_time_budget, n_boot=n_boot,
+                                  tested_levels=tested_levels)
                 for var in iterator]
 
     p_values = [o.result.p_value for o in outcomes]
@@ -661,10 +745,13 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     posthoc_frame = pd.concat(ph_frames, ignore_index=True) if ph_frames else pd.DataFrame()
 
     exclusions = cohort.exclusions.copy()
-    footnotes, markers = _footnotes(outcomes, stats, group_levels=group_levels, n_total=n_total,
+    footnotes, markers = _footnotes(outcomes, stats, group_levels=tested_levels, n_total=n_total,
                                     n_input=int(cohort.n_input), exclusions=exclusions, alpha=alpha,
                                     posthoc_done=sum(o.posthoc is not None for o in outcomes),
                                     overall=overall)
+    if small_note:  # after the general notes, before the lettered test notes
+        k = sum(1 for m, _ in footnotes if not m)
+        footnotes = footnotes[:k] + (("", small_note[:1].upper() + small_note[1:] + "."),) + footnotes[k:]
 
     from . import formatting as fmt
 
@@ -691,7 +778,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         reg_note = "multinomial regression not requested (--no-regression)"
     else:
         try:
-            reg_frame, reg_note, epv = _regression(cohort, data, reference, predictors)
+            reg_data = data.loc[data[gcol].astype(object).isin(list(tested_levels)).to_numpy()]
+            reg_frame, reg_note, epv = _regression(cohort, reg_data, reference, predictors,
+                                                   group_levels=tested_levels)
         except (ValueError, np.linalg.LinAlgError) as exc:  # CohortError is a ValueError
             reg_frame, reg_note = pd.DataFrame(), f"model could not be fitted ({exc})"
     odds_display = _odds_display(reg_frame, variables, reference)
@@ -701,7 +790,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
                 "fisher_time_budget": float(fisher_time_budget), "n_boot": int(n_boot),
                 "reference": reference,
                 "predictors": None if predictors is None else [str(v) for v in predictors],
-                "multivariable_epv": epv}
+                "multivariable_epv": epv,
+                "groups_not_tested": {g: counts[g] for g in group_levels if g not in tested_levels},
+                "min_group_size": MIN_TESTED_GROUP_SIZE}
     result = Table1Result(
         display=display, stats=stats, decisions={o.var.name: o.choice for o in outcomes},
         posthoc=posthoc_frame, regression=reg_frame, exclusions=exclusions, methods_text="",
@@ -709,7 +800,8 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         group_label=schema.group_label, group_levels=group_levels, group_counts=counts,
         n_total=n_total, n_input=int(cohort.n_input), reference_group=reference,
         regression_note=reg_note, settings=settings, software=_software_versions(),
-        source=str(cohort.source or ""))
+        source=str(cohort.source or ""), variables=_variables_account(cohort, stats),
+        notes=tuple(getattr(cohort, "notes", ())) + ((small_note,) if small_note else ()))
     from .methods import methods_text
 
     return replace(result, methods_text=methods_text(result))
@@ -864,11 +956,20 @@ def _run(args) -> list:
             raise ConfigError(f"--write-schema: {target} already exists (an edited schema would be lost); "
                               "choose another file name or pass --overwrite")
         try:
-            path = infer_schema(df, args.group).to_yaml(target)
+            schema = infer_schema(df, args.group)
+            path = schema.to_yaml(target)
         except OSError as exc:
             raise ConfigError(f"--write-schema: cannot write '{target}': {exc.strerror or exc}") from None
         print(f"inferred schema of {args.cohort} (group column '{args.group}'); edit it, then run "
               f"with --schema {path}")
+        for note in schema.notes:
+            print(f"note: {note}")
+        for var in schema.variables:
+            if var.recode:
+                print(f"note: '{var.name}': other spellings read as a level (recode): "
+                      + "; ".join(f"{k!r} -> {v!r}" for k, v in var.recode))
+        for column, reason in schema.excluded:
+            print(f"  left out '{column}': {reason}")
         return [path]
     if args.n_boot < 1:
         raise ConfigError(f"--n-boot must be at least 1, got {args.n_boot}")
@@ -907,6 +1008,12 @@ def _run(args) -> list:
     n_sig = int((stats["p_value"] < args.alpha).sum())
     summary = cohort.summary().splitlines()
     print("\n".join([summary[0]] + [ln for ln in summary[1:] if ln.startswith("  excluded")]))
+    from .cohort import account_lines, reportable_notes
+
+    for line in account_lines(result.variables):
+        print(line)
+    for note in reportable_notes(result.notes):
+        print(f"note: {note}")
     print(f"{len(stats)} variables ({tests}); {n_sig} with p < {args.alpha:g}; "
           f"{len(result.exclusions)} row(s) excluded")
     if result.regression_note:

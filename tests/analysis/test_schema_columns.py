@@ -13,7 +13,7 @@ def _table(id_name="PatientID", n=12):
         id_name: [f"P{i:02d}" for i in range(n)],
         "Diagnosis": ["metastatic", "lymphoma", "benign"] * (n // 3),
         "Hospital": ["North", "South"] * (n // 2),
-        "Age": [30 + 3 * i for i in range(n)],
+        "Age": [55.5, 61.0, 47.25, 70.0] * (n // 4),
         "Bmode_file": [f"img/b{i}.png" for i in range(n)],
         "Doppler_file": [f"img/d{i}.png" for i in range(n)],
     })
@@ -45,6 +45,17 @@ def test_with_columns_names_id_hospital_and_images_and_drops_them_from_the_varia
     assert schema.image_columns == {"bmode": "Bmode_file", "cdfi": "Doppler_file"}
     assert "Centre" not in schema.variable_names and "Age" in schema.variable_names
     assert schema.group_column == "Diagnosis" and schema.group_levels == inferred.group_levels
+    # every column stays accounted for: role columns are not 'excluded', the replaced hospital column is
+    excluded = dict(schema.excluded)
+    assert not {"Record", "Centre", "Bmode_file", "Doppler_file"} & set(excluded)
+    assert "'Centre' was named instead" in excluded["Hospital"]
+
+
+def test_a_schema_with_named_columns_round_trips_through_yaml(tmp_path):
+    df = _table()
+    schema = with_columns(infer_schema(df, "Diagnosis"), image_columns=["bmode=Bmode_file", "cdfi=Doppler_file"],
+                          columns=df.columns)
+    assert load_schema(schema.to_yaml(tmp_path / "named.yaml")) == schema
 
 
 def test_with_columns_completes_and_overrides_a_loaded_schemas_images():

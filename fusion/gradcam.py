@@ -599,6 +599,9 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     first = oof[(oof["model"] != "late_fusion") & (oof["modality"] == modality)
                 & oof["split"].isin(["test", "external"]) & (oof["fold"] >= 0)]
     if backbone is not None:
+        from fusion.backbones import resolve_backbone
+
+        backbone = resolve_backbone(backbone)  # 'ViT-small' -> the name the run's files use
         first = first[first["model"] == backbone]
     if first.empty:
         mods = sorted(set(oof.loc[oof["model"] != "late_fusion", "modality"]))

@@ -47,7 +47,8 @@ from analysis.errors import CohortError, CohortValidationError, SchemaError, did
 from analysis.readers import read_table
 from analysis.schema import Schema, Variable, infer_schema, load_schema, normalize_value, with_columns
 
-__all__ = ["Cohort", "validate_cohort", "load_cohort", "account_lines", "reportable_notes", "ACCOUNT_COLUMNS"]
+__all__ = ["Cohort", "validate_cohort", "load_cohort", "parse_variables", "account_lines", "reportable_notes",
+           "ACCOUNT_COLUMNS"]
 
 EXCLUSION_COLUMNS = ["row", "patient_id", "column", "reason"]
 #: Columns of :attr:`Cohort.column_account` (and of ``Table1Result.variables``).
@@ -552,6 +553,40 @@ def _role(schema: Schema, col: str) -> str:
         if c == col:
             return f"image column for modality '{modality}'"
     return f"schema variable '{col}'"
+
+
+def parse_variables(df: pd.DataFrame, schema: Schema, source=None) -> tuple:
+    """The schema variables of ``df``, typed cell by cell, and every cell problem, for new patients.
+
+    The same parsing as :func:`validate_cohort` (missing codes, level spellings, number
+    format, min..max) without the checks that concern a whole cohort (groups, a level with no
+    patients, ...), so that a table of a few new patients without a diagnosis can be read,
+    e.g. for prediction.  A variable absent from ``df`` is all missing.
+
+    Returns
+    -------
+    (pandas.DataFrame, list of CohortError)
+        Typed values (index = spreadsheet rows, as :func:`validate_cohort`; bad cells NaN) and
+        one :class:`~analysis.errors.CohortError` per bad cell (file, row, column).
+    """
+    file = None if source is None else str(source)
+    rows = _row_numbers(df)
+    work = df.copy()
+    work.columns = [" ".join(str(c).split()) for c in work.columns]
+    work.index = pd.Index(rows, name="row")
+    problems: list = []
+
+    def problem(row, col, message):
+        problems.append(CohortError(message, file=file, row=row, column=col))
+
+    out = {}
+    for var in schema.variables:
+        values = work[var.name] if var.name in work.columns else pd.Series([np.nan] * len(work), index=work.index,
+                                                                           dtype=object)
+        out[var.name] = (_continuous(values, var, schema, problem) if var.type == "continuous"
+                         else _categorical(values, var, schema, problem))
+    problems.sort(key=lambda e: (e.row or 0))
+    return pd.DataFrame(out, index=work.index), problems
 
 
 def _continuous(values: pd.Series, var: Variable, schema: Schema, problem) -> pd.Series:

@@ -2,18 +2,29 @@
 comparisons, q-values and multinomial odds ratios for a validated cohort.
 
 ``build_table1(cohort) -> Table1Result``; :mod:`analysis.export` writes the result as
-xlsx / LaTeX / Markdown / csv.  Command line: ``python -m analysis.table1 COHORT``.
+xlsx / Word / LaTeX / Markdown / csv.  Command line: ``python -m analysis.table1 COHORT``.
+
+This module is also callable, for notebooks: ``analysis.table1(data, group=...)`` is
+:func:`table1` (a path, a DataFrame or a validated Cohort in, a :class:`Table1Result` out):
+
+>>> import analysis
+>>> res = analysis.table1("cohort.xlsx", group="diagnosis",
+...                       group_labels={"1": "metastatic", "2": "lymphoma", "3": "benign"},
+...                       reference="Benign")                      # doctest: +SKIP
+>>> res.to_docx("table1.docx")                                     # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Table1Result", "STATS_COLUMNS", "build_table1", "build_parser", "main"]
+__all__ = ["Table1Result", "STATS_COLUMNS", "table1", "build_table1", "as_cohort", "relabel_groups",
+           "parse_group_labels", "build_parser", "main"]
 
 #: The first columns of :attr:`Table1Result.stats` and ``table1_stats.csv``, in this order.
 STATS_COLUMNS = ("variable", "test", "statistic", "df", "p_value", "q_value", "effect_size",
@@ -97,8 +108,52 @@ class Table1Result:
         """``{marker: footnote text}`` for the test footnotes."""
         return {m: t for m, t in self.footnotes if m}
 
-    def _repr_html_(self) -> str:  # pragma: no cover - notebook display
-        return self.display.to_html(index=False)
+    def _repr_html_(self) -> str:
+        """The formatted Table 1 as HTML (Jupyter shows it): title, bold variable rows,
+        indented level rows, test letters on the p-values, footnotes below."""
+        from .export import table1_html
+
+        return table1_html(self)
+
+    def to_html(self) -> str:
+        """The formatted Table 1 as an HTML fragment (what Jupyter displays)."""
+        return self._repr_html_()
+
+    def to_excel(self, path):
+        """Write the formatted workbook (:func:`analysis.export.write_xlsx`); returns the path."""
+        from .export import write_xlsx
+
+        return write_xlsx(self, path)
+
+    def to_docx(self, path):
+        """Write the Word document (:func:`analysis.export.write_docx`); returns the path."""
+        from .export import write_docx
+
+        return write_docx(self, path)
+
+    def to_latex(self, path=None, *, standalone: bool = True):
+        """LaTeX of the tables (:func:`analysis.export.write_latex`): the text when ``path``
+        is None, else the file written."""
+        from .export import latex_text, write_latex
+
+        if path is None:
+            return latex_text(self, standalone=standalone)
+        return write_latex(self, path, standalone=standalone)
+
+    def to_markdown(self, path=None):
+        """Markdown of the tables (:func:`analysis.export.write_markdown`): the text when
+        ``path`` is None, else the file written."""
+        from .export import markdown_text, write_markdown
+
+        if path is None:
+            return markdown_text(self)
+        return write_markdown(self, path)
+
+    def write_all(self, out) -> list:
+        """Every output file of the command line into folder ``out`` (:func:`analysis.export.write_all`)."""
+        from .export import write_all
+
+        return write_all(self, out)
 
     def __repr__(self) -> str:
         return (f"Table1Result(n_total={self.n_total}, n_input={self.n_input}, "
@@ -628,15 +683,17 @@ def _variables_account(cohort, stats: pd.DataFrame) -> pd.DataFrame:
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
                  fisher_time_budget: float = 30.0, n_boot: int = 2000,
-                 predictors=None, progress=None) -> Table1Result:
+                 predictors=None, progress=None,
+                 group: str | None = None, schema=None) -> Table1Result:
     """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
     post hoc comparisons and multinomial odds ratios.
 
     Parameters
     ----------
-    cohort : analysis.cohort.Cohort
+    cohort : analysis.cohort.Cohort, DataFrame or path
         Validated cohort (:func:`analysis.cohort.load_cohort`); ``cohort.data`` is not
-        modified.
+        modified.  A DataFrame or a file is validated first, against ``schema`` or a schema
+        inferred from ``group`` (see :func:`table1`).
     overall : bool, default True
         Add an 'Overall' column.
     alpha : float, default 0.05
@@ -665,6 +722,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         (clinical knowledge, events per variable), not from this table's p-values.
     progress : callable, optional
         Wraps the iterable of variables (e.g. ``tqdm``); the library itself never prints.
+    group, schema : optional
+        Only when ``cohort`` is a DataFrame or a file: the group column (types inferred) or
+        the schema (a :class:`~analysis.schema.Schema` or its YAML file).
 
     Returns
     -------
@@ -702,12 +762,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     if not 0 < float(alpha) < 1:
         raise CohortError(f"alpha (--alpha) must lie strictly between 0 and 1, got {alpha!r}")
+    cohort = as_cohort(cohort, group=group, schema=schema)
     schema = cohort.schema
     gcol = schema.group_column
     group_levels = tuple(str(g) for g in schema.group_levels)
     explicit_reference = reference is not None
     if reference is None:
         reference = schema.reference_group or group_levels[-1]
+    reference = _match_level(reference, group_levels)
     if str(reference) not in group_levels:
         raise CohortError(f"reference group (--reference) '{reference}' is not a group level (expected: "
                           f"{', '.join(group_levels)}{did_you_mean(reference, group_levels)})",
@@ -807,6 +869,221 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     return replace(result, methods_text=methods_text(result))
 
 
+def _match_level(value, levels):
+    """``value`` as one of ``levels``: exactly, else the one level equal to it ignoring case and
+    spacing (``'Benign'`` -> ``'benign'``), else the same number (``'1'`` -> ``'1.0'``); unmatched:
+    ``value`` unchanged (the caller reports it)."""
+    if value is None or str(value) in levels:
+        return value
+    key = " ".join(str(value).split()).casefold()
+    hits = [g for g in levels if " ".join(str(g).split()).casefold() == key]
+    if len(hits) != 1:
+        try:
+            number = float(str(value))
+            hits = [g for g in levels if _as_float(g) == number]
+        except ValueError:
+            hits = []
+    return hits[0] if len(hits) == 1 else value
+
+
+def _as_float(text):
+    try:
+        return float(str(text))
+    except ValueError:
+        return None
+
+
+def parse_group_labels(items) -> dict:
+    """``['1=metastatic', '2=lymphoma']`` (the ``--group-labels`` words) -> ``{'1': 'metastatic', ...}``.
+
+    A mapping is returned as ``{str(code): str(label)}``.
+
+    Raises
+    ------
+    ConfigError
+        For an item that is not ``CODE=LABEL``, an empty code or label, or a code given twice.
+    """
+    from .errors import ConfigError
+
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        pairs = [(str(k), str(v)) for k, v in items.items()]
+    else:
+        pairs = []
+        for item in ([items] if isinstance(items, str) else items):
+            code, sep, label = str(item).partition("=")
+            if not sep or not code.strip() or not label.strip():
+                raise ConfigError(f"--group-labels: '{item}' is not CODE=LABEL (e.g. 1=metastatic)")
+            pairs.append((code.strip(), label.strip()))
+    out = {}
+    for code, label in pairs:
+        if not code.strip() or not label.strip():
+            raise ConfigError(f"--group-labels: '{code}={label}' has an empty code or label")
+        if code in out:
+            raise ConfigError(f"--group-labels: code '{code}' is given twice")
+        out[code] = label
+    return out
+
+
+def relabel_groups(cohort, labels):
+    """A copy of ``cohort`` whose group codes are replaced by labels (``{'1': 'metastatic'}``).
+
+    Codes are matched to the group levels exactly, else ignoring case, else as numbers
+    (``'1'`` matches a level ``'1.0'``); levels without a label keep their code.  The
+    schema's group levels, their order and its reference group follow the new names.
+
+    Raises
+    ------
+    ConfigError
+        If a code is not a group level (did-you-mean), or two groups would get the same name.
+    """
+    from dataclasses import replace as _replace
+
+    from .errors import ConfigError, did_you_mean
+
+    labels = parse_group_labels(labels)
+    if not labels:
+        return cohort
+    schema = cohort.schema
+    levels = [str(g) for g in schema.group_levels]
+    mapping = {}
+    for code, label in labels.items():
+        level = _match_level(code, levels)
+        if level not in levels:
+            raise ConfigError(f"--group-labels: '{code}' is not a group of column '{schema.group_column}' "
+                              f"(groups: {', '.join(levels)}){did_you_mean(code, levels)}",
+                              column=schema.group_column)
+        if level in mapping:
+            raise ConfigError(f"--group-labels: group '{level}' is labelled twice")
+        mapping[level] = label
+    new_levels = [mapping.get(g, g) for g in levels]
+    seen = {}
+    for old, new in zip(levels, new_levels):
+        if new.casefold() in seen:
+            raise ConfigError(f"--group-labels: groups '{seen[new.casefold()]}' and '{old}' would both be "
+                              f"called '{new}'", column=schema.group_column)
+        seen[new.casefold()] = old
+    gcol = schema.group_column
+    data = cohort.data.copy()
+    data[gcol] = pd.Categorical(data[gcol].astype(object).map(lambda g: mapping.get(str(g), g)
+                                                              if pd.notna(g) else g),
+                                categories=new_levels, ordered=getattr(data[gcol].dtype, "ordered", False))
+    ref = schema.reference_group
+    new_schema = _replace(schema, group_levels=tuple(new_levels),
+                          reference_group=None if ref is None else mapping.get(str(ref), ref))
+    return _replace(cohort, data=data, schema=new_schema)
+
+
+def as_cohort(data, *, group: str | None = None, schema=None, sheet=None, source=None):
+    """A validated :class:`~analysis.cohort.Cohort` from a Cohort, a DataFrame or a file.
+
+    A DataFrame is validated against ``schema`` (a Schema or its YAML file) or, without one,
+    a schema inferred from the ``group`` column (:func:`analysis.schema.infer_schema`); a
+    file is read by :func:`analysis.cohort.load_cohort` (same rules as the command line).
+
+    Raises
+    ------
+    CohortError
+        A DataFrame without ``group`` or ``schema`` (one line saying what to pass), a group
+        column that differs from the schema's, or any reading / validation problem.
+    """
+    from pathlib import Path
+
+    from .cohort import Cohort, load_cohort, validate_cohort
+    from .errors import ConfigError
+    from .schema import Schema, infer_schema, load_schema
+
+    if isinstance(data, Cohort):
+        if group is not None and group != data.schema.group_column:
+            raise ConfigError(f"group '{group}' differs from the cohort's group column "
+                              f"'{data.schema.group_column}'")
+        return data
+    if schema is not None and not isinstance(schema, Schema):
+        schema = load_schema(schema)
+    if schema is not None and group is not None and group != schema.group_column:
+        raise ConfigError(f"group '{group}' differs from the schema's group column '{schema.group_column}'; "
+                          "drop group= or edit the schema")
+    if isinstance(data, (str, Path)):
+        return load_cohort(data, schema=schema, group=group, sheet=sheet)
+    if isinstance(data, pd.DataFrame):
+        if schema is None:
+            if group is None:
+                raise ConfigError("a DataFrame needs the group column (group='diagnosis') or a schema "
+                                  "(schema='cohort_schema.yaml') to be analysed")
+            schema = infer_schema(data, group)
+        return validate_cohort(data, schema, source=source if source is not None
+                               else data.attrs.get("source", "DataFrame"))
+    raise ConfigError(f"cannot make a Table 1 from a {type(data).__name__}: pass a file path, "
+                      "a pandas DataFrame or an analysis.cohort.Cohort")
+
+
+def table1(data, group: str | None = None, schema=None, *, sheet=None, group_labels=None,
+           reference: str | None = None, **options) -> Table1Result:
+    """Table 1 in one call, for notebooks: ``analysis.table1(data, group="diagnosis")``.
+
+    Parameters
+    ----------
+    data : str, Path, DataFrame or Cohort
+        A cohort file (``.xlsx``, ``.csv``, ``.tsv``), a table already in memory, or a
+        validated cohort.  Not modified.
+    group : str, optional
+        Group column; without ``schema`` the variable types are inferred from the table
+        (:func:`analysis.schema.infer_schema`, as ``--group`` on the command line).
+    schema : Schema, str or Path, optional
+        Cohort schema (or its YAML file).  A file without either uses the
+        ``cohort_schema.yaml`` beside it.
+    sheet : str or int, optional
+        Excel sheet of a workbook (default: the first).
+    group_labels : mapping or list of 'CODE=LABEL', optional
+        Names for coded groups, e.g. ``{1: "metastatic", 2: "lymphoma", 3: "benign"}``
+        (:func:`relabel_groups`).
+    reference : str, optional
+        Reference group of the odds ratios, matched ignoring case; a group's code may be
+        given when ``group_labels`` names it.
+    **options
+        Passed to :func:`build_table1` (``overall, alpha, posthoc, regression, seed,
+        n_boot, fisher_time_budget, predictors, progress``).
+
+    Returns
+    -------
+    Table1Result
+        Shown as a formatted table in Jupyter; ``.to_excel``, ``.to_docx``, ``.to_latex``,
+        ``.to_markdown``, ``.write_all`` write it; ``.stats`` holds the tidy statistics.
+
+    Raises
+    ------
+    CohortError
+        With file, row and column, for anything wrong in the input or the arguments.
+
+    Examples
+    --------
+    >>> import analysis
+    >>> from analysis.simulate import simulate_cohort
+    >>> res = analysis.table1(simulate_cohort(n=60, seed=1), group="group",
+    ...                       regression=False, n_boot=50)
+    >>> res.group_levels
+    ('benign', 'lymphoma', 'metastatic')
+    """
+    cohort = as_cohort(data, group=group, schema=schema, sheet=sheet)
+    labels = parse_group_labels(group_labels)
+    if labels:
+        cohort = relabel_groups(cohort, labels)
+        if reference is not None and str(reference) not in cohort.schema.group_levels:
+            code = _match_level(reference, list(labels))
+            reference = labels.get(code, reference)
+    return build_table1(cohort, reference=reference, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """The module type of :mod:`analysis.table1`: calling the module calls :func:`table1`, so
+    that ``analysis.table1(df, group=...)`` works whether or not the submodule (which is also
+    what ``python -m analysis.table1`` runs) has been imported."""
+
+    def __call__(self, *args, **kwargs):
+        return table1(*args, **kwargs)
+
+
 # ============================================================================ CLI
 _EPILOG = """\
 examples:
@@ -814,9 +1091,10 @@ examples:
   python -m analysis.table1 demo_data/cohort.xlsx --out reports
   python -m analysis.table1 my_cohort.csv --group diagnosis --write-schema my_schema.yaml
   python -m analysis.table1 my_cohort.csv --schema my_schema.yaml --reference control --no-regression
+  python -m analysis.table1 coded.xlsx --group diagnosis --group-labels 1=metastatic 2=lymphoma 3=benign --reference Benign
 
 Without --schema and --group the schema is cohort_schema.yaml next to the cohort file,
-else the packaged demo schema.  Writes table1.xlsx, table1.tex, table1.md,
+else the packaged demo schema.  Writes table1.xlsx, table1.docx, table1.tex, table1.md,
 table1_stats.csv, odds_ratios.csv, posthoc.csv and methods.md to --out.
 """
 
@@ -846,8 +1124,11 @@ def build_parser(add_help: bool = True):
                      help="let --write-schema replace an existing file (default: refuse)")
     ana = parser.add_argument_group("analysis")
     ana.add_argument("--reference", metavar="LEVEL", default=None,
-                     help="reference group for odds ratios (default: the schema's, else the "
-                          "last group level)")
+                     help="reference group for odds ratios, any case (default: the schema's, else "
+                          "the last group level)")
+    ana.add_argument("--group-labels", nargs="+", metavar="CODE=LABEL", default=None,
+                     help="names for coded groups, e.g. --group-labels 1=metastatic 2=lymphoma "
+                          "3=benign (no schema edit needed)")
     ana.add_argument("--alpha", type=float, default=0.05,
                      help="significance level for post hoc comparisons (default: 0.05)")
     ana.add_argument("--seed", type=int, default=0,
@@ -950,6 +1231,9 @@ def _run(args) -> list:
 
         if args.group is None:
             raise ConfigError("--write-schema needs --group COLUMN (the column holding the groups)")
+        if args.group_labels:
+            raise ConfigError("--group-labels is not stored by --write-schema (the schema lists the group "
+                              "codes found in the table); pass --group-labels when you build the table")
         df = read_table(args.cohort, sheet=args.sheet)
         target = Path(args.write_schema)
         if target.exists() and not args.overwrite:
@@ -973,6 +1257,7 @@ def _run(args) -> list:
         return [path]
     if args.n_boot < 1:
         raise ConfigError(f"--n-boot must be at least 1, got {args.n_boot}")
+    parse_group_labels(args.group_labels)  # a malformed CODE=LABEL stops before the table is read
     schema, note = _resolve_schema(args)
     try:
         cohort = load_cohort(args.cohort, schema=schema, group=args.group, sheet=args.sheet)
@@ -994,7 +1279,7 @@ def _run(args) -> list:
                         leave=False)
     except ImportError:  # pragma: no cover - tqdm is a dependency
         progress = None
-    result = build_table1(cohort, overall=not args.no_overall, alpha=args.alpha,
+    result = table1(cohort, group_labels=args.group_labels, overall=not args.no_overall, alpha=args.alpha,
                           posthoc=not args.no_posthoc, regression=not args.no_regression,
                           reference=args.reference, seed=args.seed, n_boot=args.n_boot,
                           fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
@@ -1028,6 +1313,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     return run_cli(lambda: _run(args))
 
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     raise SystemExit(main())

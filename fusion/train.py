@@ -169,6 +169,10 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "network trained end to end); --late-fusion = --fusion late (default: none)")
     _bool_flag(g, "--baseline", "texture-feature (first-order + GLCM) logistic-regression baseline per modality on "
                                 "the same folds (default: on)")
+    g.add_argument("--final", action="store_true",
+                   help="after the cross-validation, train the final model on all patients (late fusion, or "
+                        "embedding with --fusion embedding) and save OUT/model_bundle.pt for python -m fusion.predict "
+                        "and python -m fusion.serve (default: off)")
     g.add_argument("--ablation", action="store_true",
                    help="also fuse every modality subset, with and without the clinical variables (late and "
                         "embedding fusion; same folds, no CNN retrained): ablation.md (default: off)")
@@ -563,8 +567,20 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
     :meth:`~fusion.api.CVResult.save` into ``cfg.out``; returns the files written (rank 0)."""
     from fusion.api import _cross_validate, make_config
 
-    result = _cross_validate(make_config(config=cfg), progress)
-    return [] if result is None else result.save(cfg.out)
+    cfg = make_config(config=cfg)
+    if cfg.final and not {"late", "embedding"} & set(cfg.fusion):  # the bundle's estimated performance
+        cfg = make_config(config=cfg, fusion=[*cfg.fusion, "late"])
+    result = _cross_validate(cfg, progress)
+    if result is None:
+        return []
+    written = result.save(cfg.out)
+    if cfg.final:
+        from fusion.bundle import fit
+
+        mode = "embedding" if cfg.fusion == ["embedding"] else "late"
+        bundle = fit(config=cfg, fusion=mode, cv=result, progress=progress)
+        written.append(bundle.save(Path(cfg.out) / "model_bundle.pt"))
+    return written
 
 
 def _unit_complete(unit_dir: Path) -> bool:
@@ -575,7 +591,7 @@ def _unit_complete(unit_dir: Path) -> bool:
 
 
 _RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion", "nested_fusion",
-                 "fusion", "baseline", "ablation"}
+                 "fusion", "baseline", "ablation", "final"}
 
 
 def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:

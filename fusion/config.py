@@ -23,6 +23,10 @@ class TrainConfig:
 
     cohort: str | None = None
     schema: str | None = None
+    group: str | None = None                # group column; without a schema file, the schema is inferred
+    id_column: str | None = None            # these three override / complete the schema's columns
+    hospital_column: str | None = None
+    image_columns: dict | None = None       # modality -> column (--image-column MODALITY=COLUMN)
     modalities: list | None = None          # None: every image column of the schema
     backbones: list = field(default_factory=lambda: ["resnet18"])
     weights: str = "none"                   # none | imagenet | PATH

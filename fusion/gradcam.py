@@ -10,7 +10,11 @@ logit ``y_c`` and the activations ``A^k`` (channel ``k``) of a spatial layer,
 ``L_c`` is upsampled bilinearly to the input size and divided by its maximum, so each map
 lies in [0, 1] (a map that is zero everywhere stays zero). The layer is the backbone's
 registered :attr:`fusion.backbones.BackboneInfo.gradcam_layer` (the last spatial block) unless
-another is named. The study we reproduce (Jiang et al. 2025, doi:10.3389/fonc.2025.1542265)
+another is named. For a vision transformer the layer outputs tokens ``(B, N, C)``: its patch
+tokens are put back on their ``h x w`` grid (:meth:`fusion.backbones.Backbone.tokens_to_grid`,
+class token dropped) and the same formula applies, as ``pytorch-grad-cam``'s ``reshape_transform``
+does; the registered layer is the first norm of the last block (the last block's own patch
+outputs never reach the class token that is classified, so their gradients are zero). The study we reproduce (Jiang et al. 2025, doi:10.3389/fonc.2025.1542265)
 used the ``pytorch-grad-cam`` package on the last block; this is a small implementation of
 the same method with torch hooks (no extra dependency). Gradients are taken with
 :func:`torch.autograd.grad`, so no parameter's ``.grad`` is touched, and the hook is removed
@@ -147,8 +151,8 @@ def _grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=N
     store: dict = {}
 
     def hook(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ValueError(f"Grad-CAM layer must output a (B, C, h, w) tensor, got "
+        if not isinstance(output, torch.Tensor) or output.dim() not in (3, 4):
+            raise ValueError(f"Grad-CAM layer must output a (B, C, h, w) map or (B, N, C) tokens, got "
                              f"{type(output).__name__} {tuple(getattr(output, 'shape', ()))}")
         store["act"] = output
         # later in-place ops (e.g. DenseNet's ReLU after norm5) act on a copy, so the
@@ -172,16 +176,37 @@ def _grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=N
         handle.remove()
         model.train(was_training)
     act, grads = act.detach().float(), grads.detach().float()
+    if act.dim() == 3:  # a vision transformer's tokens: arrange the patch tokens on their grid
+        to_grid = getattr(model, "tokens_to_grid", None)
+        if to_grid is None:
+            raise ValueError(f"the Grad-CAM layer outputs tokens {tuple(act.shape)} and the model cannot arrange "
+                             "them on a patch grid (no tokens_to_grid); pass a spatial layer")
+        act, grads = to_grid(act, images.shape[-2:]), to_grid(grads, images.shape[-2:])
+    height, width = images.shape[-2:]
+    extent = _patch_extent(model, act.shape[-2:], (height, width))
     feature_hw = tuple(act.shape[-2:])
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    # upsample over the area the grid covers (a ViT pads the input to a multiple of its patch), then crop
+    cam = F.interpolate(cam, size=extent, mode="bilinear", align_corners=False)[:, 0, :height, :width]
     cam = cam.clamp_min(0)
     peak = cam.amax(dim=(1, 2), keepdim=True)
     cam = torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
     reasons = degenerate_reasons(cam, feature_hw)
     _warn_degenerate(reasons)
     return cam, logits.detach(), reasons
+
+
+def _patch_extent(model: nn.Module, grid, image_size) -> tuple:
+    """Pixels covered by a transformer's patch grid (input padded to a multiple of the patch
+    size), else the image size."""
+    patch = getattr(getattr(getattr(model, "body", None), "patch_embed", None), "patch_size", None)
+    if patch is None:
+        return tuple(int(v) for v in image_size)
+    extent = (int(grid[0]) * int(patch[0]), int(grid[1]) * int(patch[1]))
+    if extent[0] < image_size[0] or extent[1] < image_size[1]:  # a grid that drops edge pixels
+        return tuple(int(v) for v in image_size)
+    return extent
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=None) -> torch.Tensor:
@@ -652,11 +677,12 @@ def _explain(model, meta, raw, target_idx, layer, dev):
     return cams.cpu(), torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64), reasons
 
 
-def _cohort_images(cohort, schema, modality: str) -> tuple[dict, Path]:
-    """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort."""
+def _cohort_images(cohort, schema, modality: str, columns=None) -> tuple[dict, Path]:
+    """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort
+    (``columns``: the run's ``group``, ``id_column``, ``hospital_column``, ``image_columns``)."""
     from fusion.train import load_table
 
-    table, schema, source = load_table(cohort, schema)
+    table, schema, source = load_table(cohort, schema, **(columns or {}))
     if hasattr(table, "data") and hasattr(table, "schema"):
         frame, root = table.data, Path(getattr(table, "source", None) or cohort).parent
     else:
@@ -721,6 +747,9 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     first = oof[(oof["model"] != "late_fusion") & (oof["modality"] == modality)
                 & oof["split"].isin(["test", "external"]) & (oof["fold"] >= 0)]
     if backbone is not None:
+        from fusion.backbones import resolve_backbone
+
+        backbone = resolve_backbone(backbone)  # 'ViT-small' -> the name the run's files use
         first = first[first["model"] == backbone]
     if first.empty:
         mods = sorted(set(oof.loc[oof["model"] != "late_fusion", "modality"]))
@@ -749,7 +778,8 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     if not cohort:
         raise ConfigError(f"--run {run}: {'no cohort in config.yaml' if has_cfg else 'no config.yaml'}; "
                           "pass --cohort")
-    paths, root = _cohort_images(cohort, cfg.get("schema"), modality)
+    columns = {k: cfg.get(k) for k in ("group", "id_column", "hospital_column", "image_columns")}
+    paths, root = _cohort_images(cohort, cfg.get("schema"), modality, columns)
     dev = runtime.pick_device(device)
     done = {}  # patient -> (table row, image, map); one batch per fold model
     for fold, group in chosen.groupby("fold", sort=True):

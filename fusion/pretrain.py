@@ -40,7 +40,7 @@ import pandas as pd
 
 from analysis.errors import ConfigError, did_you_mean
 from fusion import runtime
-from fusion.backbones import list_backbones
+from fusion.backbones import list_backbones, resolve_backbone
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import PretrainConfig, resolve_config, save_config
 from fusion.engine import FitOptions, ImageData, evaluate, fit, setup_training
@@ -196,9 +196,10 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
     from fusion import splits as sp
     from fusion.dataset import MultimodalDataset
 
-    if cfg.backbone not in list_backbones():
-        raise ConfigError(f"--backbone: unknown backbone {cfg.backbone!r} (available: {', '.join(list_backbones())})"
-                          f"{did_you_mean(cfg.backbone, list_backbones())}")
+    try:
+        cfg.backbone = resolve_backbone(cfg.backbone)  # 'ViT-small' -> vit_small_patch16_224 (file names, checkpoint)
+    except ConfigError as exc:
+        raise ConfigError(f"--backbone: {exc}") from None
     runtime.set_threads(cfg.threads)
     device = runtime.pick_device(cfg.device)
     table, schema, data_source = load_pretraining_data(cfg.data, cfg.data_root)

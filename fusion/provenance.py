@@ -44,7 +44,7 @@ def versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
+    for pkg in ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

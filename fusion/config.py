@@ -35,8 +35,9 @@ class TrainConfig:
     holdout_hospital: str | None = None
     external_hospital: bool = False         # leave-one-hospital-out instead of k-fold
     test_fraction: float | None = None
-    epochs: int = 8
-    patience: int = 3
+    epochs: int = 15
+    patience: int = 5
+    min_epochs: int = 5                     # early stopping never before this many epochs
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -74,6 +75,7 @@ class PretrainConfig:
     size: int = 64
     epochs: int = 5
     patience: int = 3
+    min_epochs: int = 0
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4

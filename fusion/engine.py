@@ -139,6 +139,8 @@ class FitOptions:
         Class weights of the default cross-entropy loss and of the validation loss.
     resume : dict or None
         A checkpoint of :mod:`fusion.checkpoint` to continue from (see :func:`fit`).
+    min_epochs : int
+        Early stopping never ends training before this many epochs (:class:`EarlyStopping`).
     """
 
     epochs: int
@@ -148,6 +150,7 @@ class FitOptions:
     channels_last: bool = True
     class_weights: torch.Tensor | None = None
     resume: dict | None = None
+    min_epochs: int = 0
 
 
 def default_criterion(class_weights: torch.Tensor | None = None, device=None) -> Callable:
@@ -278,15 +281,21 @@ def balanced_class_weights(labels, n_classes: int) -> torch.Tensor:
 class EarlyStopping:
     """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs.
 
-    Keeps a CPU copy of the best epoch's weights (``best_state``).
+    Never before ``min_epochs`` epochs have run: the validation loss of the first epochs of a
+    freshly initialised network (batch-norm statistics still settling, the learning rate at
+    its peak) often jumps (e.g. to 6.6 after epoch 1), and a short patience would end the run
+    on that noise and restore a barely trained model.  Keeps a CPU copy of the best epoch's
+    weights (``best_state``).
     """
 
-    def __init__(self, patience: int = 5, min_delta: float = 0.0):
+    def __init__(self, patience: int = 5, min_delta: float = 0.0, min_epochs: int = 0):
         self.patience = int(patience)
         self.min_delta = float(min_delta)
+        self.min_epochs = int(min_epochs)
         self.best_loss = math.inf
         self.best_epoch = -1
         self.bad_epochs = 0
+        self.epochs_seen = 0
         self.best_state: dict | None = None
 
     def step(self, loss: float, epoch: int, model) -> bool:
@@ -298,15 +307,17 @@ class EarlyStopping:
             self.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
         else:
             self.bad_epochs += 1
-        return self.bad_epochs >= self.patience
+        self.epochs_seen += 1
+        return self.should_stop
 
     @property
     def should_stop(self) -> bool:
-        return self.bad_epochs >= self.patience
+        return self.bad_epochs >= self.patience and self.epochs_seen >= self.min_epochs
 
     def state_dict(self) -> dict:
         return {"patience": self.patience, "min_delta": self.min_delta, "best_loss": self.best_loss,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "best_state": self.best_state}
+                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "best_state": self.best_state,
+                "min_epochs": self.min_epochs, "epochs_seen": self.epochs_seen}
 
     def load_state_dict(self, state: dict) -> None:
         self.patience = int(state["patience"])
@@ -315,6 +326,8 @@ class EarlyStopping:
         self.best_epoch = int(state["best_epoch"])
         self.bad_epochs = int(state["bad_epochs"])
         self.best_state = state["best_state"]
+        self.min_epochs = int(state.get("min_epochs", 0))
+        self.epochs_seen = int(state.get("epochs_seen", self.best_epoch + 1 + self.bad_epochs))
 
 
 @dataclass
@@ -418,7 +431,7 @@ def fit(setup: TrainingSetup, data, options: FitOptions, criterion: Callable | N
     device = setup.device if setup.device is not None else next(unwrap(model).parameters()).device
     if criterion is None:
         criterion = default_criterion(options.class_weights, device)
-    stopper = EarlyStopping(options.patience)
+    stopper = EarlyStopping(options.patience, min_epochs=options.min_epochs)
     history: list = []
     start = 0
     resume = options.resume

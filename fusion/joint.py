@@ -103,6 +103,7 @@ class JointOptions:
     modality_dropout: float = 0.25
     epochs: int = 8
     patience: int = 3
+    min_epochs: int = 0
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -448,7 +449,8 @@ def fit_joint(dataset, split, *, fusion: str = "concat", clinical: bool = True, 
                         options=options, device=device, seed=seed)
     weights = balanced_class_weights(labels[data.train_idx], len(dataset.class_names)) if options.class_weights \
         else None
-    fit_options = FitOptions(epochs=options.epochs, patience=options.patience, batch_size=options.batch_size,
+    fit_options = FitOptions(epochs=options.epochs, patience=options.patience, min_epochs=options.min_epochs,
+                             batch_size=options.batch_size,
                              amp=options.amp, channels_last=options.channels_last, class_weights=weights)
     bar = None
     if progress:

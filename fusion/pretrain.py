@@ -249,7 +249,8 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
             bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{history[-1]['val_loss']:.3f}")
 
     data = ImageData(images, labels, train_idx, val_idx)
-    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, amp=cfg.amp,
+    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, min_epochs=cfg.min_epochs,
+                         batch_size=cfg.batch_size, amp=cfg.amp,
                          channels_last=cfg.channels_last, resume=resume)
     result = fit(setup, data, options, on_epoch_end=on_epoch_end)
     if bar is not None:

@@ -142,6 +142,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")
     g.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default: {d.patience})")
+    g.add_argument("--min-epochs", type=int, help=f"early stopping never ends training before this many epochs "
+                                                  f"(default: {d.min_epochs})")
     g.add_argument("--batch-size", type=int, help=f"batch size per process; under DDP (torchrun) the global batch is "
                                                  f"this x the number of processes (default: {d.batch_size})")
     g.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {d.lr})")
@@ -482,7 +484,8 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
             bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{history[-1]['val_loss']:.3f}")
 
     data = ImageData(images, labels, train_idx, val_idx)
-    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, amp=cfg.amp,
+    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, min_epochs=cfg.min_epochs,
+                         batch_size=cfg.batch_size, amp=cfg.amp,
                          channels_last=cfg.channels_last, class_weights=weights, resume=resume)
     result = fit(setup, data, options, on_epoch_end=on_epoch_end)
     if bar is not None:

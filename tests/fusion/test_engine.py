@@ -184,3 +184,28 @@ def test_fit_trains_with_an_injected_loss_and_early_stops_on_the_cross_entropy()
     val, _ = evaluate(smooth.model, data, data.val_idx, transform=to_float, device=DEVICE)
     assert res_smooth.history[res_smooth.best_epoch]["val_loss"] == pytest.approx(val, rel=1e-12)
     assert res_default.epochs_run == res_smooth.epochs_run == 3
+
+
+def test_early_stopping_never_ends_training_before_min_epochs():
+    import torch
+
+    from fusion.engine import EarlyStopping
+
+    net = torch.nn.Linear(2, 2)
+    # a fresh network's validation loss: good at epoch 0, a jump to 6.6, then slow improvement
+    losses = [1.10, 6.6, 3.0, 1.6, 1.2, 1.05, 0.9, 0.8]
+    plain = EarlyStopping(patience=3)
+    for e, v in enumerate(losses):
+        if plain.step(v, e, net):
+            break
+    assert e == 3 and plain.best_epoch == 0        # would stop at epoch 3 and keep the epoch-0 model
+    guarded = EarlyStopping(patience=3, min_epochs=6)
+    stopped = [guarded.step(v, e, net) for e, v in enumerate(losses)]
+    assert True not in stopped and guarded.best_epoch == 7
+    # the state survives a checkpoint round trip (resume), also from checkpoints written before min_epochs
+    again = EarlyStopping()
+    again.load_state_dict(guarded.state_dict())
+    assert again.min_epochs == 6 and again.epochs_seen == 8
+    old = {k: v for k, v in plain.state_dict().items() if k not in ("min_epochs", "epochs_seen")}
+    again.load_state_dict(old)
+    assert again.min_epochs == 0 and again.epochs_seen == 4 and again.should_stop

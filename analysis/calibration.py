@@ -18,7 +18,7 @@ from .errors import CohortError, UndefinedMetricWarning, check_ci_level
 from .roc import _binary_labels, _class_codes_and_proba, _scores
 
 __all__ = ["CalibrationResult", "brier_score", "reliability_curve", "calibration_slope_intercept",
-           "calibration_ovr", "fit_temperature", "apply_temperature"]
+           "calibration_ovr", "expected_calibration_error", "fit_temperature", "apply_temperature"]
 
 _EPS = 1e-12
 
@@ -105,6 +105,150 @@ def reliability_curve(y_true, proba, n_bins: int = 10, strategy: str = "uniform"
         obs = np.bincount(ids, weights=y.astype(float), minlength=n_bins) / count
     return pd.DataFrame({"bin": np.arange(n_bins), "bin_low": edges[:-1], "bin_high": edges[1:],
                          "n": count.astype(int), "mean_predicted": mean_p, "observed_fraction": obs})
+
+
+def expected_calibration_error(y_true, proba, n_bins: int = 10) -> float:
+    """Expected calibration error of binary predictions over equal-width probability bins.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1} or bool, shape (n,)
+    proba : array-like of float in [0, 1], shape (n,)
+    n_bins : int, default 10
+
+    Returns
+    -------
+    float
+        ``ECE = sum_b (n_b / n) |mean(y in b) - mean(p in b)|`` over the non-empty bins.
+
+    Notes
+    -----
+    Bins as :func:`reliability_curve` (``strategy='uniform'``; a probability on an inner edge
+    goes to the lower bin, as scikit-learn ``calibration_curve``), so the value equals the
+    count-weighted mean of that curve's ``|observed_fraction - mean_predicted|``
+    (``tests/analysis/test_calibration.py`` checks it against a loop over scikit-learn's
+    bins).  For a multiclass model, the one-vs-rest ECE of class ``j`` uses ``p_j``; the
+    top-label ECE of Guo et al. (2017) uses ``max_j p_j`` and "arg-max is right" (both in
+    :func:`analysis.metrics.classification_metrics`).  ECE depends on the binning and is
+    biased upward in small samples (an empty-noise model scores > 0); read it with the
+    calibration slope and intercept.
+
+    References
+    ----------
+    Naeini MP, Cooper GF, Hauskrecht M. Obtaining well calibrated probabilities using
+    Bayesian binning. AAAI 2015;29(1):2901-2907. doi:10.1609/aaai.v29i1.9602
+    Guo C, Pleiss G, Sun Y, Weinberger KQ. On calibration of modern neural networks. ICML 2017,
+    PMLR 70:1321-1330.
+
+    Examples
+    --------
+    >>> round(expected_calibration_error([0, 1, 1, 1], [0.1, 0.9, 0.9, 0.9]), 12)
+    0.1
+    """
+    y = _binary_labels(y_true).astype(float)
+    p = _probabilities(proba, y.size)
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise CohortError(f"n_bins must be a positive integer, got {n_bins!r}")
+    return float(_weighted_ece(y, p, np.ones((1, y.size)), int(n_bins))[0])
+
+
+def _bin_ids(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-width bin of each probability, inner edges to the lower bin (as :func:`reliability_curve`)."""
+    return np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], p)
+
+
+def _weighted_ece(y: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """ECE for each row of weights ``w`` (B, n): ``sum_b |sum w (y - p)|_b / sum w``."""
+    onehot = np.eye(n_bins)[_bin_ids(p, n_bins)]                        # (n, bins)
+    gap = w @ (onehot * (y - p)[:, None])                               # (B, bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(gap).sum(axis=1) / w.sum(axis=1)
+
+
+def _weighted_recalibration(y: np.ndarray, p: np.ndarray, w: np.ndarray, tol: float = 1e-10,
+                            max_iter: int = 100):
+    """Calibration intercept and slope for each row of weights ``w`` (B, n), by vectorised Newton.
+
+    Maximum-likelihood logistic fits of ``logit P(y=1) = a + logit(p)`` (intercept) and
+    ``logit P(y=1) = c + b logit(p)`` (slope) with case weights (a resample's row
+    multiplicities), Newton-Raphson from ``a = 0`` and ``(c, b) = (0, 0)``.  Returns
+    ``(a, b)`` arrays of length B; NaN where ``y`` is constant under the weights, the fit
+    does not converge, or it runs off (separation).  Equals
+    :func:`calibration_slope_intercept` (statsmodels GLM, matched to R ``glm``) on unit
+    weights (``tests/analysis/test_calibration.py``).
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _newton_recalibration(y, p, w, tol, max_iter)
+
+
+def _newton_recalibration(y, p, w, tol, max_iter):
+    lp = np.log(np.clip(p, _EPS, 1 - _EPS)) - np.log1p(-np.clip(p, _EPS, 1 - _EPS))
+    B = w.shape[0]
+    events = w @ y
+    total = w.sum(axis=1)
+    ok = (events > 0) & (events < total)
+    # intercept: one parameter, offset lp
+    a = np.zeros(B)
+    done_a = np.zeros(B, bool)
+    for _ in range(max_iter):
+        mu = 1.0 / (1.0 + np.exp(-(a[:, None] + lp)))
+        g = (w * (y - mu)).sum(axis=1)
+        h = (w * mu * (1 - mu)).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = np.where(done_a, 0.0, g / h)
+        a = a + step
+        done_a |= ~np.isfinite(step) | (np.abs(step) < tol * (1 + np.abs(a)))
+        if done_a.all():
+            break
+    conv_a = done_a & np.isfinite(a) & (np.abs(a) < 50)
+    # slope: two parameters (c, b)
+    c = np.zeros(B)
+    b = np.zeros(B)                       # from mu = 1/2, as glm's IRLS; b = 1 can overshoot
+    done = np.zeros(B, bool)
+    for _ in range(max_iter):
+        mu = 1.0 / (1.0 + np.exp(-(c[:, None] + b[:, None] * lp)))
+        r = w * (y - mu)
+        v = w * mu * (1 - mu)
+        g0, g1 = r.sum(axis=1), r @ lp
+        h00, h01, h11 = v.sum(axis=1), v @ lp, v @ (lp * lp)
+        det = h00 * h11 - h01 * h01
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dc = np.where(done, 0.0, (h11 * g0 - h01 * g1) / det)
+            db = np.where(done, 0.0, (h00 * g1 - h01 * g0) / det)
+        c, b = c + dc, b + db
+        done |= ~(np.isfinite(dc) & np.isfinite(db)) | (
+            (np.abs(dc) < tol * (1 + np.abs(c))) & (np.abs(db) < tol * (1 + np.abs(b))))
+        if done.all():
+            break
+    conv_b = done & np.isfinite(b) & np.isfinite(c) & (np.abs(b) < 50) & (np.abs(c) < 50)
+    return np.where(ok & conv_a, a, np.nan), np.where(ok & conv_b, b, np.nan)
+
+
+def calibration_matrix(codes: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """All calibration metrics of :func:`analysis.metrics.classification_metrics` per weight row.
+
+    Columns (k classes): multiclass Brier, one-vs-rest Brier x k, calibration intercept x k,
+    calibration slope x k, top-label ECE, one-vs-rest ECE x k.  ``w`` is (B, n): unit weights
+    for the estimate, bootstrap multiplicities (:func:`analysis.bootstrap.bootstrap_weights`)
+    for the resamples.
+    """
+    k = p.shape[1]
+    y = np.eye(k)[codes]                                               # (n, k) one-hot
+    total = w.sum(axis=1)
+    sq = (p - y) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        brier_ovr = (w @ sq) / total[:, None]                          # (B, k)
+    brier = brier_ovr.sum(axis=1)
+    inter = np.empty((w.shape[0], k))
+    slope = np.empty((w.shape[0], k))
+    ece = np.empty((w.shape[0], k))
+    for j in range(k):
+        inter[:, j], slope[:, j] = _weighted_recalibration(y[:, j], p[:, j], w)
+        ece[:, j] = _weighted_ece(y[:, j], p[:, j], w, n_bins)
+    conf = p.max(axis=1)
+    correct = (np.argmax(p, axis=1) == codes).astype(float)
+    top = _weighted_ece(correct, conf, w, n_bins)
+    return np.column_stack([brier, brier_ovr, inter, slope, top, ece])
 
 
 @dataclass(frozen=True)

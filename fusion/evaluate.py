@@ -548,7 +548,7 @@ def evaluate_by_hospital(predictions: pd.DataFrame, classes, hospitals, n_boot: 
 
     Works for any run: out-of-fold k-fold predictions are grouped by their patient's hospital
     (``hospitals``, e.g. from :func:`hospital_of`), so centre effects are visible without
-    leave-one-hospital-out training.
+    leave-one-hospital-out training.  Rows whose hospital is missing (None/NaN) are left out.
 
     Returns
     -------
@@ -561,8 +561,10 @@ def evaluate_by_hospital(predictions: pd.DataFrame, classes, hospitals, n_boot: 
     h = np.asarray(hospitals, dtype=object)
     if h.size != len(frame):
         raise CohortError(f"{h.size} hospitals for {len(frame)} predictions", file=source)
+    known = ~pd.isna(pd.Series(h)).to_numpy()
     out = []
     for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
+        idx = idx[known[idx]]
         for hosp in sorted(pd.unique(h[idx]).astype(str)):
             sub = idx[h[idx].astype(str) == hosp]
             with warnings.catch_warnings():
@@ -595,8 +597,12 @@ def hospital_meta_analysis(predictions: pd.DataFrame, classes, hospitals, method
 
     frame, classes, codes, proba = _validate(predictions, classes, source)
     h = np.asarray(hospitals, dtype=object)
+    known = ~pd.isna(pd.Series(h)).to_numpy()          # rows without a hospital are left out
     tables = []
     for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
+        idx = idx[known[idx]]
+        if idx.size == 0:
+            continue
         t = centre_auc(np.asarray(classes)[codes[idx]], proba[idx], classes, frame["patient_id"].to_numpy()[idx],
                        h[idx], scale=scale, n_boot=n_boot, ci=ci, seed=seed)
         for i, (name, value) in enumerate(zip(_KEYS, key)):
@@ -609,7 +615,7 @@ def hospital_meta_analysis(predictions: pd.DataFrame, classes, hospitals, method
 def _slug(*parts) -> str:
     import re
 
-    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", str(p)).strip("-") for p in parts)
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", str(p)).strip("-") for p in parts)
 
 
 def write_utility_figures(out, curves: pd.DataFrame | None = None, meta: MetaTables | None = None) -> list:

@@ -128,6 +128,12 @@ def test_weighted_fits_equal_fits_on_the_resampled_rows():
                                cluster=pid, n_boot=25, seed=9)
     weighted = np.vstack([calibration_matrix(codes, p, w) for w in bootstrap_weights(pid, 25, 9, chunk=7)])
     np.testing.assert_allclose(weighted, direct.replicates, rtol=1e-8, atol=1e-10)
+    # stratified by a patient-level variable: still the same resamples
+    strata = (np.arange(90) // 2) % 3
+    direct = cluster_bootstrap(lambda c, q: calibration_matrix(c, q, np.ones((1, c.size)))[0], (codes, p),
+                               cluster=pid, n_boot=15, seed=2, strata=strata)
+    weighted = np.vstack([calibration_matrix(codes, p, w) for w in bootstrap_weights(pid, 15, 2, strata=strata)])
+    np.testing.assert_allclose(weighted, direct.replicates, rtol=1e-8, atol=1e-10)
 
 
 def test_metrics_calibration_rows_equal_the_calibration_module():

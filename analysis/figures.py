@@ -477,8 +477,9 @@ def decision_curve_plot(curves: pd.DataFrame, path=None, *, title: str | None = 
             alln = sub[sub["strategy"] == "treat_all"].sort_values("threshold")
             t = model["threshold"].to_numpy(float)
             if model[["ci_low", "ci_high"]].notna().any().all():
+                level = float(model["ci_level"].iloc[0]) if "ci_level" in model else 0.95
                 a.fill_between(t, model["ci_low"].to_numpy(float), model["ci_high"].to_numpy(float),
-                               color=PALETTE[0], alpha=0.18, lw=0, label="model (95% band)")
+                               color=PALETTE[0], alpha=0.18, lw=0, label=f"model ({_pct(level)}% band)")
             a.plot(t, model["net_benefit"].to_numpy(float), color=PALETTE[0], label="model")
             a.plot(alln["threshold"].to_numpy(float), alln["net_benefit"].to_numpy(float), color=PALETTE[1],
                    ls="--", label="treat all")
@@ -549,7 +550,8 @@ def centre_forest_plot(centres: pd.DataFrame, meta: pd.Series | dict | None = No
         a.axvline(0.5, color=".7", lw=0.8, ls=":", zorder=0)
         a.set_ylim(-0.8, n + 1.6)
         a.set_xlim(max(0.0, min(0.5, np.nanmin(rows["ci_low"].to_numpy(float), initial=1.0)) - 0.03), 1.0)
-        a.set_xlabel(f"{xlabel} (95% CI; pooled: diamond = CI, line = prediction interval)")
+        level = float(rows["ci_level"].iloc[0]) if "ci_level" in rows else 0.95
+        a.set_xlabel(f"{xlabel} ({_pct(level)}% CI; pooled: diamond = CI, line = prediction interval)")
         a.tick_params(axis="y", length=0)
         a.spines["left"].set_visible(False)
         if title:

@@ -373,10 +373,15 @@ def _macro_comparison(y, sa, sb, n_boot, seed, ci) -> dict:
 
 # ----------------------------------------------------------------------------- beyond the AUC
 def default_binary_questions(classes) -> dict:
-    """``{'malignant': every class but benign}`` when there is a ``benign`` class and >= 3 classes, else ``{}``."""
+    """``{'malignant': every class but benign}`` for a benign-vs-malignant-subtypes class set, else ``{}``.
+
+    Applies when there are >= 3 classes, one named ``benign`` and none named ``malignant`` or
+    ``normal`` (BUSI's ``benign, malignant, normal`` gets no default question).
+    """
     classes = [str(c) for c in classes]
+    lower = [c.lower() for c in classes]
     benign = [c for c in classes if c.lower() == "benign"]
-    if not benign or len(classes) < 3:
+    if not benign or len(classes) < 3 or "malignant" in lower or "normal" in lower:
         return {}
     return {"malignant": tuple(c for c in classes if c != benign[0])}
 

@@ -100,3 +100,4 @@ def test_hospital_sources_and_default_question():
         hospital_of(frame)
     assert default_binary_questions(CLASSES) == {"malignant": ("metastatic", "lymphoma")}
     assert default_binary_questions(["a", "b"]) == {}
+    assert default_binary_questions(["benign", "malignant", "normal"]) == {}     # BUSI: no guessing

@@ -252,7 +252,8 @@ def centre_auc(y_true, proba, classes, patient_ids, hospitals, *, scale: str = "
     for hospital, idx in frame.groupby("hospital", sort=True).indices.items():
         sub = frame.iloc[idx]
         g = sub.groupby("patient_id", sort=False)
-        pp = np.vstack([p[idx][g.indices[k]].mean(axis=0) for k in g.indices])
+        ph = p[idx]
+        pp = np.vstack([ph[g.indices[k]].mean(axis=0) for k in g.indices])
         cc = sub["code"].to_numpy()[[g.indices[k][0] for k in g.indices]]
         n_pat = int(cc.size)
         est = {}

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import expit
 
 from .bootstrap import cluster_bootstrap
 from .errors import CohortError, UndefinedMetricWarning, check_ci_level
@@ -288,7 +289,7 @@ def centre_auc(y_true, proba, classes, patient_ids, hospitals, *, scale: str = "
                 if scale == "logit":
                     yi, vi = _logit(auc), var / (auc * (1 - auc)) ** 2
                     se = math.sqrt(vi)
-                    lo, hi = (1 / (1 + math.exp(-(yi - zc * se))), 1 / (1 + math.exp(-(yi + zc * se))))
+                    lo, hi = float(expit(yi - zc * se)), float(expit(yi + zc * se))
                     se = math.sqrt(var)
                 else:
                     yi, vi, se = auc, var, math.sqrt(var)
@@ -323,7 +324,7 @@ def meta_analysis_of_centres(table: pd.DataFrame, method: str = "REML", ci: floa
     for key, g in table.groupby(keys, sort=False, dropna=False):
         ok = g["vi"].notna() & g["yi"].notna()
         scale = str(g["scale"].iloc[0])
-        back = (lambda x: 1 / (1 + math.exp(-x))) if scale == "logit" else (lambda x: x)
+        back = (lambda x: float(expit(x))) if scale == "logit" else (lambda x: x)
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row.update(method=method, scale=scale, k=int(ok.sum()), k_excluded=int((~ok).sum()), ci_level=ci)
         if ok.sum() < 2:

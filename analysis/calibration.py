@@ -166,71 +166,96 @@ def _weighted_ece(y: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10)
 
 
 def _weighted_recalibration(y: np.ndarray, p: np.ndarray, w: np.ndarray, tol: float = 1e-10,
-                            max_iter: int = 100):
+                            max_iter: int = 100, start=None):
     """Calibration intercept and slope for each row of weights ``w`` (B, n), by vectorised Newton.
 
     Maximum-likelihood logistic fits of ``logit P(y=1) = a + logit(p)`` (intercept) and
     ``logit P(y=1) = c + b logit(p)`` (slope) with case weights (a resample's row
-    multiplicities), Newton-Raphson from ``a = 0`` and ``(c, b) = (0, 0)``.  Returns
-    ``(a, b)`` arrays of length B; NaN where ``y`` is constant under the weights, the fit
-    does not converge, or it runs off (separation).  Equals
-    :func:`calibration_slope_intercept` (statsmodels GLM, matched to R ``glm``) on unit
-    weights (``tests/analysis/test_calibration.py``).
+    multiplicities), Newton-Raphson from ``a = 0`` and ``(c, b) = (0, 0)`` (or from ``start =
+    (a, c, b)``, e.g. the full-data fit, for bootstrap resamples; rows that do not converge
+    from there are refitted from 0).  Returns ``(a, b)`` arrays of length B; NaN where ``y``
+    is constant under the weights, the fit does not converge, or it runs off (separation,
+    ``|b|`` or ``|c|`` beyond 50).  Equals :func:`calibration_slope_intercept` (statsmodels
+    GLM, matched to R ``glm``) on unit weights (``tests/analysis/test_calibration.py``).
     """
+    a, b, _ = _recalibration_fits(y, p, w, tol, max_iter, start)
+    return a, b
+
+
+def _recalibration_fits(y, p, w, tol=1e-10, max_iter=100, start=None):
+    """``(a, b, c)`` of :func:`_weighted_recalibration` (``c`` = the slope model's intercept)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _newton_recalibration(y, p, w, tol, max_iter)
+        lp = np.log(np.clip(p, _EPS, 1 - _EPS)) - np.log1p(-np.clip(p, _EPS, 1 - _EPS))
+        events = w @ y
+        ok = (events > 0) & (events < w.sum(axis=1))
+        B = w.shape[0]
+        a0, c0, b0 = (0.0, 0.0, 0.0) if start is None else (float(x) if np.isfinite(x) else 0.0 for x in start)
+        a, conv_a = _newton_intercept(y, lp, w, np.full(B, a0), tol, max_iter)
+        c, b, conv_b = _newton_slope(y, lp, w, np.full(B, c0), np.full(B, b0), tol, max_iter)
+        if start is not None:                            # a warm start that failed: again from 0
+            redo = ok & ~conv_a
+            if redo.any():
+                a[redo], conv_a[redo] = _newton_intercept(y, lp, w[redo], np.zeros(redo.sum()), tol, max_iter)
+            redo = ok & ~conv_b
+            if redo.any():
+                c[redo], b[redo], conv_b[redo] = _newton_slope(y, lp, w[redo], np.zeros(redo.sum()),
+                                                               np.zeros(redo.sum()), tol, max_iter)
+    return (np.where(ok & conv_a, a, np.nan), np.where(ok & conv_b, b, np.nan), np.where(ok & conv_b, c, np.nan))
 
 
-def _newton_recalibration(y, p, w, tol, max_iter):
-    lp = np.log(np.clip(p, _EPS, 1 - _EPS)) - np.log1p(-np.clip(p, _EPS, 1 - _EPS))
-    B = w.shape[0]
-    events = w @ y
-    total = w.sum(axis=1)
-    ok = (events > 0) & (events < total)
-    # intercept: one parameter, offset lp
-    a = np.zeros(B)
-    done_a = np.zeros(B, bool)
+def _newton_intercept(y, lp, w, a, tol, max_iter):
+    """Offset-logistic intercepts, Newton on the rows not yet converged; returns (a, converged)."""
+    active = np.arange(a.size)
+    done = np.zeros(a.size, bool)
     for _ in range(max_iter):
-        mu = 1.0 / (1.0 + np.exp(-(a[:, None] + lp)))
-        g = (w * (y - mu)).sum(axis=1)
-        h = (w * mu * (1 - mu)).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            step = np.where(done_a, 0.0, g / h)
-        a = a + step
-        done_a |= ~np.isfinite(step) | (np.abs(step) < tol * (1 + np.abs(a)))
-        if done_a.all():
+        if active.size == 0:
             break
-    conv_a = done_a & np.isfinite(a) & (np.abs(a) < 50)
-    # slope: two parameters (c, b)
-    c = np.zeros(B)
-    b = np.zeros(B)                       # from mu = 1/2, as glm's IRLS; b = 1 can overshoot
-    done = np.zeros(B, bool)
+        wa = w[active]
+        mu = 1.0 / (1.0 + np.exp(-(a[active, None] + lp)))
+        step = (wa @ y - (wa * mu).sum(axis=1)) / (wa * (mu * (1 - mu))).sum(axis=1)
+        a[active] += step
+        stop = ~np.isfinite(step) | (np.abs(step) < tol * (1 + np.abs(a[active])))
+        done[active[stop & np.isfinite(step)]] = True
+        active = active[~stop]
+    return a, done & np.isfinite(a) & (np.abs(a) < 50)
+
+
+def _newton_slope(y, lp, w, c, b, tol, max_iter):
+    """Logistic ``c + b lp`` fits, Newton on the rows not yet converged; returns (c, b, converged)."""
+    active = np.arange(c.size)
+    done = np.zeros(c.size, bool)
+    lp2 = lp * lp
     for _ in range(max_iter):
-        mu = 1.0 / (1.0 + np.exp(-(c[:, None] + b[:, None] * lp)))
-        r = w * (y - mu)
-        v = w * mu * (1 - mu)
+        if active.size == 0:
+            break
+        wa = w[active]
+        mu = 1.0 / (1.0 + np.exp(-(c[active, None] + b[active, None] * lp)))
+        r = wa * (y - mu)
+        v = wa * (mu * (1 - mu))
         g0, g1 = r.sum(axis=1), r @ lp
-        h00, h01, h11 = v.sum(axis=1), v @ lp, v @ (lp * lp)
+        h00, h01, h11 = v.sum(axis=1), v @ lp, v @ lp2
         det = h00 * h11 - h01 * h01
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dc = np.where(done, 0.0, (h11 * g0 - h01 * g1) / det)
-            db = np.where(done, 0.0, (h00 * g1 - h01 * g0) / det)
-        c, b = c + dc, b + db
-        done |= ~(np.isfinite(dc) & np.isfinite(db)) | (
-            (np.abs(dc) < tol * (1 + np.abs(c))) & (np.abs(db) < tol * (1 + np.abs(b))))
-        if done.all():
-            break
-    conv_b = done & np.isfinite(b) & np.isfinite(c) & (np.abs(b) < 50) & (np.abs(c) < 50)
-    return np.where(ok & conv_a, a, np.nan), np.where(ok & conv_b, b, np.nan)
+        dc = (h11 * g0 - h01 * g1) / det
+        db = (h00 * g1 - h01 * g0) / det
+        c[active] += dc
+        b[active] += db
+        finite = np.isfinite(dc) & np.isfinite(db)
+        stop = ~finite | ((np.abs(dc) < tol * (1 + np.abs(c[active]))) & (np.abs(db) < tol * (1 + np.abs(b[active]))))
+        done[active[stop & finite]] = True
+        active = active[~stop]
+    ok = done & np.isfinite(b) & np.isfinite(c) & (np.abs(b) < 50) & (np.abs(c) < 50)
+    return c, b, ok
 
 
-def calibration_matrix(codes: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10) -> np.ndarray:
+def calibration_matrix(codes: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10,
+                       start=None) -> np.ndarray:
     """All calibration metrics of :func:`analysis.metrics.classification_metrics` per weight row.
 
     Columns (k classes): multiclass Brier, one-vs-rest Brier x k, calibration intercept x k,
     calibration slope x k, top-label ECE, one-vs-rest ECE x k.  ``w`` is (B, n): unit weights
     for the estimate, bootstrap multiplicities (:func:`analysis.bootstrap.bootstrap_weights`)
-    for the resamples.
+    for the resamples.  ``start``: per class ``(a, c, b)`` Newton starting values (see
+    :func:`recalibration_start`), which only speed up the fits.
     """
     k = p.shape[1]
     y = np.eye(k)[codes]                                               # (n, k) one-hot
@@ -243,7 +268,8 @@ def calibration_matrix(codes: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: 
     slope = np.empty((w.shape[0], k))
     ece = np.empty((w.shape[0], k))
     for j in range(k):
-        inter[:, j], slope[:, j] = _weighted_recalibration(y[:, j], p[:, j], w)
+        inter[:, j], slope[:, j] = _weighted_recalibration(y[:, j], p[:, j], w,
+                                                           start=None if start is None else start[j])
         ece[:, j] = _weighted_ece(y[:, j], p[:, j], w, n_bins)
     conf = p.max(axis=1)
     correct = (np.argmax(p, axis=1) == codes).astype(float)
@@ -419,3 +445,13 @@ def apply_temperature(proba, temperature: float) -> np.ndarray:
     if p.size == 0:
         return p.copy()
     return softmax(np.log(np.clip(p, _EPS, None)) / float(temperature), axis=1)
+
+
+def recalibration_start(codes: np.ndarray, p: np.ndarray) -> list:
+    """Full-data ``(a, c, b)`` of each class's recalibration fits: warm starts for bootstrap resamples."""
+    y = np.eye(p.shape[1])[codes]
+    out = []
+    for j in range(p.shape[1]):
+        a, b, c = _recalibration_fits(y[:, j], p[:, j], np.ones((1, codes.size)))
+        out.append((a[0], c[0], b[0]))
+    return out

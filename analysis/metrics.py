@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from .bootstrap import _intervals, bootstrap_weights, cluster_bootstrap
-from .calibration import calibration_matrix
+from .calibration import calibration_matrix, recalibration_start
 from .errors import CohortError, UndefinedMetricWarning, check_ci_level
 from .roc import _class_codes_and_proba
 
@@ -229,7 +229,8 @@ def _calibration_rows(codes, p, classes, cluster, n_boot, ci, seed, stratify, me
     else:
         est = calibration_matrix(codes, p, np.ones((1, n)))[0]
         if n_boot > 0:
-            reps = np.vstack([calibration_matrix(codes, p, w) for w in
+            start = recalibration_start(codes, p)
+            reps = np.vstack([calibration_matrix(codes, p, w, start=start) for w in
                               bootstrap_weights(np.arange(n) if cluster is None else cluster, n_boot, seed,
                                                 strata=codes if stratify else None)])
             low, high, n_valid = _intervals(est, reps, ci)

@@ -45,6 +45,11 @@ _EXPORTS = {
     "roc_auc": "roc", "roc_auc_ovr": "roc", "delong_ci": "roc", "delong_test": "roc",
     "cluster_bootstrap": "bootstrap",
     "classification_metrics": "metrics",
+    "expected_calibration_error": "calibration",
+    "decision_curve": "decision_curve", "net_benefit": "decision_curve",
+    "conformal_sets": "conformal", "conformal_summary": "conformal",
+    "random_effects_meta": "meta_analysis", "centre_auc": "meta_analysis",
+    "meta_analysis_of_centres": "meta_analysis",
     # Table 1 and its outputs
     "Table1Result": "table1", "build_table1": "table1",
     "methods_text": "methods",

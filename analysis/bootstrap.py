@@ -15,7 +15,7 @@ import pandas as pd
 
 from .errors import CohortError, UndefinedMetricWarning, check_ci_level
 
-__all__ = ["BootstrapResult", "cluster_bootstrap"]
+__all__ = ["BootstrapResult", "cluster_bootstrap", "bootstrap_weights"]
 
 _METHODS = ("percentile", "basic")
 
@@ -135,6 +135,82 @@ def _as_vector(value) -> tuple[np.ndarray, tuple | None]:
     return np.atleast_1d(np.asarray(value, dtype=float)).ravel(), None
 
 
+
+def _strata_groups(codes: np.ndarray, n_clusters: int, strata, n: int, data=None) -> list:
+    """Cluster indices of each stratum (strata must be constant within a cluster)."""
+    if strata is None:
+        return [np.arange(n_clusters)]
+    s_codes = _codes(strata, n, "strata", data)
+    per_cluster = np.full(n_clusters, -1)
+    per_cluster[codes] = s_codes
+    if np.any(per_cluster[codes] != s_codes):
+        i = int(np.flatnonzero(per_cluster[codes] != s_codes)[0])
+        raise CohortError(f"stratum varies within one cluster (first at position {i}); "
+                          f"stratify by a patient-level variable", column="strata")
+    return [np.flatnonzero(per_cluster == s) for s in range(s_codes.max() + 1)]
+
+
+def _draw_clusters(groups: list, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n_clusters)`` drawn cluster indices: the one random stream of every patient bootstrap."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([g[rng.integers(0, g.size, size=(n_boot, g.size))] for g in groups], axis=1)
+
+
+def _intervals(est: np.ndarray, reps: np.ndarray, ci: float, method: str = "percentile"):
+    """Percentile (or basic) bounds and valid-replicate counts of each column of ``reps``."""
+    k = est.size
+    valid = np.isfinite(reps)
+    n_valid = valid.sum(axis=0)
+    alpha = 1.0 - ci
+    low = np.full(k, np.nan)
+    high = np.full(k, np.nan)
+    for j in range(k):
+        if n_valid[j] == 0 or not np.isfinite(est[j]):
+            continue
+        q_lo, q_hi = np.quantile(reps[valid[:, j], j], [alpha / 2, 1 - alpha / 2])
+        low[j], high[j] = (q_lo, q_hi) if method == "percentile" else (2 * est[j] - q_hi, 2 * est[j] - q_lo)
+    return low, high, n_valid
+
+
+def bootstrap_weights(cluster, n_boot: int = 2000, seed: int = 0, strata=None, chunk: int = 256):
+    """Row multiplicities of the resamples :func:`cluster_bootstrap` draws, in chunks.
+
+    For statistics that are cheaper to compute for many resamples at once as weighted
+    statistics (e.g. a logistic recalibration fitted to every resample by one vectorised
+    Newton iteration): a row drawn twice has weight 2.
+
+    Parameters
+    ----------
+    cluster : array-like, shape (n,)
+        Cluster (patient) of each row.
+    n_boot, seed, strata
+        As for :func:`cluster_bootstrap`; the same values give the same resamples.
+    chunk : int, default 256
+        Resamples per yielded block.
+
+    Yields
+    ------
+    numpy.ndarray
+        ``(m, n)`` float weights of ``m <= chunk`` consecutive resamples.
+
+    Notes
+    -----
+    ``statistic(rows of resample b)`` equals the weighted statistic with weights
+    ``W[b]`` for any statistic that is a function of the empirical distribution (tested in
+    ``tests/analysis/test_bootstrap.py`` against :func:`cluster_bootstrap`).
+    """
+    arr = pd.Series(np.asarray(cluster, dtype=object))
+    n = len(arr)
+    codes = _codes(arr, n, "cluster", None)
+    n_clusters = int(codes.max()) + 1 if n else 0
+    draws = _draw_clusters(_strata_groups(codes, n_clusters, strata, n), int(n_boot), seed)
+    for start in range(0, int(n_boot), chunk):
+        block = draws[start:start + chunk]
+        counts = np.stack([np.bincount(b, minlength=n_clusters) for b in block]) if len(block) else \
+            np.zeros((0, n_clusters))
+        yield counts[:, codes].astype(float)
+
+
 def cluster_bootstrap(statistic_fn: Callable, data, cluster=None, n_boot: int = 2000, ci: float = 0.95,
                       seed: int = 0, method: str = "percentile", strata=None,
                       names: Sequence[str] | None = None) -> BootstrapResult:
@@ -217,19 +293,7 @@ def cluster_bootstrap(statistic_fn: Callable, data, cluster=None, n_boot: int = 
     codes = np.arange(n, dtype=np.intp) if cluster is None else _codes(cluster, n, "cluster", data)
     index = _ClusterIndex(codes)
     n_clusters = index.counts.size
-
-    # clusters of each stratum (strata must be constant within a cluster)
-    if strata is None:
-        groups = [np.arange(n_clusters)]
-    else:
-        s_codes = _codes(strata, n, "strata", data)
-        per_cluster = np.full(n_clusters, -1)
-        per_cluster[codes] = s_codes
-        if np.any(per_cluster[codes] != s_codes):
-            i = int(np.flatnonzero(per_cluster[codes] != s_codes)[0])
-            raise CohortError(f"stratum varies within one cluster (first at position {i}); "
-                              f"stratify by a patient-level variable", column="strata")
-        groups = [np.flatnonzero(per_cluster == s) for s in range(s_codes.max() + 1)]
+    groups = _strata_groups(codes, n_clusters, strata, n, data)
 
     raw = statistic_fn(*take(None))
     scalar = not isinstance(raw, (dict, pd.Series)) and np.ndim(raw) == 0
@@ -241,8 +305,7 @@ def cluster_bootstrap(statistic_fn: Callable, data, cluster=None, n_boot: int = 
     if len(names) != k:
         raise CohortError(f"{len(names)} names given but the statistic returns {k} values")
 
-    rng = np.random.default_rng(seed)
-    draws = np.concatenate([g[rng.integers(0, g.size, size=(n_boot, g.size))] for g in groups], axis=1)
+    draws = _draw_clusters(groups, n_boot, seed)
     reps = np.full((n_boot, k), np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -251,16 +314,7 @@ def cluster_bootstrap(statistic_fn: Callable, data, cluster=None, n_boot: int = 
             if value.size != k:
                 raise CohortError(f"statistic returned {value.size} values on a resample but {k} on the data")
             reps[b] = value
-    valid = np.isfinite(reps)
-    n_valid = valid.sum(axis=0)
-    alpha = 1.0 - ci
-    low = np.full(k, np.nan)
-    high = np.full(k, np.nan)
-    for j in range(k):
-        if n_valid[j] == 0 or not np.isfinite(est[j]):
-            continue
-        q_lo, q_hi = np.quantile(reps[valid[:, j], j], [alpha / 2, 1 - alpha / 2])
-        low[j], high[j] = (q_lo, q_hi) if method == "percentile" else (2 * est[j] - q_hi, 2 * est[j] - q_lo)
+    low, high, n_valid = _intervals(est, reps, ci, method)
     missing = [names[j] for j in range(k) if np.isfinite(est[j]) and n_valid[j] == 0 and n_boot > 0]
     if missing:
         warnings.warn(f"statistic undefined on every resample, CI is NaN: {', '.join(missing)}",

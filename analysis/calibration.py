@@ -18,7 +18,7 @@ from .errors import CohortError, UndefinedMetricWarning, check_ci_level
 from .roc import _binary_labels, _class_codes_and_proba, _scores
 
 __all__ = ["CalibrationResult", "brier_score", "reliability_curve", "calibration_slope_intercept",
-           "calibration_ovr", "fit_temperature", "apply_temperature"]
+           "calibration_ovr", "expected_calibration_error", "fit_temperature", "apply_temperature"]
 
 _EPS = 1e-12
 
@@ -105,6 +105,176 @@ def reliability_curve(y_true, proba, n_bins: int = 10, strategy: str = "uniform"
         obs = np.bincount(ids, weights=y.astype(float), minlength=n_bins) / count
     return pd.DataFrame({"bin": np.arange(n_bins), "bin_low": edges[:-1], "bin_high": edges[1:],
                          "n": count.astype(int), "mean_predicted": mean_p, "observed_fraction": obs})
+
+
+def expected_calibration_error(y_true, proba, n_bins: int = 10) -> float:
+    """Expected calibration error of binary predictions over equal-width probability bins.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1} or bool, shape (n,)
+    proba : array-like of float in [0, 1], shape (n,)
+    n_bins : int, default 10
+
+    Returns
+    -------
+    float
+        ``ECE = sum_b (n_b / n) |mean(y in b) - mean(p in b)|`` over the non-empty bins.
+
+    Notes
+    -----
+    Bins as :func:`reliability_curve` (``strategy='uniform'``; a probability on an inner edge
+    goes to the lower bin, as scikit-learn ``calibration_curve``), so the value equals the
+    count-weighted mean of that curve's ``|observed_fraction - mean_predicted|``
+    (``tests/analysis/test_calibration.py`` checks it against a loop over scikit-learn's
+    bins).  For a multiclass model, the one-vs-rest ECE of class ``j`` uses ``p_j``; the
+    top-label ECE of Guo et al. (2017) uses ``max_j p_j`` and "arg-max is right" (both in
+    :func:`analysis.metrics.classification_metrics`).  ECE depends on the binning and is
+    biased upward in small samples (an empty-noise model scores > 0); read it with the
+    calibration slope and intercept.
+
+    References
+    ----------
+    Naeini MP, Cooper GF, Hauskrecht M. Obtaining well calibrated probabilities using
+    Bayesian binning. AAAI 2015;29(1):2901-2907. doi:10.1609/aaai.v29i1.9602
+    Guo C, Pleiss G, Sun Y, Weinberger KQ. On calibration of modern neural networks. ICML 2017,
+    PMLR 70:1321-1330.
+
+    Examples
+    --------
+    >>> round(expected_calibration_error([0, 1, 1, 1], [0.1, 0.9, 0.9, 0.9]), 12)
+    0.1
+    """
+    y = _binary_labels(y_true).astype(float)
+    p = _probabilities(proba, y.size)
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise CohortError(f"n_bins must be a positive integer, got {n_bins!r}")
+    return float(_weighted_ece(y, p, np.ones((1, y.size)), int(n_bins))[0])
+
+
+def _bin_ids(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-width bin of each probability, inner edges to the lower bin (as :func:`reliability_curve`)."""
+    return np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], p)
+
+
+def _weighted_ece(y: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """ECE for each row of weights ``w`` (B, n): ``sum_b |sum w (y - p)|_b / sum w``."""
+    onehot = np.eye(n_bins)[_bin_ids(p, n_bins)]                        # (n, bins)
+    gap = w @ (onehot * (y - p)[:, None])                               # (B, bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(gap).sum(axis=1) / w.sum(axis=1)
+
+
+def _weighted_recalibration(y: np.ndarray, p: np.ndarray, w: np.ndarray, tol: float = 1e-10,
+                            max_iter: int = 100, start=None):
+    """Calibration intercept and slope for each row of weights ``w`` (B, n), by vectorised Newton.
+
+    Maximum-likelihood logistic fits of ``logit P(y=1) = a + logit(p)`` (intercept) and
+    ``logit P(y=1) = c + b logit(p)`` (slope) with case weights (a resample's row
+    multiplicities), Newton-Raphson from ``a = 0`` and ``(c, b) = (0, 0)`` (or from ``start =
+    (a, c, b)``, e.g. the full-data fit, for bootstrap resamples; rows that do not converge
+    from there are refitted from 0).  Returns ``(a, b)`` arrays of length B; NaN where ``y``
+    is constant under the weights, the fit does not converge, or it runs off (separation,
+    ``|b|`` or ``|c|`` beyond 50).  Equals :func:`calibration_slope_intercept` (statsmodels
+    GLM, matched to R ``glm``) on unit weights (``tests/analysis/test_calibration.py``).
+    """
+    a, b, _ = _recalibration_fits(y, p, w, tol, max_iter, start)
+    return a, b
+
+
+def _recalibration_fits(y, p, w, tol=1e-10, max_iter=100, start=None):
+    """``(a, b, c)`` of :func:`_weighted_recalibration` (``c`` = the slope model's intercept)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        lp = np.log(np.clip(p, _EPS, 1 - _EPS)) - np.log1p(-np.clip(p, _EPS, 1 - _EPS))
+        events = w @ y
+        ok = (events > 0) & (events < w.sum(axis=1))
+        B = w.shape[0]
+        a0, c0, b0 = (0.0, 0.0, 0.0) if start is None else (float(x) if np.isfinite(x) else 0.0 for x in start)
+        a, conv_a = _newton_intercept(y, lp, w, np.full(B, a0), tol, max_iter)
+        c, b, conv_b = _newton_slope(y, lp, w, np.full(B, c0), np.full(B, b0), tol, max_iter)
+        if start is not None:                            # a warm start that failed: again from 0
+            redo = ok & ~conv_a
+            if redo.any():
+                a[redo], conv_a[redo] = _newton_intercept(y, lp, w[redo], np.zeros(redo.sum()), tol, max_iter)
+            redo = ok & ~conv_b
+            if redo.any():
+                c[redo], b[redo], conv_b[redo] = _newton_slope(y, lp, w[redo], np.zeros(redo.sum()),
+                                                               np.zeros(redo.sum()), tol, max_iter)
+    return (np.where(ok & conv_a, a, np.nan), np.where(ok & conv_b, b, np.nan), np.where(ok & conv_b, c, np.nan))
+
+
+def _newton_intercept(y, lp, w, a, tol, max_iter):
+    """Offset-logistic intercepts, Newton on the rows not yet converged; returns (a, converged)."""
+    active = np.arange(a.size)
+    done = np.zeros(a.size, bool)
+    for _ in range(max_iter):
+        if active.size == 0:
+            break
+        wa = w[active]
+        mu = 1.0 / (1.0 + np.exp(-(a[active, None] + lp)))
+        step = (wa @ y - (wa * mu).sum(axis=1)) / (wa * (mu * (1 - mu))).sum(axis=1)
+        a[active] += step
+        stop = ~np.isfinite(step) | (np.abs(step) < tol * (1 + np.abs(a[active])))
+        done[active[stop & np.isfinite(step)]] = True
+        active = active[~stop]
+    return a, done & np.isfinite(a) & (np.abs(a) < 50)
+
+
+def _newton_slope(y, lp, w, c, b, tol, max_iter):
+    """Logistic ``c + b lp`` fits, Newton on the rows not yet converged; returns (c, b, converged)."""
+    active = np.arange(c.size)
+    done = np.zeros(c.size, bool)
+    lp2 = lp * lp
+    for _ in range(max_iter):
+        if active.size == 0:
+            break
+        wa = w[active]
+        mu = 1.0 / (1.0 + np.exp(-(c[active, None] + b[active, None] * lp)))
+        r = wa * (y - mu)
+        v = wa * (mu * (1 - mu))
+        g0, g1 = r.sum(axis=1), r @ lp
+        h00, h01, h11 = v.sum(axis=1), v @ lp, v @ lp2
+        det = h00 * h11 - h01 * h01
+        dc = (h11 * g0 - h01 * g1) / det
+        db = (h00 * g1 - h01 * g0) / det
+        c[active] += dc
+        b[active] += db
+        finite = np.isfinite(dc) & np.isfinite(db)
+        stop = ~finite | ((np.abs(dc) < tol * (1 + np.abs(c[active]))) & (np.abs(db) < tol * (1 + np.abs(b[active]))))
+        done[active[stop & finite]] = True
+        active = active[~stop]
+    ok = done & np.isfinite(b) & np.isfinite(c) & (np.abs(b) < 50) & (np.abs(c) < 50)
+    return c, b, ok
+
+
+def calibration_matrix(codes: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10,
+                       start=None) -> np.ndarray:
+    """All calibration metrics of :func:`analysis.metrics.classification_metrics` per weight row.
+
+    Columns (k classes): multiclass Brier, one-vs-rest Brier x k, calibration intercept x k,
+    calibration slope x k, top-label ECE, one-vs-rest ECE x k.  ``w`` is (B, n): unit weights
+    for the estimate, bootstrap multiplicities (:func:`analysis.bootstrap.bootstrap_weights`)
+    for the resamples.  ``start``: per class ``(a, c, b)`` Newton starting values (see
+    :func:`recalibration_start`), which only speed up the fits.
+    """
+    k = p.shape[1]
+    y = np.eye(k)[codes]                                               # (n, k) one-hot
+    total = w.sum(axis=1)
+    sq = (p - y) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        brier_ovr = (w @ sq) / total[:, None]                          # (B, k)
+    brier = brier_ovr.sum(axis=1)
+    inter = np.empty((w.shape[0], k))
+    slope = np.empty((w.shape[0], k))
+    ece = np.empty((w.shape[0], k))
+    for j in range(k):
+        inter[:, j], slope[:, j] = _weighted_recalibration(y[:, j], p[:, j], w,
+                                                           start=None if start is None else start[j])
+        ece[:, j] = _weighted_ece(y[:, j], p[:, j], w, n_bins)
+    conf = p.max(axis=1)
+    correct = (np.argmax(p, axis=1) == codes).astype(float)
+    top = _weighted_ece(correct, conf, w, n_bins)
+    return np.column_stack([brier, brier_ovr, inter, slope, top, ece])
 
 
 @dataclass(frozen=True)
@@ -275,3 +445,13 @@ def apply_temperature(proba, temperature: float) -> np.ndarray:
     if p.size == 0:
         return p.copy()
     return softmax(np.log(np.clip(p, _EPS, None)) / float(temperature), axis=1)
+
+
+def recalibration_start(codes: np.ndarray, p: np.ndarray) -> list:
+    """Full-data ``(a, c, b)`` of each class's recalibration fits: warm starts for bootstrap resamples."""
+    y = np.eye(p.shape[1])[codes]
+    out = []
+    for j in range(p.shape[1]):
+        a, b, c = _recalibration_fits(y[:, j], p[:, j], np.ones((1, codes.size)))
+        out.append((a[0], c[0], b[0]))
+    return out

@@ -29,7 +29,8 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from .errors import CohortError, did_you_mean, require_columns
 from .formatting import format_number
 
-__all__ = ["PALETTE", "figure_style", "save_figure", "new_figure", "forest_plot", "group_distribution_plot"]
+__all__ = ["PALETTE", "figure_style", "save_figure", "new_figure", "forest_plot", "group_distribution_plot",
+           "decision_curve_plot", "centre_forest_plot"]
 
 #: Okabe–Ito colour-blind-safe palette, ordered so that the first colours contrast most on white
 #: (yellow, weakest on white, last).  Okabe M, Ito K. Color Universal Design. 2008.
@@ -426,4 +427,133 @@ def group_distribution_plot(cohort, variables: Sequence[str] | None = None, path
             a.set_visible(False)
         if len(names) > 1:
             fig.suptitle(f"Variables by {(schema.group_label or gcol).lower()}")
+    return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------- decision curves, centre forest plot
+
+def decision_curve_plot(curves: pd.DataFrame, path=None, *, title: str | None = None,
+                        questions: Sequence[str] | None = None) -> Figure:
+    """Decision curves of :func:`analysis.decision_curve.decision_curve`, one panel per question.
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        Columns ``question, positive, threshold, strategy, net_benefit, ci_low, ci_high`` (one
+        model's curves; filter a multi-model table first).  Not modified.
+    path : str or Path, optional
+        Also write the figure there.
+    title : str, optional
+    questions : sequence of str, optional
+        Panels to draw, in this order (default: every question).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    Model: solid line with its pointwise patient-bootstrap band (shaded); treat all: dashed;
+    treat none: the horizontal line at 0.  The y axis runs from a little below 0 to a little
+    above the prevalence (the most any strategy can gain), as Vickers et al. (2019) advise,
+    so that treat-all's steep fall does not flatten the rest.
+    """
+    require_columns(curves, ("question", "positive", "threshold", "strategy", "net_benefit", "ci_low", "ci_high"),
+                    "curves")
+    if len(curves) == 0:
+        raise CohortError("curves has no rows")
+    names = list(dict.fromkeys(curves["question"].astype(str))) if questions is None else list(questions)
+    for q in names:
+        if q not in set(curves["question"].astype(str)):
+            raise CohortError(f"no decision curve for question {q!r}{did_you_mean(q, curves['question'].astype(str))}")
+    ncol = min(3, len(names))
+    nrow = math.ceil(len(names) / ncol)
+    with figure_style():
+        fig = new_figure(0.6 + 2.9 * ncol, 0.8 + 2.5 * nrow)
+        axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
+        for a, q in zip(axes, names):
+            sub = curves[curves["question"].astype(str) == q]
+            model = sub[sub["strategy"] == "model"].sort_values("threshold")
+            alln = sub[sub["strategy"] == "treat_all"].sort_values("threshold")
+            t = model["threshold"].to_numpy(float)
+            if model[["ci_low", "ci_high"]].notna().any().all():
+                level = float(model["ci_level"].iloc[0]) if "ci_level" in model else 0.95
+                a.fill_between(t, model["ci_low"].to_numpy(float), model["ci_high"].to_numpy(float),
+                               color=PALETTE[0], alpha=0.18, lw=0, label=f"model ({_pct(level)}% band)")
+            a.plot(t, model["net_benefit"].to_numpy(float), color=PALETTE[0], label="model")
+            a.plot(alln["threshold"].to_numpy(float), alln["net_benefit"].to_numpy(float), color=PALETTE[1],
+                   ls="--", label="treat all")
+            a.axhline(0.0, color=".3", lw=0.9, label="treat none")
+            prev = float(sub["prevalence"].iloc[0]) if "prevalence" in sub else float(model["net_benefit"].max())
+            a.set_ylim(-0.05 * max(prev, 0.05) - 0.02, prev * 1.1 + 0.02)
+            a.set_xlim(float(t.min()), float(t.max()))
+            positive = str(sub["positive"].iloc[0])
+            a.set_title(q if positive == q else f"{q} ({positive.replace('+', ' or ')})")
+            a.set_xlabel("Threshold probability")
+            a.set_ylabel("Net benefit")
+        for a in axes[len(names):]:
+            a.set_visible(False)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles))
+        if title:
+            fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def centre_forest_plot(centres: pd.DataFrame, meta: pd.Series | dict | None = None, path=None, *,
+                       title: str | None = None, xlabel: str = "AUC") -> Figure:
+    """Forest plot of per-hospital AUCs with the pooled random-effects estimate.
+
+    Parameters
+    ----------
+    centres : pandas.DataFrame
+        Rows of :func:`analysis.meta_analysis.centre_auc` for one class (columns
+        ``hospital, auc, ci_low, ci_high, n_patients`` used; ``reason`` if present).
+    meta : mapping, optional
+        The matching row of :func:`analysis.meta_analysis.meta_analysis_of_centres`
+        (``auc, ci_low, ci_high, pi_low, pi_high, i2, tau2, method``): drawn as a diamond
+        (CI) on a line (prediction interval).
+    path, title, xlabel
+        As for :func:`forest_plot`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    require_columns(centres, ("hospital", "auc", "ci_low", "ci_high", "n_patients"), "centres")
+    if len(centres) == 0:
+        raise CohortError("centres has no rows")
+    rows = centres.reset_index(drop=True)
+    n = len(rows)
+    with figure_style():
+        fig = new_figure(5.4, 1.2 + 0.32 * (n + 2))
+        a = fig.subplots()
+        for i, r in rows.iterrows():
+            y = n + 1 - i
+            if np.isfinite(r["auc"]) and np.isfinite(r["ci_low"]):
+                a.plot([r["ci_low"], r["ci_high"]], [y, y], color=".25", lw=1.1, solid_capstyle="butt")
+                a.plot([r["auc"]], [y], marker="s", ms=3 + 4 * math.sqrt(r["n_patients"] / rows["n_patients"].max()),
+                       color=PALETTE[0], linestyle="none", zorder=3)
+            else:
+                a.annotate("not estimable", xy=(0.5, y), xycoords=("axes fraction", "data"), ha="center",
+                           va="center", fontsize=6.5, style="italic", color=".4")
+        labels = [f"{r['hospital']} (n = {int(r['n_patients'])})" for _, r in rows.iterrows()]
+        ticks = [n + 1 - i for i in range(n)]
+        if meta is not None and np.isfinite(meta.get("auc", np.nan)):
+            a.plot([meta["pi_low"], meta["pi_high"]], [0, 0], color=PALETTE[1], lw=1.0)
+            a.fill([meta["ci_low"], meta["auc"], meta["ci_high"], meta["auc"]], [0, 0.3, 0, -0.3],
+                   color=PALETTE[1], zorder=3)
+            labels.append(f"Pooled ({meta.get('method', '')}), I² = {format_number(meta['i2'], 1)}%")
+            ticks.append(0)
+        a.set_yticks(ticks)
+        a.set_yticklabels(labels)
+        a.axvline(0.5, color=".7", lw=0.8, ls=":", zorder=0)
+        a.set_ylim(-0.8, n + 1.6)
+        a.set_xlim(max(0.0, min(0.5, np.nanmin(rows["ci_low"].to_numpy(float), initial=1.0)) - 0.03), 1.0)
+        level = float(rows["ci_level"].iloc[0]) if "ci_level" in rows else 0.95
+        a.set_xlabel(f"{xlabel} ({_pct(level)}% CI; pooled: diamond = CI, line = prediction interval)")
+        a.tick_params(axis="y", length=0)
+        a.spines["left"].set_visible(False)
+        if title:
+            a.set_title(title)
     return _finish(fig, path)

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .bootstrap import cluster_bootstrap
+from .bootstrap import _intervals, bootstrap_weights, cluster_bootstrap
+from .calibration import calibration_matrix, recalibration_start
 from .errors import CohortError, UndefinedMetricWarning, check_ci_level
 from .roc import _class_codes_and_proba
 
@@ -28,6 +29,13 @@ def _layout(classes):
     rows += [("accuracy", ""), ("balanced_accuracy", ""), ("f1", "")]
     rows += [("sensitivity", c) for c in classes] + [("specificity", c) for c in classes]
     return rows
+
+
+def _calibration_layout(classes):
+    """(metric, class) of each column of :func:`analysis.calibration.calibration_matrix`."""
+    rows = [("brier", "")] + [("brier", c) for c in classes]
+    rows += [("calibration_intercept", c) for c in classes] + [("calibration_slope", c) for c in classes]
+    return rows + [("ece", "")] + [("ece", c) for c in classes]
 
 
 def _metric_vector(codes: np.ndarray, proba: np.ndarray) -> np.ndarray:
@@ -62,7 +70,7 @@ def _metric_vector(codes: np.ndarray, proba: np.ndarray) -> np.ndarray:
 
 def classification_metrics(y_true, proba, classes, patient_ids=None, n_boot: int = 2000, ci: float = 0.95,
                            seed: int = 0, stratify: bool = False, *, file=None, y_column: str = "y_true",
-                           proba_columns=None) -> pd.DataFrame:
+                           proba_columns=None, calibration: bool = True) -> pd.DataFrame:
     """Discrimination and classification metrics with (patient-level) bootstrap CIs.
 
     Parameters
@@ -88,6 +96,10 @@ def classification_metrics(y_true, proba, classes, patient_ids=None, n_boot: int
     file, y_column, proba_columns : optional
         Only used to word error messages (e.g. by :func:`fusion.evaluate.evaluate_predictions`):
         the file name (rows are then reported as CSV rows, header = row 1) and column names.
+    calibration : bool, default True
+        Also the calibration rows (Brier, calibration intercept and slope, ECE), with CIs from
+        the same patient resamples.  Needs probabilities in [0, 1]; with other scores these
+        rows are NaN and ``method`` says why.
 
     Returns
     -------
@@ -95,7 +107,9 @@ def classification_metrics(y_true, proba, classes, patient_ids=None, n_boot: int
         One row per metric, columns ``metric, class, estimate, ci_low, ci_high, ci_level, n,
         n_boot_valid, method``, in this order: ``auc`` macro (``class == ''``) and per class,
         ``accuracy``, ``balanced_accuracy``, ``f1`` (macro), ``sensitivity`` per class,
-        ``specificity`` per class.  ``n`` = predictions used; ``n_boot_valid`` = resamples
+        ``specificity`` per class; then (``calibration=True``) ``brier`` (multiclass, then per
+        class one vs rest), ``calibration_intercept`` and ``calibration_slope`` per class,
+        ``ece`` (top-label, then per class one vs rest).  ``n`` = predictions used; ``n_boot_valid`` = resamples
         on which the metric was defined; ``method`` describes the interval.
 
     Raises
@@ -122,6 +136,19 @@ def classification_metrics(y_true, proba, classes, patient_ids=None, n_boot: int
     (tests/analysis/test_metrics.py).  CIs: percentile bootstrap over patients
     (:func:`analysis.bootstrap.cluster_bootstrap`); resamples where a metric is undefined are
     dropped and counted in ``n_boot_valid``.
+
+    Calibration (:mod:`analysis.calibration`): ``brier`` (class '') = ``mean_i sum_j (p_ij -
+    y_ij)^2`` (Brier 1950; 0-2), per class the one-vs-rest ``mean (p_j - y_j)^2`` (matches
+    scikit-learn ``brier_score_loss``); ``calibration_intercept`` (calibration in the large,
+    slope fixed at 1, 0 = ideal) and ``calibration_slope`` (1 = ideal) of the one-vs-rest
+    logistic recalibration, equal to :func:`analysis.calibration.calibration_slope_intercept`
+    (checked against R ``glm``) and NaN when the fit separates (slope beyond ±50); ``ece`` =
+    expected calibration error over 10 equal-width bins, class '' the top-label ECE (Guo et
+    al. 2017: confidence ``max_j p_j`` vs "arg-max is right"), per class one vs rest
+    (:func:`analysis.calibration.expected_calibration_error`).  Their CIs come from the same
+    patient resamples as the other rows (:func:`analysis.bootstrap.bootstrap_weights`, the
+    statistics refitted on each resample as weighted fits).  ECE is biased upward in small
+    samples, so its bootstrap distribution can sit above the estimate.
 
     References
     ----------
@@ -172,7 +199,7 @@ def classification_metrics(y_true, proba, classes, patient_ids=None, n_boot: int
                   f"({n_boot} resamples, seed {seed})")
     else:
         method = "point estimate only (no bootstrap)"
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "metric": [m for m, _ in layout],
         "class": [c for _, c in layout],
         "estimate": np.asarray(res.estimate, float),
@@ -182,4 +209,35 @@ def classification_metrics(y_true, proba, classes, patient_ids=None, n_boot: int
         "n": n,
         "n_boot_valid": np.asarray(res.n_boot_valid, int),
         "method": method,
-    })[METRIC_COLUMNS]
+    })
+    if calibration:
+        out = pd.concat([out, _calibration_rows(codes, p, classes, cluster, n_boot, ci, seed, stratify, method)],
+                        ignore_index=True)
+    return out[METRIC_COLUMNS]
+
+
+def _calibration_rows(codes, p, classes, cluster, n_boot, ci, seed, stratify, method) -> pd.DataFrame:
+    """Calibration rows of :func:`classification_metrics`, CIs over the same patient resamples."""
+    layout = _calibration_layout(classes)
+    n = codes.size
+    k = len(layout)
+    low = high = np.full(k, np.nan)
+    n_valid = np.zeros(k, int)
+    if np.any((p < 0) | (p > 1)):
+        est = np.full(k, np.nan)
+        method = "not computed: scores outside [0, 1] are not probabilities"
+    else:
+        est = calibration_matrix(codes, p, np.ones((1, n)))[0]
+        if n_boot > 0:
+            start = recalibration_start(codes, p)
+            reps = np.vstack([calibration_matrix(codes, p, w, start=start) for w in
+                              bootstrap_weights(np.arange(n) if cluster is None else cluster, n_boot, seed,
+                                                strata=codes if stratify else None)])
+            low, high, n_valid = _intervals(est, reps, ci)
+        undefined = [f"{m} ({c})" if c else m for (m, c), e in zip(layout, est) if not np.isfinite(e)]
+        if undefined:
+            warnings.warn(f"calibration undefined on these {n} predictions (one class only, or separation), "
+                          f"NaN reported: {', '.join(undefined)}", UndefinedMetricWarning, stacklevel=3)
+    return pd.DataFrame({"metric": [m for m, _ in layout], "class": [c for _, c in layout], "estimate": est,
+                         "ci_low": low, "ci_high": high, "ci_level": float(ci), "n": n,
+                         "n_boot_valid": np.asarray(n_valid, int), "method": method})

@@ -118,6 +118,10 @@ class CVResult:
     ablation : pandas.DataFrame or None
         With ``ablation=True``: late / embedding fusion of every modality subset x with /
         without clinical variables (:mod:`fusion.ablation`).
+    hospitals : pandas.DataFrame or None
+        ``patient_id, hospital`` of every patient when the schema has a hospital column
+        (``patient_hospitals.csv``): per-hospital metrics and the meta-analysis across
+        hospitals for every run, k-fold included (:meth:`by_hospital`, :meth:`meta_analysis`).
     """
 
     predictions: pd.DataFrame
@@ -134,6 +138,7 @@ class CVResult:
     nested_predictions: pd.DataFrame | None = None
     temperatures: pd.DataFrame | None = None
     ablation: pd.DataFrame | None = None
+    hospitals: pd.DataFrame | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ statistics
@@ -228,6 +233,69 @@ class CVResult:
                                                      n_boot=self.n_boot, seed=self.config.seed)
         return self._cache["ablation"]
 
+    # ------------------------------------------------------------------ beyond the AUC
+    def decision_curves(self, binary=None) -> pd.DataFrame:
+        """Net benefit vs treat-all / treat-none per one-vs-rest class and binary question, patient-bootstrap bands.
+
+        ``binary``: e.g. ``'malignant=metastatic,lymphoma'`` (default: "malignant = every class
+        but benign" when there is a ``benign`` class and >= 3 classes;
+        :func:`fusion.evaluate.decision_curves`).
+        """
+        from fusion.evaluate import decision_curves, default_binary_questions
+
+        binary = default_binary_questions(self.classes) if binary is None else binary
+        key = ("decision_curves", repr(binary))
+        if key not in self._cache:
+            self._cache[key] = decision_curves(self.predictions, self.classes, binary=binary, n_boot=self.n_boot,
+                                               seed=self.config.seed, source="oof_predictions.csv")
+        return self._cache[key]
+
+    def conformal(self, alpha: float = 0.1):
+        """Class-conditional conformal sets per patient (``.sets``) and coverage per class (``.coverage``).
+
+        CNN rows are calibrated fold by fold on the fold model's inner validation patients
+        (``validation_predictions``), fusion rows on the other folds' patients
+        (:func:`fusion.evaluate.conformal_predictions`).
+        """
+        from fusion.evaluate import conformal_predictions
+
+        key = ("conformal", float(alpha))
+        if key not in self._cache:
+            self._cache[key] = conformal_predictions(self.predictions, self.classes, alpha=alpha,
+                                                     calibration=self.validation_predictions,
+                                                     source="oof_predictions.csv")
+        return self._cache[key]
+
+    def _hospital_rows(self):
+        """Hospital of each prediction row (None where the patient has none), or None without hospitals."""
+        if self.hospitals is None or not len(self.hospitals):
+            return None
+        lookup = dict(zip(self.hospitals["patient_id"].astype(str), self.hospitals["hospital"].astype(str)))
+        return self.predictions["patient_id"].astype(str).map(lookup).to_numpy(dtype=object)
+
+    def by_hospital(self) -> pd.DataFrame:
+        """The metrics of ``metrics.csv`` per hospital of the patients (empty without hospitals)."""
+        from fusion.evaluate import evaluate_by_hospital
+
+        if "by_hospital" not in self._cache:
+            h = self._hospital_rows()
+            self._cache["by_hospital"] = pd.DataFrame() if h is None else evaluate_by_hospital(
+                self.predictions, self.classes, h, n_boot=self.n_boot, seed=self.config.seed,
+                source="oof_predictions.csv")
+        return self._cache["by_hospital"]
+
+    def meta_analysis(self, method: str = "REML"):
+        """Per-hospital AUCs (``.centres``) and their random-effects meta-analysis (``.pooled``), or None."""
+        from fusion.evaluate import hospital_meta_analysis
+
+        key = ("meta", method)
+        if key not in self._cache:
+            h = self._hospital_rows()
+            self._cache[key] = None if h is None else hospital_meta_analysis(
+                self.predictions, self.classes, h, method=method, n_boot=self.n_boot, seed=self.config.seed,
+                source="oof_predictions.csv")
+        return self._cache[key]
+
     def figures(self, out) -> list:
         """ROC, confusion, calibration, metrics and learning-curve figures under ``out/figures``."""
         from fusion.figures import save_report_figures
@@ -274,6 +342,18 @@ class CVResult:
         if self.best_single() is not None and (self.predictions["modality"].nunique() > 1):
             csv(self.compare(), "comparison_vs_best_single.csv")
         csv(self.history, "training_history.csv")
+        curves, conf, meta = self.decision_curves(), self.conformal(), self.meta_analysis()
+        csv(curves, "decision_curves.csv")
+        csv(conf.sets, "conformal_sets.csv")
+        csv(conf.coverage, "conformal_coverage.csv")
+        csv(self.hospitals, "patient_hospitals.csv")
+        csv(self.by_hospital(), "metrics_by_hospital.csv")
+        if meta is not None:
+            csv(meta.centres, "hospital_auc.csv")
+            csv(meta.pooled, "hospital_meta_analysis.csv")
+        from fusion.evaluate import write_utility_figures
+
+        written.extend(write_utility_figures(out, curves, meta))
         written.extend(self.figures(out))
         written.extend(write_model_modality_tables(self.metrics(), out, n_boot=self.n_boot,
                                                    by_fold=self.metrics_by_fold()))
@@ -302,7 +382,9 @@ OPTIONAL_OUTPUTS = ("image_problems.csv", "metrics_by_fold.csv", "nested_predict
                     "late_fusion_models.csv", "late_fusion_comparison.csv", "embedding_fusion_models.csv",
                     "texture_models.csv", "joint_fusion_models.csv", "calibration_temperatures.csv",
                     "fusion_contributions.csv", "comparison_vs_best_single.csv", "validation_predictions.csv",
-                    "fold_assignments.csv", "ablation_predictions.csv", "ablation.md", "ablation.csv")
+                    "fold_assignments.csv", "ablation_predictions.csv", "ablation.md", "ablation.csv",
+                    "conformal_sets.csv", "conformal_coverage.csv", "patient_hospitals.csv",
+                    "metrics_by_hospital.csv", "hospital_auc.csv", "hospital_meta_analysis.csv")
 
 
 def cross_validate(cohort=None, *, modalities=None, fusion=None, baseline=None, config=None, out=None,
@@ -496,7 +578,10 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             validation_predictions=validation, config=cfg, manifest=manifest, problems=dataset.problems,
             fusion_models=models, contributions=pd.concat(contrib, ignore_index=True) if contrib else None,
             history=pd.concat(histories, ignore_index=True) if histories else None,
-            nested_predictions=nested, temperatures=temperatures, ablation=ablation)
+            nested_predictions=nested, temperatures=temperatures, ablation=ablation,
+            hospitals=None if dataset.hospital is None else pd.DataFrame(
+                {"patient_id": pd.Series(ids, dtype=object).astype(str), "hospital": dataset.hospital}
+            ).dropna().drop_duplicates().reset_index(drop=True))
     finally:
         runtime.cleanup_distributed()
 

@@ -18,11 +18,22 @@ Outputs (written by ``fusion.train``):
 * :func:`compare_models_delong` -> ``late_fusion_comparison.csv`` (through
   :func:`fusion.late_fusion.fusion_comparison`): paired AUC tests with raw and
   Holm-adjusted p-values.
+
+Beyond the AUC (every number from :mod:`analysis`; see the README section "Beyond the AUC"):
+
+* :func:`decision_curves` -> ``decision_curves.csv``: net benefit against treat-all / treat-none
+  per one-vs-rest class and named binary question (:mod:`analysis.decision_curve`).
+* :func:`conformal_predictions` -> ``conformal_sets.csv`` + ``conformal_coverage.csv``:
+  class-conditional conformal prediction sets per patient (:mod:`analysis.conformal`).
+* :func:`hospital_of`, :func:`evaluate_by_hospital` -> ``metrics_by_hospital.csv`` and
+  :func:`hospital_meta_analysis` -> ``hospital_auc.csv`` + ``hospital_meta_analysis.csv``:
+  centre effects for any run, k-fold included (:mod:`analysis.meta_analysis`).
 """
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -36,7 +47,9 @@ from analysis.metrics import _metric_vector, classification_metrics
 from analysis.roc import _class_codes_and_proba, delong_test
 
 __all__ = ["EVALUATION_COLUMNS", "FOLD_EVALUATION_COLUMNS", "COMPARISON_COLUMNS", "evaluate_predictions",
-           "evaluate_by_fold", "compare_models_delong"]
+           "evaluate_by_fold", "compare_models_delong", "decision_curves", "default_binary_questions",
+           "conformal_predictions", "ConformalTables", "hospital_of", "evaluate_by_hospital",
+           "hospital_meta_analysis", "MetaTables", "write_utility_figures"]
 
 EVALUATION_COLUMNS = ["model", "modality", "split", "metric", "class", "estimate", "ci_low", "ci_high",
                       "ci_level", "n", "n_patients", "n_boot_valid"]
@@ -358,6 +371,287 @@ def _macro_comparison(y, sa, sb, n_boot, seed, ci) -> dict:
     return row
 
 
+# ----------------------------------------------------------------------------- beyond the AUC
+def default_binary_questions(classes) -> dict:
+    """``{'malignant': every class but benign}`` for a benign-vs-malignant-subtypes class set, else ``{}``.
+
+    Applies when there are >= 3 classes, one named ``benign`` and none named ``malignant`` or
+    ``normal`` (BUSI's ``benign, malignant, normal`` gets no default question).
+    """
+    classes = [str(c) for c in classes]
+    lower = [c.lower() for c in classes]
+    benign = [c for c in classes if c.lower() == "benign"]
+    if not benign or len(classes) < 3 or "malignant" in lower or "normal" in lower:
+        return {}
+    return {"malignant": tuple(c for c in classes if c != benign[0])}
+
+
+def decision_curves(predictions: pd.DataFrame, classes, binary=None, thresholds=None, n_boot: int = 2000,
+                    seed: int = 0, ci: float = 0.95, source: str = "predictions") -> pd.DataFrame:
+    """Decision curves of every model x modality x split (:func:`analysis.decision_curve.decision_curve`).
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        As for :func:`evaluate_predictions`.  Not modified.
+    classes : list of str
+    binary : str, sequence or mapping, optional
+        Named binary questions such as ``'malignant=metastatic,lymphoma'``
+        (:func:`analysis.decision_curve.parse_binary_questions`), besides one question per class.
+    thresholds, n_boot, seed, ci
+        As for :func:`analysis.decision_curve.decision_curve` (patient bootstrap bands).
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, modality, split`` then :data:`analysis.decision_curve.DECISION_CURVE_COLUMNS`.
+    """
+    from analysis.decision_curve import decision_curve
+
+    frame, classes, codes, proba = _validate(predictions, classes, source)
+    out = []
+    for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
+        d = decision_curve(np.asarray(classes)[codes[idx]], proba[idx], classes,
+                           frame["patient_id"].to_numpy()[idx], binary=binary, thresholds=thresholds,
+                           n_boot=n_boot, ci=ci, seed=seed)
+        for i, (name, value) in enumerate(zip(_KEYS, key)):
+            d.insert(i, name, value)
+        out.append(d)
+    return pd.concat(out, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ConformalTables:
+    """``sets``: one row per model x modality x split x patient; ``coverage``: per class and overall."""
+
+    sets: pd.DataFrame
+    coverage: pd.DataFrame
+
+
+def conformal_predictions(predictions: pd.DataFrame, classes, alpha: float = 0.1, calibration=None,
+                          source: str = "predictions") -> ConformalTables:
+    """Class-conditional conformal prediction sets for every model x modality x split.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        As for :func:`evaluate_predictions`, with a ``fold`` column (patient-grouped test folds).
+    classes : list of str
+    alpha : float, default 0.1
+        Each class is covered with probability ``>= 1 - alpha``.
+    calibration : pandas.DataFrame, optional
+        Held-out predictions of each fold model (``validation_predictions.csv``: same columns,
+        ``fold`` = the fold whose model made them).  A model x modality with such rows is
+        calibrated fold by fold on them (split conformal); the others on the other folds'
+        test patients (:func:`analysis.conformal.conformal_sets`).
+    source : str
+
+    Returns
+    -------
+    ConformalTables
+        ``sets`` (``model, modality, split`` + :func:`analysis.conformal.conformal_sets`
+        columns) and ``coverage`` (``model, modality, split`` +
+        :func:`analysis.conformal.conformal_summary`).  A group with one fold and no
+        calibration rows (e.g. one held-out ensemble) is skipped.
+    """
+    from analysis.conformal import conformal_sets, conformal_summary
+
+    require_columns(predictions, ["fold"], "predictions", file=source)
+    frame, classes, codes, proba = _validate(predictions, classes, source)
+    cal = None
+    if calibration is not None and len(calibration):
+        require_columns(calibration, ["fold"], "calibration predictions")
+        cal = _validate(calibration, classes, "calibration predictions")
+    sets, cover = [], []
+    names = np.asarray(classes)
+    for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
+        args = None
+        if cal is not None:
+            cframe, _, ccodes, cproba = cal
+            m = ((cframe["model"] == key[0]) & (cframe["modality"] == key[1])).to_numpy()
+            if m.any() and set(frame["fold"].to_numpy()[idx]) <= set(cframe["fold"].to_numpy()[m]):
+                args = (names[ccodes[m]], cproba[m], cframe["patient_id"].to_numpy()[m], cframe["fold"].to_numpy()[m])
+        if args is None and pd.Series(frame["fold"].to_numpy()[idx]).nunique() < 2:
+            continue
+        s = conformal_sets(names[codes[idx]], proba[idx], classes, frame["patient_id"].to_numpy()[idx],
+                           frame["fold"].to_numpy()[idx], alpha=alpha, calibration=args)
+        c = conformal_summary(s, classes)
+        for i, (name, value) in enumerate(zip(_KEYS, key)):
+            s.insert(i, name, value)
+            c.insert(i, name, value)
+        sets.append(s)
+        cover.append(c)
+    if not sets:
+        return ConformalTables(pd.DataFrame(), pd.DataFrame())
+    return ConformalTables(pd.concat(sets, ignore_index=True), pd.concat(cover, ignore_index=True))
+
+
+def hospital_of(predictions: pd.DataFrame, hospital_column: str | None = None, mapping=None,
+                source: str = "predictions") -> np.ndarray:
+    """The hospital of every prediction row, from a column of the file or a patient -> hospital mapping.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        Needs ``patient_id``.
+    hospital_column : str, optional
+        A column of ``predictions`` naming the hospital (default ``'hospital'`` when present).
+    mapping : pandas.DataFrame or mapping, optional
+        ``patient_id`` -> hospital: a dict/Series, or a frame with columns ``patient_id`` and
+        ``hospital_column`` (default ``hospital``), e.g. a run's ``patient_hospitals.csv`` or
+        the cohort table.  Takes precedence over the column.
+
+    Returns
+    -------
+    numpy.ndarray of object
+        One hospital per row (as str).
+
+    Raises
+    ------
+    CohortError
+        No hospital source, a missing column, a patient absent from the mapping or without a
+        hospital (naming the prediction file's row), a patient with two hospitals in the mapping.
+    """
+    pid = predictions["patient_id"].astype(str).to_numpy()
+    if mapping is not None:
+        col = hospital_column or "hospital"
+        if isinstance(mapping, pd.DataFrame):
+            msrc = mapping.attrs.get("source", "hospital mapping")
+            require_columns(mapping, ["patient_id", col], "hospital mapping", file=msrc)
+            m = mapping[["patient_id", col]].dropna().astype({"patient_id": str})
+            twice = m.drop_duplicates().duplicated("patient_id", keep=False)
+            if twice.any():
+                raise CohortError(f"patient {m.loc[twice, 'patient_id'].iloc[0]!r} has two hospitals",
+                                  file=msrc, column=col)
+            lookup = dict(zip(m["patient_id"], m[col].astype(str)))
+        else:
+            lookup = {str(k): str(v) for k, v in dict(mapping).items() if not pd.isna(v)}
+        out = np.array([lookup.get(p) for p in pid], dtype=object)
+        missing = pd.isna(pd.Series(out)).to_numpy()
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise CohortError(f"patient {pid[i]!r} has no hospital in the mapping ({int(missing.sum())} such row(s))",
+                              file=source, row=i + 2, column="patient_id")
+        return out
+    col = hospital_column or ("hospital" if "hospital" in predictions else None)
+    if col is None:
+        raise CohortError("no hospital: give a hospital column of the predictions or a patient -> hospital "
+                          "mapping", file=source)
+    require_columns(predictions, [col], "predictions", file=source)
+    h = predictions[col].reset_index(drop=True)
+    if h.isna().any():
+        i = int(np.flatnonzero(h.isna().to_numpy())[0])
+        raise CohortError(f"missing hospital ({int(h.isna().sum())} such row(s))", file=source, row=i + 2, column=col)
+    return h.astype(str).to_numpy(dtype=object)
+
+
+def evaluate_by_hospital(predictions: pd.DataFrame, classes, hospitals, n_boot: int = 2000, seed: int = 0,
+                         ci: float = 0.95, source: str = "predictions") -> pd.DataFrame:
+    """Metrics of every model x modality x split x hospital (the metrics of ``metrics.csv``).
+
+    Works for any run: out-of-fold k-fold predictions are grouped by their patient's hospital
+    (``hospitals``, e.g. from :func:`hospital_of`), so centre effects are visible without
+    leave-one-hospital-out training.  Rows whose hospital is missing (None/NaN) are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, modality, split, hospital`` then the columns of :func:`evaluate_predictions`
+        after ``split``; hospitals sorted.
+    """
+    check_ci_level(ci)
+    frame, classes, codes, proba = _validate(predictions, classes, source)
+    h = np.asarray(hospitals, dtype=object)
+    if h.size != len(frame):
+        raise CohortError(f"{h.size} hospitals for {len(frame)} predictions", file=source)
+    known = ~pd.isna(pd.Series(h)).to_numpy()
+    out = []
+    for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
+        idx = idx[known[idx]]
+        for hosp in sorted(pd.unique(h[idx]).astype(str)):
+            sub = idx[h[idx].astype(str) == hosp]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                out.append(_group_metrics(frame, classes, codes, proba, sub,
+                                          {**dict(zip(_KEYS, key)), "hospital": hosp}, n_boot, seed, ci, False))
+    cols = [*_KEYS, "hospital", *EVALUATION_COLUMNS[3:]]
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+
+
+@dataclass(frozen=True)
+class MetaTables:
+    """``centres``: AUC per group x hospital x class; ``pooled``: the random-effects meta-analysis."""
+
+    centres: pd.DataFrame
+    pooled: pd.DataFrame
+
+
+def hospital_meta_analysis(predictions: pd.DataFrame, classes, hospitals, method: str = "REML",
+                           scale: str = "logit", n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
+                           source: str = "predictions") -> MetaTables:
+    """Per-hospital AUCs and their random-effects meta-analysis, per model x modality x split.
+
+    :func:`analysis.meta_analysis.centre_auc` (DeLong per class, patient bootstrap for the
+    macro AUC, logit scale by default) and
+    :func:`analysis.meta_analysis.meta_analysis_of_centres` (REML or DerSimonian-Laird; pooled
+    AUC, I², τ², prediction interval; matches R metafor).
+    """
+    from analysis.meta_analysis import centre_auc, meta_analysis_of_centres
+
+    frame, classes, codes, proba = _validate(predictions, classes, source)
+    h = np.asarray(hospitals, dtype=object)
+    known = ~pd.isna(pd.Series(h)).to_numpy()          # rows without a hospital are left out
+    tables = []
+    for key, idx in frame.groupby(_KEYS, sort=False).indices.items():
+        idx = idx[known[idx]]
+        if idx.size == 0:
+            continue
+        t = centre_auc(np.asarray(classes)[codes[idx]], proba[idx], classes, frame["patient_id"].to_numpy()[idx],
+                       h[idx], scale=scale, n_boot=n_boot, ci=ci, seed=seed)
+        for i, (name, value) in enumerate(zip(_KEYS, key)):
+            t.insert(i, name, value)
+        tables.append(t)
+    centres = pd.concat(tables, ignore_index=True)
+    return MetaTables(centres, meta_analysis_of_centres(centres, method=method, ci=ci))
+
+
+def _slug(*parts) -> str:
+    import re
+
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", str(p)).strip("-") for p in parts)
+
+
+def write_utility_figures(out, curves: pd.DataFrame | None = None, meta: MetaTables | None = None) -> list:
+    """Decision-curve figures and per-hospital forest plots (macro AUC) of every model x modality x split.
+
+    Files: ``out/figures/decision_curves_<model>_<modality>_<split>.png`` and
+    ``out/figures/forest_hospitals_<model>_<modality>_<split>.png``; returns the paths.
+    """
+    from pathlib import Path
+
+    from analysis.figures import centre_forest_plot, decision_curve_plot
+
+    fig_dir = Path(out) / "figures"
+    written = []
+    if curves is not None and len(curves):
+        for key, g in curves.groupby(_KEYS, sort=False):
+            path = fig_dir / f"decision_curves_{_slug(*key)}.png"
+            decision_curve_plot(g, path, title=" · ".join(str(k) for k in key))
+            written.append(path)
+    if meta is not None and len(meta.centres):
+        macro = meta.centres[meta.centres["class"] == ""]
+        pooled = meta.pooled[meta.pooled["class"] == ""]
+        for key, g in macro.groupby(_KEYS, sort=False):
+            row = pooled[(pooled[_KEYS] == pd.Series(key, index=_KEYS)).all(axis=1)]
+            path = fig_dir / f"forest_hospitals_{_slug(*key)}.png"
+            centre_forest_plot(g, row.iloc[0] if len(row) else None, path,
+                               title=f"macro AUC by hospital · {' · '.join(str(k) for k in key)}")
+            written.append(path)
+    return written
+
+
 # ----------------------------------------------------------------------------- command line
 def build_parser():
     """Parser of ``python -m fusion.evaluate``."""
@@ -370,9 +664,14 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python -m fusion.evaluate runs/demo/oof_predictions.csv --out runs/demo/re-evaluated\n"
-               "  python -m fusion.evaluate preds.csv --n-boot 5000 --compare --out results\n\n"
+               "  python -m fusion.evaluate preds.csv --n-boot 5000 --compare --out results\n"
+               "  python -m fusion.evaluate runs/demo/oof_predictions.csv --binary malignant=metastatic,lymphoma \\\n"
+               "      --conformal-alpha 0.1 --calibration-predictions runs/demo/validation_predictions.csv \\\n"
+               "      --hospital-map runs/demo/patient_hospitals.csv --out runs/demo/beyond-auc\n\n"
                "The file needs columns patient_id, split, y_true, model, modality and one p_<class> column per\n"
-               "class (their order is the class order); a 'fold' column enables per-hospital metrics.")
+               "class (their order is the class order); a 'fold' column enables per-fold metrics and conformal\n"
+               "sets; a 'hospital' column (or --hospital-column / --hospital-map) per-hospital metrics and the\n"
+               "random-effects meta-analysis across hospitals.")
     p.add_argument("predictions", help="prediction file (.csv)")
     p.add_argument("--out", default="evaluation", help="output folder (default: evaluation)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default: 2000)")
@@ -381,6 +680,27 @@ def build_parser():
     p.add_argument("--compare", action="store_true",
                    help="also compare every two model/modality groups on their common patients "
                         "(DeLong per class, paired bootstrap for the macro AUC, Holm-adjusted): comparisons.csv")
+    g = p.add_argument_group("beyond the AUC")
+    g.add_argument("--decision-curves", action="store_true",
+                   help="net benefit vs treat-all/treat-none per one-vs-rest class, with patient-bootstrap bands: "
+                        "decision_curves.csv + figures/decision_curves_*.png")
+    g.add_argument("--binary", action="append", metavar="NAME=CLASS[,CLASS...]", default=None,
+                   help="a binary question for the decision curves, e.g. malignant=metastatic,lymphoma "
+                        "(repeatable; implies --decision-curves)")
+    g.add_argument("--conformal-alpha", type=float, default=None, metavar="ALPHA",
+                   help="class-conditional conformal prediction sets covering each class with probability "
+                        ">= 1 - ALPHA: conformal_sets.csv + conformal_coverage.csv (needs a 'fold' column)")
+    g.add_argument("--calibration-predictions", default=None, metavar="CSV",
+                   help="held-out predictions of each fold model (validation_predictions.csv) to calibrate the "
+                        "conformal sets on (default: the other folds' patients)")
+    g.add_argument("--hospital-column", default=None, metavar="NAME",
+                   help="column naming each prediction's hospital (default: 'hospital' if present); with "
+                        "--hospital-map, the hospital column of the map")
+    g.add_argument("--hospital-map", default=None, metavar="FILE",
+                   help="csv/xlsx with patient_id and hospital columns (e.g. a run's patient_hospitals.csv or the "
+                        "cohort table): per-hospital metrics, forest plot and meta-analysis")
+    g.add_argument("--meta-method", choices=("REML", "DL"), default="REML",
+                   help="tau^2 estimator of the meta-analysis across hospitals (default: REML)")
     return p
 
 
@@ -401,10 +721,7 @@ def _run(args) -> list:
         raise CohortError("prediction file not found", file=path)
     if args.n_boot < 1:
         raise CohortError(f"--n-boot must be at least 1, got {args.n_boot}")
-    try:
-        frame = pd.read_csv(path, dtype={"patient_id": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise CohortError(f"not a readable prediction csv ({type(exc).__name__})", file=path) from None
+    frame = _read_predictions(path)
     classes = [c[2:] for c in frame.columns if str(c).startswith("p_")]
     if len(classes) < 2:
         raise CohortError("needs one p_<class> column per class (at least two)", file=path)
@@ -416,11 +733,39 @@ def _run(args) -> list:
             tables["metrics_by_fold.csv"] = by_fold
     if args.compare:
         tables["comparisons.csv"] = compare_models_delong(frame, classes, **common)
+    curves = meta = None
+    if args.decision_curves or args.binary:
+        curves = decision_curves(frame, classes, binary=args.binary, **common)
+        tables["decision_curves.csv"] = curves
+    if args.conformal_alpha is not None:
+        if not 0 < args.conformal_alpha < 1:
+            raise CohortError(f"--conformal-alpha must lie in (0, 1), got {args.conformal_alpha}")
+        cal = None
+        if args.calibration_predictions:
+            cal = _read_predictions(Path(args.calibration_predictions))
+        conf = conformal_predictions(frame, classes, alpha=args.conformal_alpha, calibration=cal, source=str(path))
+        if len(conf.sets):
+            tables["conformal_sets.csv"] = conf.sets
+            tables["conformal_coverage.csv"] = conf.coverage
+    if args.hospital_map or args.hospital_column or "hospital" in frame:
+        from analysis.readers import read_table
+
+        mapping = read_table(args.hospital_map) if args.hospital_map else None
+        if mapping is not None:
+            mapping = mapping.reset_index(drop=True).assign(patient_id=lambda m: m["patient_id"].astype(str)) \
+                if "patient_id" in mapping else mapping
+            mapping.attrs["source"] = str(args.hospital_map)
+        hosp = hospital_of(frame, args.hospital_column, mapping, source=str(path))
+        tables["metrics_by_hospital.csv"] = evaluate_by_hospital(frame, classes, hosp, **common)
+        meta = hospital_meta_analysis(frame, classes, hosp, method=args.meta_method, **common)
+        tables["hospital_auc.csv"] = meta.centres
+        tables["hospital_meta_analysis.csv"] = meta.pooled
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, table in tables.items():
             table.to_csv(out / name, index=False)
+        figures = write_utility_figures(out, curves, meta)
     except OSError as exc:
         raise CohortError(f"cannot write to {out}: {exc.strerror or exc}") from None
     metrics = tables["metrics.csv"]
@@ -429,7 +774,16 @@ def _run(args) -> list:
     for r in auc.itertuples(index=False):
         print(f"  {r.model:<12} {r.modality:<23} split={r.split:<9} {r.estimate:.3f} "
               f"({r.ci_low:.3f}-{r.ci_high:.3f})  n = {r.n_patients} patients")
-    return [out / name for name in tables]
+    return [out / name for name in tables] + figures
+
+
+def _read_predictions(path) -> pd.DataFrame:
+    if not path.is_file():
+        raise CohortError("prediction file not found", file=path)
+    try:
+        return pd.read_csv(path, dtype={"patient_id": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CohortError(f"not a readable prediction csv ({type(exc).__name__})", file=path) from None
 
 
 if __name__ == "__main__":

@@ -246,3 +246,55 @@ def test_cross_validate_refuses_unknown_modes_and_settings():
         cross_validate("x.csv", fusion=["embeding"])
     with pytest.raises(ConfigError, match="unknown setting 'epoch'"):
         cross_validate("x.csv", epoch=3)
+
+
+# ----------------------------------------------------------------------------- beyond the AUC on a CVResult
+def _fake_result(with_hospitals=True, n=90):
+    import dataclasses
+
+    import numpy as np
+
+    from fusion.api import CVResult
+    from fusion.config import TrainConfig
+
+    classes = ["metastatic", "lymphoma", "benign"]
+    rng = np.random.default_rng(0)
+    y = rng.choice(3, size=n, p=[0.35, 0.25, 0.4])
+    pid = [f"P{i:03d}" for i in range(n)]
+    frames = []
+    for model, split, strength in (("resnet18", "test", 1.0), ("late_fusion", "test", 1.5),
+                                   ("resnet18", "validation", 1.0)):
+        z = rng.normal(size=(n, 3)) + strength * np.eye(3)[y]
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        f = pd.DataFrame({"patient_id": pid, "fold": np.arange(n) % 3, "split": split,
+                          "y_true": np.asarray(classes)[y], "model": model, "modality": "2d"})
+        f[[f"p_{c}" for c in classes]] = p
+        frames.append(f)
+    hospitals = pd.DataFrame({"patient_id": pid, "hospital": np.array(["A", "B", "C"])[rng.integers(0, 3, n)]})
+    return CVResult(predictions=pd.concat(frames[:2], ignore_index=True), classes=classes, splits=[],
+                    fold_assignments=pd.DataFrame(), validation_predictions=frames[2],
+                    config=dataclasses.replace(TrainConfig(), n_boot=20), manifest={"modalities": ["2d"]},
+                    problems=pd.DataFrame(), hospitals=hospitals if with_hospitals else None)
+
+
+def test_cv_result_decision_curves_conformal_and_centre_effects():
+    result = _fake_result()
+    curves = result.decision_curves()
+    assert set(curves["question"]) == {"metastatic", "lymphoma", "benign", "malignant"}   # benign -> malignant
+    conf = result.conformal(alpha=0.2)
+    calib = conf.sets.groupby("model")["calibration"].first()
+    assert calib["resnet18"] == "validation" and calib["late_fusion"] == "other_folds"
+    by_h = result.by_hospital()
+    assert set(by_h["hospital"]) == {"A", "B", "C"} and set(by_h["split"]) == {"test"}
+    meta = result.meta_analysis()
+    assert set(meta.pooled["model"]) == {"resnet18", "late_fusion"} and (meta.pooled["k"] <= 3).all()
+    bare = _fake_result(with_hospitals=False)
+    assert bare.meta_analysis() is None and bare.by_hospital().empty
+
+
+@pytest.mark.slow
+def test_cv_result_save_writes_the_beyond_auc_tables_and_figures(tmp_path):
+    written = {p.name for p in _fake_result().save(tmp_path)}
+    assert {"decision_curves.csv", "conformal_sets.csv", "conformal_coverage.csv", "patient_hospitals.csv",
+            "metrics_by_hospital.csv", "hospital_auc.csv", "hospital_meta_analysis.csv",
+            "decision_curves_resnet18_2d_test.png", "forest_hospitals_late_fusion_2d_test.png"} <= written

@@ -44,7 +44,8 @@ def test_columns_exactly_as_specified_and_one_block_per_group():
     groups = out[["model", "modality", "split"]].drop_duplicates().apply(tuple, axis=1).tolist()
     assert groups == [("resnet18", "2d", "test"), ("resnet18", "elastography", "test"),
                       ("resnet18", "2d", "external"), ("resnet18", "elastography", "external")]
-    assert len(out) == 4 * (4 + 3 * len(CLASSES))
+    # discrimination: 4 + 3 per class; calibration: Brier and ECE overall + per class, intercept and slope per class
+    assert len(out) == 4 * (4 + 3 * len(CLASSES) + 2 + 4 * len(CLASSES))
 
 
 def test_each_group_equals_classification_metrics_on_that_group():

@@ -124,14 +124,18 @@ def methods_text(result) -> str:
             parts.append("The test for each variable was chosen from the data: " + "; ".join(rules) + ".")
     mc = tested[tested["test"] == "fisher_monte_carlo"] if len(tested) else tested
     if len(mc):
-        detail = _join(
-            f"{r.variable} ({int(r.mc_draws) if 'mc_draws' in mc and not pd.isna(r.mc_draws) else '?'} "
-            f"draws, seed {int(r.mc_seed) if 'mc_seed' in mc and not pd.isna(r.mc_seed) else '?'}, "
-            f"Monte Carlo SE {fmt.format_number(getattr(r, 'mc_se', math.nan), 5)})"
-            for r in mc.itertuples(index=False))
-        parts.append("Where the exact computation exceeded its time budget of "
-                     f"{fmt.format_number(settings.get('fisher_time_budget', math.nan), 0)} s, a seeded "
-                     f"Monte Carlo estimate of the exact p-value was used: {detail}.")
+        from .table1 import monte_carlo_note
+
+        labels = dict(zip(stats["variable"], stats["label"])) if "label" in stats else {}
+        detail = "; ".join(
+            monte_carlo_note(labels.get(r["variable"], r["variable"]),
+                             {"fallback_reason": r.get("fallback_reason", ""), "mc_draws": r.get("mc_draws"),
+                              "mc_seed": int(r["mc_seed"]) if not pd.isna(r.get("mc_seed")) else "?",
+                              "mc_se": r.get("mc_se"), "p_upper_bound": bool(r.get("p_value_upper_bound"))})
+            for _, r in mc.iterrows())
+        parts.append("Where the exact Fisher\u2013Freeman\u2013Halton computation could not be completed "
+                     "within its deterministic work budget or memory cap, a seeded Monte Carlo estimate of "
+                     f"the exact p-value was used (Hope 1968): {detail}.")
     names = {("cramers_v" if str(n).startswith("cramers_v") else str(n))
              for n in stats["effect_size_name"]} if len(stats) else set()
     eff = []

@@ -115,6 +115,10 @@ class Variable:
         Whether the default multivariable odds-ratio model includes it (default True); set
         False for a variable derived from others (e.g. a ratio of two measured ones), which
         would make the model collinear.  Its univariable model is fitted either way.
+    or_per : str, float or None
+        Continuous variables: what the odds ratio is per (``'sd'``, ``'iqr'``, ``'unit'`` or
+        a positive number of units, e.g. ``10`` for "per 10 years"); ``None``: the table's
+        default (per SD).  See :func:`analysis.regression.or_increment`.
     """
 
     name: str
@@ -128,6 +132,7 @@ class Variable:
     test: str = "auto"
     summary: str = "auto"
     multivariable: bool = True
+    or_per: str | float | None = None
 
     def __post_init__(self):
         if not self.label:
@@ -164,6 +169,8 @@ class Variable:
             out["summary"] = self.summary
         if not self.multivariable:
             out["multivariable"] = False
+        if self.or_per is not None:
+            out["or_per"] = self.or_per
         return out
 
 
@@ -333,7 +340,7 @@ _TOP_KEYS = ("id_column", "group", "hospital_column", "images", "missing_codes",
              "schema_version", "title")
 _GROUP_KEYS = ("column", "label", "levels", "reference", "ordered")
 _VARIABLE_KEYS = ("name", "label", "type", "levels", "missing_codes", "unit", "min", "max", "multivariable",
-                  "test", "summary", "description")
+                  "test", "summary", "description", "or_per")
 
 
 def default_schema_path() -> Path:
@@ -601,11 +608,20 @@ def _schema_from_mapping(raw, file: str) -> Schema:
         if summary != "auto" and vtype not in ("continuous", "ordinal"):
             ck.fail(where, f"summary '{summary}' applies to continuous or ordinal variables only",
                     _line(item, "summary"))
+        or_per = item.get("or_per")
+        if or_per is not None:
+            ok = (isinstance(or_per, str) and or_per.strip().lower() in ("sd", "iqr", "unit")) or (
+                isinstance(or_per, (int, float)) and not isinstance(or_per, bool) and or_per > 0)
+            if not ok or vtype != "continuous":
+                ck.fail(where, ("'or_per' applies to continuous variables only" if ok else
+                                f"'or_per' must be sd, iqr, unit or a positive number, got {_describe(or_per)}"),
+                        _line(item, "or_per"))
+            or_per = or_per.strip().lower() if isinstance(or_per, str) else float(or_per)
         variables.append(Variable(
             name=name, label=ck.text(item, "label", where) or name, type=vtype, levels=levels,
             missing_codes=ck.codes(item, "missing_codes", where), unit=ck.text(item, "unit", where),
             min=vmin, max=vmax, test=test, summary=summary,
-            multivariable=ck.flag(item, "multivariable", where, default=True)))
+            multivariable=ck.flag(item, "multivariable", where, default=True), or_per=or_per))
 
     taken = {c: "id_column" for c in [id_column] if c}
     for key, col in (("group column", group_column), ("hospital_column", hospital_column)):

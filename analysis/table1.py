@@ -112,8 +112,8 @@ TEST_DESCRIPTIONS = {
     "chi_square": "Pearson's \u03c7\u00b2 test of independence without continuity correction "
                   "(every expected count \u2265 5)",
     "fisher_exact": "Fisher\u2013Freeman\u2013Halton exact test (an expected count < 5)",
-    "fisher_monte_carlo": "Fisher\u2013Freeman\u2013Halton test, seeded Monte Carlo estimate "
-                          "(the exact computation exceeded its work budget)",
+    "fisher_monte_carlo": "Fisher\u2013Freeman\u2013Halton test, seeded Monte Carlo estimate of the "
+                          "exact p-value",
     "anova": "one-way ANOVA (normal data, equal variances)",
     "welch_anova": "Welch's ANOVA (normal data, unequal variances)",
     "kruskal_wallis": "Kruskal\u2013Wallis rank-sum test",
@@ -193,7 +193,7 @@ def _not_computed(test: str, n_used: int, reason: str, method: str = ""):
                       details={"reason": reason})
 
 
-def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_budget: float):
+def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_budget):
     """Run the chosen omnibus test; the statistical modules do the work."""
     from . import contingency, location
 
@@ -230,7 +230,7 @@ def _effect(test: str, table, samples, seed: int, n_boot: int):
 
 
 def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha: float,
-                      posthoc: bool, seed: int, fisher_time_budget: float,
+                      posthoc: bool, seed: int, fisher_time_budget,
                       n_boot: int) -> _VariableOutcome:
     from .describe import summarize_categorical, summarize_continuous
     from .selection import choose_test
@@ -351,8 +351,10 @@ def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
         "posthoc": out.posthoc is not None,
     }
     # The same columns on every run: NaN where a fact does not apply (e.g. no Monte Carlo).
-    for key in ("mc_draws", "mc_seed", "mc_se"):
+    for key in ("mc_draws", "mc_seed", "mc_se", "mc_hits"):
         row[key] = details.get(key, math.nan)
+    # True: p_value is 1/(B+1) and only an upper bound (no simulated table as extreme): p < p_value
+    row["p_value_upper_bound"] = bool(details.get("p_upper_bound", False))
     row["fallback_reason"] = details.get("fallback_reason", "")
     row["min_expected"] = float(choice.details.get("min_expected", math.nan))
     return row
@@ -406,14 +408,30 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
             text = "Not tested: " + "; ".join(f"{o.var.label} ({_reason_not_tested(o)})" for o in members)
         else:
             desc = TEST_DESCRIPTIONS.get(key, key)
-            text = f"{desc[:1].upper()}{desc[1:]}: {names}"
-            if key == "fisher_monte_carlo":
-                text += "; " + "; ".join(
-                    f"{o.var.label}: {o.result.details.get('mc_draws')} draws, seed "
-                    f"{o.result.details.get('mc_seed')}, Monte Carlo SE "
-                    f"{fmt.format_number(o.result.details.get('mc_se', math.nan), 5)}" for o in members)
+            if key == "fisher_monte_carlo":  # names, reason, draws, seed, SE (or the bound) per variable
+                text = (f"{desc[:1].upper()}{desc[1:]}: "
+                        + "; ".join(monte_carlo_note(o.var.label, o.result.details) for o in members))
+            else:
+                text = f"{desc[:1].upper()}{desc[1:]}: {names}"
         test_notes.append((markers[key], text + "."))
     return tuple(notes + test_notes), markers
+
+
+def monte_carlo_note(label: str, details) -> str:
+    """Why and how one variable got a Monte Carlo Fisher p-value: the same words in the
+    footnote and the methods (``details['fallback_reason']`` is also the csv column)."""
+    from . import formatting as fmt
+
+    d = dict(details or {})
+    draws = int(d.get("mc_draws", 0) or 0)
+    text = (f"{label}: exact computation not completed because {d.get('fallback_reason', 'of its budget')}; "
+            f"{draws} simulated tables, seed {d.get('mc_seed')}")
+    if d.get("p_upper_bound"):
+        text += (f", none as extreme as the observed one, so p < 1/({draws} + 1) = "
+                 f"{fmt.format_sig(1.0 / (draws + 1), 2)}")
+    else:
+        text += f", Monte Carlo SE {fmt.format_number(d.get('mc_se', math.nan), 5)}"
+    return text
 
 
 def _effect_family(name) -> str:
@@ -430,7 +448,7 @@ def _test_key(o) -> str:
     return o.result.test if not math.isnan(o.result.p_value) else "not_tested"
 
 
-def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
+def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, or_per="sd"):
     """Tidy multinomial OR frame, a note, and the multivariable model's events per parameter.
 
     Every schema variable gets a univariable model; the multivariable model (complete cases)
@@ -452,7 +470,9 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
     levels = {v.name: list(v.levels) for v in schema.variables if v.levels is not None}
     chosen = ([v.name for v in schema.variables if v.multivariable] if multivariable is None
               else list(multivariable))
-    common = dict(levels=levels, outcome_levels=[str(g) for g in schema.group_levels])
+    per = {v.name: (getattr(v, "or_per", None) or or_per) for v in schema.variables
+           if v.type == "continuous"}
+    common = dict(levels=levels, outcome_levels=[str(g) for g in schema.group_levels], or_per=per)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeparationWarning)
         if chosen == predictors:
@@ -481,6 +501,23 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None):
     return frame.reset_index(drop=True), "; ".join(notes), epv
 
 
+def _per_text(var, sub: pd.DataFrame) -> str:
+    """'per SD (12.3 years)', 'per IQR (0.00071 mm)', 'per 10 years', 'per unit', 'per level'."""
+    from . import formatting as fmt
+
+    if var.type == "ordinal":
+        return "per level"
+    how = str(sub["per"].dropna().iloc[0]) if "per" in sub and sub["per"].notna().any() else "unit"
+    inc = float(sub["increment"].dropna().iloc[0]) if "increment" in sub and sub["increment"].notna().any() \
+        else 1.0
+    unit = f" {var.unit}" if getattr(var, "unit", None) else ""
+    if how in ("SD", "IQR"):
+        return f"per {how} ({fmt.format_sig(inc)}{unit})"
+    if how == "given":
+        return f"per {fmt.format_sig(inc)}{unit or ' units'}"
+    return "per unit"
+
+
 def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
     """Human OR table: one row per variable (continuous / ordinal score) or per level
     (reference level marked), one 'OR (95% CI)' and one p column per model x group."""
@@ -504,8 +541,7 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
         unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
         ref_level = None
         if keys == [""]:
-            per = "per level" if var.type == "ordinal" else "per unit"
-            entries = [(f"{var.label}{unit}, {per}", "")]
+            entries = [(f"{var.label}{unit}, {_per_text(var, sub)}", "")]
         else:
             rows.append({"Variable": f"{var.label}{unit}"})
             order = [str(lv) for lv in (var.levels or ())]
@@ -529,6 +565,8 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
                     row[c_or] = fmt.format_odds_ratio(r["odds_ratio"], r["ci_low"], r["ci_high"])
                     if str(r.get("fit", "")) == "l2_penalized" and row[c_or] != fmt.MISSING:
                         row[c_or] += " (ridge, no CI)"
+                    elif str(r.get("fit", "")) == "not_converged":
+                        row[c_or] = f"{fmt.MISSING} (not converged)"
                     row[c_p] = fmt.format_p(r["p_value"])
                 else:
                     row[c_or], row[c_p] = fmt.MISSING, ""
@@ -551,8 +589,8 @@ def _software_versions() -> dict:
 
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
-                 fisher_time_budget: float = 30.0, n_boot: int = 2000,
-                 predictors=None, progress=None) -> Table1Result:
+                 fisher_time_budget: float | None = None, n_boot: int = 2000,
+                 predictors=None, progress=None, or_per="sd") -> Table1Result:
     """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
     post hoc comparisons and multinomial odds ratios.
 
@@ -575,11 +613,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         the last group level).
     seed : int, default 0
         Seed of every random procedure (Monte Carlo Fisher fallback, bootstrap CIs).
-    fisher_time_budget : float, default 30.0
-        Safety net in seconds for each exact Fisher–Freeman–Halton test.  The exact-or-Monte-
-        Carlo decision is normally made by the deterministic work budget of
-        :func:`analysis.contingency.fisher_exact_rxc` (the same on every machine and run);
-        a fallback is reported in the footnote with draws, seed and SE.
+    fisher_time_budget : float or None, default None
+        Optional wall-clock limit in seconds for each exact Fisher–Freeman–Halton test; off
+        by default, because a clock makes the output depend on the machine and its load.
+        The exact-or-Monte-Carlo decision is made by the deterministic work budget and
+        memory cap of :func:`analysis.contingency.fisher_exact_rxc` (the same on every
+        machine and run); a fallback is reported, with the same reason, in the footnote,
+        the methods and ``stats['fallback_reason']``, with draws, seed and SE (or
+        ``p < 1/(B+1)`` when no simulated table was as extreme).
     n_boot : int, default 2000
         Bootstrap resamples for the ε² (and Welch η²) confidence intervals.
     predictors : sequence of str, optional
@@ -589,6 +630,11 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         (clinical knowledge, events per variable), not from this table's p-values.
     progress : callable, optional
         Wraps the iterable of variables (e.g. ``tqdm``); the library itself never prints.
+    or_per : {'sd', 'iqr', 'unit'} or positive float, default 'sd'
+        What the odds ratio of a continuous variable is per (one SD, one IQR, one unit of
+        its own, or a given amount; :func:`analysis.regression.or_increment`), unless the
+        schema gives the variable its own ``or_per``.  Stated in the odds-ratio table
+        (e.g. "per SD (12.3 years)") and in the methods.
 
     Returns
     -------
@@ -677,7 +723,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         eff = o.effect
         rws, inf = _display_rows(
             o, group_levels, overall, n_total,
-            p_text=fmt.format_p(o.result.p_value), q_text=fmt.format_p(q),
+            p_text=fmt.format_p(o.result.p_value,
+                                upper_bound=bool((o.result.details or {}).get("p_upper_bound"))),
+            q_text=fmt.format_p(q),
             effect_text=(fmt.format_effect_size(eff.estimate, eff.ci_low, eff.ci_high)
                          if eff is not None else fmt.MISSING),
             test_text=TEST_LABELS.get(key, "Not tested"), marker=markers[key])
@@ -691,17 +739,21 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         reg_note = "multinomial regression not requested (--no-regression)"
     else:
         try:
-            reg_frame, reg_note, epv = _regression(cohort, data, reference, predictors)
-        except (ValueError, np.linalg.LinAlgError) as exc:  # CohortError is a ValueError
-            reg_frame, reg_note = pd.DataFrame(), f"model could not be fitted ({exc})"
+            reg_frame, reg_note, epv = _regression(cohort, data, reference, predictors, or_per)
+        except Exception as exc:  # noqa: BLE001 - an optional table never costs the others
+            # (an OverflowError, a LinAlgError, a CohortError...): every other table is still
+            # written, and the note (Table 2, methods, the CLI) says what failed.
+            reg_frame = pd.DataFrame()
+            reg_note = f"the odds-ratio model could not be fitted ({type(exc).__name__}: {exc})"
     odds_display = _odds_display(reg_frame, variables, reference)
 
     settings = {"alpha": float(alpha), "seed": int(seed), "posthoc": bool(posthoc),
                 "regression": bool(regression), "overall": bool(overall),
-                "fisher_time_budget": float(fisher_time_budget), "n_boot": int(n_boot),
+                "fisher_time_budget": None if fisher_time_budget is None else float(fisher_time_budget),
+                "n_boot": int(n_boot),
                 "reference": reference,
                 "predictors": None if predictors is None else [str(v) for v in predictors],
-                "multivariable_epv": epv}
+                "multivariable_epv": epv, "or_per": or_per}
     result = Table1Result(
         display=display, stats=stats, decisions={o.var.name: o.choice for o in outcomes},
         posthoc=posthoc_frame, regression=reg_frame, exclusions=exclusions, methods_text="",
@@ -762,10 +814,10 @@ def build_parser(add_help: bool = True):
                      help="seed of Monte Carlo and bootstrap procedures (default: 0)")
     ana.add_argument("--n-boot", type=int, default=2000,
                      help="bootstrap resamples for effect-size CIs (default: 2000)")
-    ana.add_argument("--fisher-time-budget", type=float, default=30.0, metavar="SECONDS",
-                     help="safety net: seconds per exact Fisher test before the seeded Monte "
-                          "Carlo fallback; a deterministic work budget normally decides first "
-                          "(default: 30)")
+    ana.add_argument("--fisher-time-budget", type=float, default=None, metavar="SECONDS",
+                     help="optional wall-clock limit per exact Fisher test before the seeded Monte "
+                          "Carlo fallback; makes the result depend on the machine (default: none; a "
+                          "deterministic work budget decides)")
     ana.add_argument("--no-posthoc", action="store_true", help="skip pairwise post hoc tests")
     ana.add_argument("--no-regression", action="store_true",
                      help="skip the multinomial odds-ratio table")
@@ -773,6 +825,9 @@ def build_parser(add_help: bool = True):
                      help="variables of the multivariable model (default: every schema variable not marked "
                           "'multivariable: false'; "
                           "univariable models are fitted for every variable either way)")
+    ana.add_argument("--or-per", default="sd", metavar="{sd,iqr,unit,NUMBER}",
+                     help="odds ratios of continuous variables per SD, per IQR, per unit or per NUMBER "
+                          "units (a schema's 'or_per' wins for its variable; default: sd)")
     ana.add_argument("--no-overall", action="store_true", help="omit the Overall column")
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", default="reports",
@@ -844,6 +899,22 @@ def _write_problems(exc, out):
     return path
 
 
+def _or_per_arg(text: str):
+    """``--or-per``: 'sd' | 'iqr' | 'unit' | a positive number (one-line error otherwise)."""
+    from .errors import ConfigError
+
+    low = str(text).strip().lower()
+    if low in ("sd", "iqr", "unit"):
+        return low
+    try:
+        value = float(low)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--or-per must be sd, iqr, unit or a positive number, got {text!r}")
+    return value
+
+
 def _run(args) -> list:
     import sys
     from pathlib import Path
@@ -897,7 +968,7 @@ def _run(args) -> list:
                           posthoc=not args.no_posthoc, regression=not args.no_regression,
                           reference=args.reference, seed=args.seed, n_boot=args.n_boot,
                           fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
-                          progress=progress)
+                          progress=progress, or_per=_or_per_arg(args.or_per))
     try:
         paths = write_all(result, Path(args.out))
     except OSError as exc:

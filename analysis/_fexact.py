@@ -65,11 +65,12 @@ __all__ = ["fexact_pvalue", "BudgetExceeded", "TOL"]
 TOL = 1e-7            # log-space tolerance: P <= P_obs * (1 + 1e-7) (module notes: R uses 3.45e-7 for r x c)
 _MERGE = 1e-9         # past values closer than this (same grid cell) are merged
 _CHUNK = 2_000_000    # max child entries materialised at once
-# Max transitions / entries held at once (~0.4 GB); beyond: BudgetExceeded.  Deterministic (a
-# row count).  The R reference tables need at most ~2.1 million; a 16 x 3 multi-select column
-# (n = 256) asks for 17.5 million after 0.7 s, and with the former cap of 25 million it ran
-# ~25 s and 2.4 GB before giving up (tests/fixtures/clinical_workbook, BENCHMARKS.md).
-_MAX_ROWS = 4_000_000
+# Max transitions / entries held at once (~1 GB); beyond: BudgetExceeded.  Deterministic (a
+# row count).  The 44 R reference tables need at most 9.2 million (3 x 4, n = 600); a 16 x 3
+# multi-select column (n = 256) asks for 17.5 million after ~1 s and 0.24 GB, where the former
+# cap of 25 million let it run ~25 s to 2.4 GB before giving up (tests/fixtures/clinical_workbook,
+# BENCHMARKS.md).
+_MAX_ROWS = 12_000_000
 
 
 class BudgetExceeded(RuntimeError):

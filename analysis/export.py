@@ -63,7 +63,8 @@ def _title(result) -> str:
 
 def _odds_title(result) -> str:
     ref = result.reference_group
-    return f"Table 2. Multinomial logistic regression: odds ratios (95% CI) against {ref}"
+    kind = "Logistic regression" if len(result.group_levels) == 2 else "Multinomial logistic regression"
+    return f"Table 2. {kind}: odds ratios (95% CI) against {ref}"
 
 
 def _notes(result):

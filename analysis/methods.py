@@ -36,6 +36,9 @@ _TEST_PHRASES = {
     "welch_anova": "Welch's ANOVA",
     "kruskal_wallis": "the Kruskal\u2013Wallis test",
     "linear_by_linear": "the linear-by-linear association test",
+    "t_test": "Student's t-test",
+    "welch_t_test": "Welch's t-test",
+    "mann_whitney": "the Mann\u2013Whitney U test (normal approximation, no continuity correction)",
 }
 
 
@@ -43,6 +46,26 @@ def epv_phrase(epv) -> str:
     """'114 lymphoma patients for 26 parameters per equation (4.4 events per parameter, fewer than 10)'."""
     return (f"{epv['n']} {epv['group']} patients for {epv['parameters']} parameters per equation "
             f"({epv['n'] / epv['parameters']:.1f} events per parameter, fewer than 10)")
+
+
+def or_unit_sentence(result) -> str:
+    """What the odds ratios of continuous variables are per (from ``regression['per']``)."""
+    reg = result.regression
+    if reg is None or not len(reg) or "per" not in reg:
+        return ""
+    per = reg.dropna(subset=["increment"]).drop_duplicates("variable")
+    if not len(per):
+        return ""
+    kinds = list(dict.fromkeys(per["per"].astype(str)))
+    words = {"SD": "one standard deviation", "IQR": "one interquartile range (Q3 \u2212 Q1)",
+             "unit": "one unit of the variable", "given": "the increment given in the schema"}
+    text = ("Odds ratios of continuous variables are per " + _join(words.get(k, k) for k in kinds)
+            + " (computed on the analysed patients and stated in the odds-ratio table)")
+    if "SD" in kinds or "IQR" in kinds:
+        text += ", so that they do not depend on the unit of measurement"
+    if (reg["per"].astype(str) == "level").any():
+        text += "; ordinal variables enter as level scores (odds ratio per level)"
+    return text + "."
 
 
 def _join(items) -> str:
@@ -118,6 +141,10 @@ def methods_text(result) -> str:
             rules.append("for continuous variables the Shapiro\u2013Wilk test in each group and the "
                          "Brown\u2013Forsythe test of equal variances chose between one-way ANOVA, "
                          "Welch's ANOVA and the Kruskal\u2013Wallis test")
+        if {"t_test", "welch_t_test", "mann_whitney"} & set(used):
+            rules.append("for continuous variables the Shapiro\u2013Wilk test in each group and the "
+                         "Brown\u2013Forsythe test of equal variances chose between Student's t-test, "
+                         "Welch's t-test and the Mann\u2013Whitney U test")
         if (tested["type"] == "ordinal").any():
             rules.append("ordinal variables were compared on their level scores")
         if rules:
@@ -146,8 +173,9 @@ def methods_text(result) -> str:
         eff.append("\u03b5\u00b2 for rank-based comparisons, with a seeded percentile bootstrap CI "
                    f"({settings.get('n_boot', 2000)} resamples within groups)")
     if "eta_squared" in names:
-        eff.append("\u03b7\u00b2 for ANOVA, with a CI from the noncentral F distribution "
-                   "(bootstrap for Welch's ANOVA)")
+        two = len(groups) == 2
+        eff.append(f"\u03b7\u00b2 for {'t-tests' if two else 'ANOVA'}, with a CI from the noncentral F "
+                   f"distribution (bootstrap for Welch's {'t-test' if two else 'ANOVA'})")
     if eff:
         parts.append(f"Effect sizes were {'; '.join(eff)}; all intervals are 95% confidence intervals.")
         if names & {"epsilon_squared", "eta_squared"}:
@@ -170,9 +198,18 @@ def methods_text(result) -> str:
                      f"pairwise with {how}{contingency_rule}, with Holm's adjustment within the "
                      f"variable ({_plural(n_ph, 'variable')}).")
     if result.regression is not None and len(result.regression):
-        parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
-                     f"MNLogit) estimated odds ratios with 95% Wald confidence intervals for each "
-                     f"group against {result.reference_group}.")
+        if len(groups) == 2:
+            other = next((g for g in groups if str(g) != str(result.reference_group)), groups[-1])
+            parts.append("Univariable and multivariable binary logistic regression (statsmodels; the "
+                         "two-outcome case of MNLogit) estimated odds ratios of being "
+                         f"{other} rather than {result.reference_group}, with 95% Wald confidence "
+                         "intervals.")
+        else:
+            parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
+                         f"MNLogit) estimated odds ratios with 95% Wald confidence intervals for each "
+                         f"group against {result.reference_group}.")
+        if or_unit_sentence(result):
+            parts.append(or_unit_sentence(result))
         chosen = settings.get("predictors")
         if chosen:
             labels = dict(zip(stats["variable"], stats["label"])) if "label" in stats else {}

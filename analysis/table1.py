@@ -106,6 +106,9 @@ TEST_LABELS = {
     "welch_anova": "Welch ANOVA",
     "kruskal_wallis": "Kruskal\u2013Wallis",
     "linear_by_linear": "Linear-by-linear",
+    "t_test": "t-test",
+    "welch_t_test": "Welch t-test",
+    "mann_whitney": "Mann\u2013Whitney U",
 }
 #: Full test descriptions for the footnotes.
 TEST_DESCRIPTIONS = {
@@ -118,7 +121,13 @@ TEST_DESCRIPTIONS = {
     "welch_anova": "Welch's ANOVA (normal data, unequal variances)",
     "kruskal_wallis": "Kruskal\u2013Wallis rank-sum test",
     "linear_by_linear": "linear-by-linear association (trend) test on the level scores",
+    "t_test": "Student's t-test (normal data, equal variances)",
+    "welch_t_test": "Welch's t-test (normal data, unequal variances)",
+    "mann_whitney": "Mann\u2013Whitney U test (Wilcoxon rank-sum; normal approximation with tie "
+                    "correction, no continuity correction)",
 }
+#: With two groups the omnibus tests are the two-sample tests readers know (same p-values).
+TWO_GROUP_TESTS = {"anova": "t_test", "welch_anova": "welch_t_test", "kruskal_wallis": "mann_whitney"}
 _MARKERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -204,6 +213,8 @@ def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_bud
     if test == "linear_by_linear":
         return contingency.linear_by_linear(table)
     names = [str(g) for g in group_levels]
+    if test in TWO_GROUP_TESTS.values():
+        return _two_sample(test, samples)
     if test == "anova":
         return location.anova_oneway(samples, names=names)
     if test == "welch_anova":
@@ -213,17 +224,45 @@ def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_bud
     raise ValueError(f"unknown test {test!r}")  # pragma: no cover - selection guarantees the set
 
 
+def _two_sample(test: str, samples) -> Any:
+    """The two-group form of ANOVA, Welch's ANOVA and Kruskal–Wallis (same p-values).
+
+    ``t_test``: Student's t (pooled variance), ``t² = F`` of the one-way ANOVA, matches R
+    ``t.test(var.equal = TRUE)``.  ``welch_t_test``: Welch's t with Satterthwaite df,
+    matches R ``t.test()`` (and ``oneway.test(var.equal = FALSE)``).  ``mann_whitney``: the
+    Wilcoxon–Mann–Whitney U of the first group, normal approximation with the tie-corrected
+    variance and without continuity correction, so ``z² = H`` of Kruskal–Wallis; matches R
+    ``wilcox.test(exact = FALSE, correct = FALSE)`` (R's default ``correct = TRUE`` would
+    give a slightly larger p).  Statistic: t (first minus second group) or U; df: n - 2 or
+    Welch's df (NaN for U).
+    """
+    from scipy import stats as sps
+
+    from ._results import TestResult
+
+    a, b = (np.asarray(x, dtype=float) for x in samples)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    n = int(len(a) + len(b))
+    if test == "mann_whitney":
+        res = sps.mannwhitneyu(a, b, use_continuity=False, alternative="two-sided", method="asymptotic")
+        return TestResult(test, float(res.statistic), math.nan, float(res.pvalue), n,
+                          method="Mann-Whitney U test (normal approximation, no continuity correction)")
+    res = sps.ttest_ind(a, b, equal_var=(test == "t_test"))
+    return TestResult(test, float(res.statistic), float(res.df), float(res.pvalue), n,
+                      method="Student's t-test" if test == "t_test" else "Welch's t-test")
+
+
 def _effect(test: str, table, samples, seed: int, n_boot: int):
     """Effect size matching the test (None when it cannot be computed)."""
     from . import effect_sizes
 
     if test in ("chi_square", "fisher_exact", "fisher_monte_carlo"):
         return effect_sizes.cramers_v(table, bias_corrected=True, ci=0.95)
-    if test in ("kruskal_wallis", "linear_by_linear"):
+    if test in ("kruskal_wallis", "linear_by_linear", "mann_whitney"):
         return effect_sizes.epsilon_squared(samples, ci=0.95, n_boot=n_boot, seed=seed)
-    if test == "anova":
+    if test in ("anova", "t_test"):
         return effect_sizes.eta_squared(samples, ci=0.95, ci_method="noncentral_f", seed=seed)
-    if test == "welch_anova":
+    if test in ("welch_anova", "welch_t_test"):
         return effect_sizes.eta_squared(samples, ci=0.95, ci_method="bootstrap", n_boot=n_boot,
                                          seed=seed)
     return None
@@ -244,6 +283,8 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
                          group_levels=group_levels, trend=(var.test == "trend"),
                          summary=summary_override, variable=var.name)
     test = {"fisher": "fisher_exact"}.get(choice.test, choice.test)
+    if len(group_levels) == 2:
+        test = TWO_GROUP_TESTS.get(test, test)
     table = _contingency(col, groups, var.levels, group_levels) if is_cat else None
     if is_cat:
         summary = summarize_categorical(data, var.name, gcol, levels=list(var.levels),
@@ -263,8 +304,8 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
     effect = None
     if not math.isnan(result.p_value):
         effect = _effect(result.test, table, samples, seed, n_boot)
-    ph = None
-    if posthoc and not math.isnan(result.p_value) and result.p_value < alpha:
+    ph = None  # with two groups the test itself is the pairwise comparison: nothing post hoc
+    if posthoc and len(group_levels) > 2 and not math.isnan(result.p_value) and result.p_value < alpha:
         ph = _pairwise(result.test, var, col, groups, group_levels, table)
     return _VariableOutcome(var=var, choice=choice, result=result, effect=effect,
                             summary_frame=summary, n_missing=n_missing, table=table,
@@ -377,15 +418,18 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
                   "percentages are of patients with a recorded value. Missing: patients without a "
                   f"recorded value, n (% of {n_total}); they are left out of that variable's test.")]
     m = int(stats["p_value"].notna().sum())
-    notes.append(("", f"p: omnibus test across the {len(group_levels)} groups (the letter names the "
+    notes.append(("", f"p: {'omnibus test across the' if len(group_levels) > 2 else 'test comparing the'} "
+                      f"{len(group_levels)} groups (the letter names the "
                       f"test); q: Benjamini\u2013Hochberg false discovery rate adjusted p across the "
                       f"{m} variables tested."))
     names_used = {_effect_family(n) for n in stats["effect_size_name"]}
     used = [n for n in ("cramers_v", "epsilon_squared", "eta_squared") if n in names_used]
     if used:
         parts = {"cramers_v": "bias-corrected Cram\u00e9r's V (categorical variables)",
-                 "epsilon_squared": "\u03b5\u00b2 (Kruskal\u2013Wallis, ordinal and trend tests)",
-                 "eta_squared": "\u03b7\u00b2 (ANOVA)"}
+                 "epsilon_squared": ("\u03b5\u00b2 (Kruskal\u2013Wallis, ordinal and trend tests)"
+                                     if len(group_levels) > 2 else "\u03b5\u00b2 (Mann\u2013Whitney and "
+                                     "ordinal variables)"),
+                 "eta_squared": "\u03b7\u00b2 (ANOVA)" if len(group_levels) > 2 else "\u03b7\u00b2 (t-tests)"}
         notes.append(("", "Effect size with 95% CI: " + "; ".join(parts[n] for n in used) + "."))
     if posthoc_done:
         notes.append(("", f"Pairwise post hoc comparisons (Holm-adjusted) were made for the "
@@ -736,7 +780,7 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     reg_frame, reg_note, epv = pd.DataFrame(), "", None
     if not regression:
-        reg_note = "multinomial regression not requested (--no-regression)"
+        reg_note = "odds-ratio regression not requested (--no-regression)"
     else:
         try:
             reg_frame, reg_note, epv = _regression(cohort, data, reference, predictors, or_per)

@@ -143,6 +143,7 @@ class _VariableOutcome:
     samples: Any = None      # list of arrays per group (continuous / ordinal scores)
     posthoc: pd.DataFrame | None = None
     note: str = ""
+    smd: Any = None          # {'smd', 'smd_max', 'pairs'} (analysis.describe.standardized_mean_difference)
 
 
 def _summary_label(var, summary: str) -> str:
@@ -307,9 +308,13 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
     ph = None  # with two groups the test itself is the pairwise comparison: nothing post hoc
     if posthoc and len(group_levels) > 2 and not math.isnan(result.p_value) and result.p_value < alpha:
         ph = _pairwise(result.test, var, col, groups, group_levels, table)
+    from .describe import standardized_mean_difference
+
+    smd = standardized_mean_difference(col, groups, var.type, levels=var.levels,
+                                       group_levels=list(group_levels))
     return _VariableOutcome(var=var, choice=choice, result=result, effect=effect,
                             summary_frame=summary, n_missing=n_missing, table=table,
-                            samples=samples, posthoc=ph)
+                            samples=samples, posthoc=ph, smd=smd)
 
 
 def _pairwise(test: str, var, col, groups, group_levels, table):
@@ -340,8 +345,15 @@ def _group_header(name: str, n: int) -> str:
 
 
 def _display_rows(out: _VariableOutcome, group_levels, overall: bool, n_total: int,
-                  p_text: str, q_text: str, effect_text: str, test_text: str, marker: str):
-    """(display rows, row_info rows) of one variable."""
+                  p_text: str, q_text: str, effect_text: str, test_text: str, marker: str,
+                  smd_text: str | None = None, binary_one_row: bool = False):
+    """(display rows, row_info rows) of one variable.
+
+    ``smd_text``: the SMD cell (None: no SMD column).  ``binary_one_row``: a binary
+    variable is one row, ``'<label>, <second level>: n (%)'`` (the level schema lists
+    second, e.g. ``present``/``yes``/``1``), as gtsummary's ``dichotomous`` rows and
+    tableone's ``'sex = M'`` rows; ``row_info`` then has kind ``'variable'`` and the level.
+    """
     from . import formatting as fmt
     from .describe import OVERALL
 
@@ -349,7 +361,18 @@ def _display_rows(out: _VariableOutcome, group_levels, overall: bool, n_total: i
     cols = ([OVERALL] if overall else []) + [str(g) for g in group_levels]
     label = _summary_label(var, out.choice.summary)
     missing = fmt.format_n_pct(out.n_missing, n_total) if n_total else str(out.n_missing)
+    tail = [] if smd_text is None else [smd_text]
+    blank_tail = [] if smd_text is None else [""]
     rows, info = [], []
+    if var.type == "binary" and binary_one_row and var.levels and len(var.levels) == 2:
+        shown = var.levels[1]
+        sub = frame[frame["level"].astype(str) == str(shown)].set_index("group")
+        cells = [fmt.format_n_pct(sub.loc[c, "count"], pct=sub.loc[c, "percent"]) for c in cols]
+        unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
+        rows.append([f"{var.label}{unit}, {shown}: n (%)", *cells, missing, p_text, q_text, effect_text,
+                     *tail, test_text])
+        info.append((var.name, str(shown), "variable", marker))
+        return rows, info
     if var.type == "continuous":
         by = frame.set_index("group")
         if out.choice.summary == "median_iqr":
@@ -359,15 +382,15 @@ def _display_rows(out: _VariableOutcome, group_levels, overall: bool, n_total: i
         else:
             digits = fmt.choose_digits(by[["mean", "sd"]].to_numpy().ravel())
             cells = [fmt.format_mean_sd(by.loc[c, "mean"], by.loc[c, "sd"], digits) for c in cols]
-        rows.append([label, *cells, missing, p_text, q_text, effect_text, test_text])
+        rows.append([label, *cells, missing, p_text, q_text, effect_text, *tail, test_text])
         info.append((var.name, None, "variable", marker))
         return rows, info
-    rows.append([label, *([""] * len(cols)), missing, p_text, q_text, effect_text, test_text])
+    rows.append([label, *([""] * len(cols)), missing, p_text, q_text, effect_text, *tail, test_text])
     info.append((var.name, None, "variable", marker))
     for lev in var.levels:
         sub = frame[frame["level"].astype(str) == str(lev)].set_index("group")
         cells = [fmt.format_n_pct(sub.loc[c, "count"], pct=sub.loc[c, "percent"]) for c in cols]
-        rows.append([str(lev), *cells, "", "", "", "", ""])
+        rows.append([str(lev), *cells, "", "", "", "", *blank_tail, ""])
         info.append((var.name, str(lev), "level", ""))
     return rows, info
 
@@ -397,6 +420,8 @@ def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
     # True: p_value is 1/(B+1) and only an upper bound (no simulated table as extreme): p < p_value
     row["p_value_upper_bound"] = bool(details.get("p_upper_bound", False))
     row["fallback_reason"] = details.get("fallback_reason", "")
+    row["smd"] = float(out.smd["smd"]) if out.smd else math.nan
+    row["smd_max"] = float(out.smd["smd_max"]) if out.smd else math.nan
     row["min_expected"] = float(choice.details.get("min_expected", math.nan))
     return row
 
@@ -634,7 +659,8 @@ def _software_versions() -> dict:
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
                  fisher_time_budget: float | None = None, n_boot: int = 2000,
-                 predictors=None, progress=None, or_per="sd") -> Table1Result:
+                 predictors=None, progress=None, or_per="sd", smd: bool = False,
+                 binary_one_row: bool = True) -> Table1Result:
     """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
     post hoc comparisons and multinomial odds ratios.
 
@@ -679,6 +705,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         its own, or a given amount; :func:`analysis.regression.or_increment`), unless the
         schema gives the variable its own ``or_per``.  Stated in the odds-ratio table
         (e.g. "per SD (12.3 years)") and in the methods.
+    smd : bool, default False
+        Add an "SMD" column: the standardized mean difference (the mean of the pairwise
+        SMDs with more than two groups, as R ``tableone``;
+        :func:`analysis.describe.standardized_mean_difference`).  ``stats`` holds ``smd``
+        and ``smd_max`` either way.
+    binary_one_row : bool, default True
+        Show a binary variable on one row, ``'Calcification, present: n (%)'`` (its second
+        level), as gtsummary and tableone do; False: a header row and one row per level.
 
     Returns
     -------
@@ -758,9 +792,17 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     from . import formatting as fmt
 
+    if smd:  # a general note, before the lettered test notes
+        general = [f for f in footnotes if not f[0]]
+        general.append(("", "SMD: standardized mean difference" + (
+            " between the two groups" if len(group_levels) == 2 else
+            f", the mean of the {len(group_levels) * (len(group_levels) - 1) // 2} pairwise SMDs (as R tableone)")
+            + " (continuous: difference in means over the pooled SD; categorical: Yang and Dalton's "
+              "multivariate form); a description of balance, not a test."))
+        footnotes = tuple(general + [f for f in footnotes if f[0]])
     columns = (["Variable"] + ([_group_header("Overall", n_total)] if overall else [])
                + [_group_header(g, counts[g]) for g in group_levels]
-               + ["Missing", "p", "q", "Effect size (95% CI)", "Test"])
+               + ["Missing", "p", "q", "Effect size (95% CI)"] + (["SMD"] if smd else []) + ["Test"])
     rows, info = [], []
     for o, q in zip(outcomes, q_values):
         key = _test_key(o)
@@ -772,7 +814,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
             q_text=fmt.format_p(q),
             effect_text=(fmt.format_effect_size(eff.estimate, eff.ci_low, eff.ci_high)
                          if eff is not None else fmt.MISSING),
-            test_text=TEST_LABELS.get(key, "Not tested"), marker=markers[key])
+            test_text=TEST_LABELS.get(key, "Not tested"), marker=markers[key],
+            smd_text=fmt.format_number(o.smd["smd"], 2) if smd else None,
+            binary_one_row=binary_one_row)
         rows += rws
         info += inf
     display = pd.DataFrame(rows, columns=columns)
@@ -797,7 +841,8 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
                 "n_boot": int(n_boot),
                 "reference": reference,
                 "predictors": None if predictors is None else [str(v) for v in predictors],
-                "multivariable_epv": epv, "or_per": or_per}
+                "multivariable_epv": epv, "or_per": or_per, "smd": bool(smd),
+                "binary_one_row": bool(binary_one_row)}
     result = Table1Result(
         display=display, stats=stats, decisions={o.var.name: o.choice for o in outcomes},
         posthoc=posthoc_frame, regression=reg_frame, exclusions=exclusions, methods_text="",
@@ -873,6 +918,12 @@ def build_parser(add_help: bool = True):
                      help="odds ratios of continuous variables per SD, per IQR, per unit or per NUMBER "
                           "units (a schema's 'or_per' wins for its variable; default: sd)")
     ana.add_argument("--no-overall", action="store_true", help="omit the Overall column")
+    ana.add_argument("--smd", action="store_true",
+                     help="add a standardized mean difference column (mean of pairwise SMDs with more "
+                          "than two groups, as R tableone)")
+    ana.add_argument("--binary-levels", action="store_true",
+                     help="show both levels of binary variables (default: one row, e.g. 'Calcification, "
+                          "present: n (%%)')")
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", default="reports",
                      help="output folder (default: reports)")
@@ -1012,7 +1063,8 @@ def _run(args) -> list:
                           posthoc=not args.no_posthoc, regression=not args.no_regression,
                           reference=args.reference, seed=args.seed, n_boot=args.n_boot,
                           fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
-                          progress=progress, or_per=_or_per_arg(args.or_per))
+                          progress=progress, or_per=_or_per_arg(args.or_per), smd=args.smd,
+                          binary_one_row=not args.binary_levels)
     try:
         paths = write_all(result, Path(args.out))
     except OSError as exc:

@@ -492,7 +492,10 @@ def monte_carlo_note(label: str, details) -> str:
     from . import formatting as fmt
 
     d = dict(details or {})
-    draws = int(d.get("mc_draws", 0) or 0)
+    try:
+        draws = int(d.get("mc_draws"))
+    except (TypeError, ValueError):  # not recorded (NaN / None)
+        draws = 0
     text = (f"{label}: exact computation not completed because {d.get('fallback_reason', 'of its budget')}; "
             f"{draws} simulated tables, seed {d.get('mc_seed')}")
     if d.get("p_upper_bound"):

@@ -252,6 +252,10 @@ def methods_text(result) -> str:
                          f"{models} model), L2-penalized (ridge) point estimates are shown without "
                          "confidence intervals or p-values, because the penalty shrinks them towards an "
                          "odds ratio of 1.")
+        if (fits == "not_converged").any():
+            models = _join(sorted(set(reg.loc[fits == "not_converged", "model"].astype(str))))
+            parts.append(f"Where neither Firth's nor the L2-penalized fit converged ({models} model), no "
+                         "odds ratio is reported.")
         epv = settings.get("multivariable_epv")
         if epv:
             parts.append(f"The multivariable model had {epv_phrase(epv)}, so its estimates may be unstable "

@@ -477,6 +477,8 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
             text = "Not tested: " + "; ".join(f"{o.var.label} ({_reason_not_tested(o)})" for o in members)
         else:
             desc = TEST_DESCRIPTIONS.get(key, key)
+            if key == "fisher_exact" and len(group_levels) == 2:  # the name readers know for two groups
+                desc = "Fisher's exact test (an expected count < 5)"
             if key == "fisher_monte_carlo":  # names, reason, draws, seed, SE (or the bound) per variable
                 text = (f"{desc[:1].upper()}{desc[1:]}: "
                         + "; ".join(monte_carlo_note(o.var.label, o.result.details) for o in members))
@@ -971,6 +973,11 @@ def _regression_summary(result) -> str:
         if model == "univariable" and firth:
             said.append(f"Firth's correction for separation in {len(firth)} univariable model(s) "
                         f"({', '.join(firth[:4])}{', ...' if len(firth) > 4 else ''})")
+        failed = sorted(set(sub.loc[sub["fit"].astype(str) == "not_converged", "variable"].astype(str))) \
+            if len(sub) else []
+        if failed:
+            said.append(f"no estimate in the {model} model{'s' if model == 'univariable' else ''} of "
+                        f"{', '.join(failed[:4])}{', ...' if len(failed) > 4 else ''} (no fit converged)")
         if model == "multivariable" and ridge:
             said.append("the multivariable model could only be fitted with a ridge penalty: point estimates "
                         "without CIs or p-values, not for inference")

@@ -607,10 +607,14 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
         columns += [f"{model.capitalize()} {grp} vs {reference}: OR (95% CI)",
                     f"{model.capitalize()} {grp} vs {reference}: p"]
     rows = []
+    by_var = {name: grp for name, grp in frame.groupby("variable", sort=False)}
     for var in variables:
-        sub = frame[frame["variable"] == var.name]
+        sub = by_var.get(var.name, frame.iloc[:0])
         if not len(sub):
             continue
+        # one lookup per (model, outcome, level) instead of filtering the frame for every cell
+        cell = {(str(r["model"]), str(r["outcome_level"]), r["level_key"]): r
+                for _, r in sub.drop_duplicates(["model", "outcome_level", "level_key"]).iterrows()}
         keys = list(dict.fromkeys(sub["level_key"]))
         unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
         ref_level = None
@@ -628,14 +632,13 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
         for label, key in entries:
             row = {"Variable": label}
             for model, grp in combos:
-                hit = sub[(sub["model"].astype(str) == model) & (sub["outcome_level"].astype(str) == grp)
-                          & (sub["level_key"] == key)]
+                hit = cell.get((model, grp, key))
                 c_or = f"{model.capitalize()} {grp} vs {reference}: OR (95% CI)"
                 c_p = f"{model.capitalize()} {grp} vs {reference}: p"
                 if key and key == ref_level:
                     row[c_or], row[c_p] = "1 (reference)", ""
-                elif len(hit):
-                    r = hit.iloc[0]
+                elif hit is not None:
+                    r = hit
                     row[c_or] = fmt.format_odds_ratio(r["odds_ratio"], r["ci_low"], r["ci_high"])
                     if str(r.get("fit", "")) == "l2_penalized" and row[c_or] != fmt.MISSING:
                         row[c_or] += " (ridge, no CI)"

@@ -168,3 +168,24 @@ def test_workbook_cli_writes_everything_in_seconds_and_under_1_gb(tmp_path):
     assert "memory cap" in stats.loc["findings", "fallback_reason"]
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1_500_000  # kB, largest child so far
     assert time.perf_counter() - start < 120
+
+
+def test_monte_carlo_reason_is_the_same_in_footnote_methods_and_csv(cohort, tmp_path):
+    """Before: the footnote said 'work budget', the methods 'a 30 s time budget', the csv 'memory cap'.
+    The 16 x 3 multi-select column runs into the (deterministic) memory cap of the exact network."""
+    from analysis.export import write_stats_csv
+
+    schema = replace(cohort.schema, variables=(cohort.schema.variable("findings"),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = build_table1(replace(cohort, schema=schema), regression=False, posthoc=False, n_boot=20)
+    row = res.stats.iloc[0]
+    assert row["test"] == "fisher_monte_carlo"
+    reason = row["fallback_reason"]
+    assert "memory cap" in reason and "time" not in reason
+    foot = [text for marker, text in res.footnotes if marker]
+    assert sum(reason in text for text in foot) == 1
+    assert reason in res.methods_text and "time budget" not in res.methods_text
+    write_stats_csv(res, tmp_path / "stats.csv")
+    assert pd.read_csv(tmp_path / "stats.csv")["fallback_reason"].iloc[0] == reason
+    assert res.settings["fisher_time_budget"] is None

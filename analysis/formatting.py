@@ -209,16 +209,19 @@ def choose_digits(values: Iterable[float], *, max_digits: int = 12) -> int:
     return int(min(max(1, typical, smallest), max_digits))
 
 
-def format_sig(x, sig: int = 3) -> str:
+def format_sig(x, sig: int = 3, *, trim: bool = False) -> str:
     """``x`` with ``sig`` significant figures (at least), never in scientific notation.
 
     For increments and other single numbers whose size is not known in advance
-    (``'12.3'``, ``'0.000523'``, ``'1500'``); ``'—'`` for NaN/None.
+    (``'12.3'``, ``'0.000523'``, ``'1500'``); ``'—'`` for NaN/None.  ``trim=True`` drops
+    trailing zeros (for a number the user typed, e.g. "per 10 years").
 
     Examples
     --------
     >>> [format_sig(x) for x in (12.3456, 0.00052345, 1523.7, 1.0)]
     ['12.3', '0.000523', '1524', '1.00']
+    >>> format_sig(10.0, trim=True), format_sig(0.5, trim=True)
+    ('10', '0.5')
     """
     if _is_missing(x):
         return MISSING
@@ -226,7 +229,10 @@ def format_sig(x, sig: int = 3) -> str:
     if x == 0 or math.isinf(x):
         return format_number(x, 0)
     digits = max(0, sig - 1 - math.floor(math.log10(abs(x))))
-    return format_number(x, digits)
+    text = format_number(x, digits)
+    if trim and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def format_mean_sd(mean, sd, digits: int = 1) -> str:

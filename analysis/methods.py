@@ -56,7 +56,9 @@ def or_unit_sentence(result) -> str:
     per = reg.dropna(subset=["increment"]).drop_duplicates("variable")
     if not len(per):
         return ""
-    kinds = list(dict.fromkeys(per["per"].astype(str)))
+    seen = set(per["per"].astype(str))
+    kinds = [k for k in ("SD", "IQR", "unit", "given") if k in seen] + sorted(
+        seen - {"SD", "IQR", "unit", "given"})
     words = {"SD": "one standard deviation", "IQR": "one interquartile range (Q3 \u2212 Q1)",
              "unit": "one unit of the variable", "given": "the increment given in the schema"}
     text = ("Odds ratios of continuous variables are per " + _join(words.get(k, k) for k in kinds)

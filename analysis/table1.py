@@ -588,7 +588,7 @@ def _per_text(var, sub: pd.DataFrame) -> str:
     if how in ("SD", "IQR"):
         return f"per {how} ({fmt.format_sig(inc)}{unit})"
     if how == "given":
-        return f"per {fmt.format_sig(inc)}{unit or ' units'}"
+        return f"per {fmt.format_sig(inc, trim=True)}{unit or ' units'}"
     return "per unit"
 
 

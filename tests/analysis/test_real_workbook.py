@@ -189,3 +189,20 @@ def test_monte_carlo_reason_is_the_same_in_footnote_methods_and_csv(cohort, tmp_
     write_stats_csv(res, tmp_path / "stats.csv")
     assert pd.read_csv(tmp_path / "stats.csv")["fallback_reason"].iloc[0] == reason
     assert res.settings["fisher_time_budget"] is None
+
+
+def test_table1_states_what_each_or_is_per(cohort):
+    """Default per SD (stated with the SD), a schema's or_per wins for its variable."""
+    age = replace(cohort.schema.variable("age"), or_per=10.0, unit="years")
+    spacing = replace(cohort.schema.variable("pixel_spacing_mm"), unit="mm")
+    schema = replace(cohort.schema, variables=(age, spacing))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = build_table1(replace(cohort, schema=schema), posthoc=False, n_boot=20)
+    labels = list(res.odds_display["Variable"])
+    assert "age (years), per 10 years" in labels
+    sd = float(res.regression.loc[res.regression["variable"] == "pixel_spacing_mm", "increment"].iloc[0])
+    from analysis.formatting import format_sig
+
+    assert f"pixel_spacing_mm (mm), per SD ({format_sig(sd)} mm)" in labels
+    assert "per one standard deviation and the increment given in the schema" in res.methods_text

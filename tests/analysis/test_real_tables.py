@@ -100,3 +100,34 @@ def test_real_table_through_python_dash_m(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "wrote:" in proc.stdout.splitlines()[-1]
     assert (tmp_path / "table1_stats.csv").exists()
+
+
+TWO_GROUP = [t for t in TABLES if t["name"] in {"infert", "plasma", "BtheB", "Lanza", "mastectomy", "phosphate",
+                                                  "polyps", "btrial", "urine"}]
+
+
+@pytest.mark.parametrize("rec", TWO_GROUP, ids=[t["name"] for t in TWO_GROUP])
+def test_two_sample_tests_equal_r_on_every_numeric_column(rec):
+    """Whatever the selection would pick: Student t = t.test(var.equal = TRUE), Welch t =
+    t.test(), Mann-Whitney = wilcox.test(exact = FALSE, correct = FALSE), on R's complete cases."""
+    from analysis.readers import read_table
+    from analysis.table1 import _two_sample
+
+    df = read_table(HERE / rec["file"])
+    ref = R[R["name"] == rec["name"]].set_index("variable")
+    groups = df[rec["group"]]
+    levels = sorted(groups.dropna().unique(), key=str)
+    assert len(levels) == 2
+    checked = 0
+    for var, r in ref.iterrows():
+        if pd.isna(r["t_p"]):
+            continue
+        x = pd.to_numeric(df[var], errors="coerce")
+        ok = x.notna() & groups.notna()
+        assert int(ok.sum()) == int(r["n_used"])
+        samples = [x[ok & (groups == g)].to_numpy(float) for g in levels]
+        for test, col in (("t_test", "t_p"), ("welch_t_test", "welch_t_p"), ("mann_whitney", "wilcox_p")):
+            got = _two_sample(test, samples).p_value
+            assert got == pytest.approx(float(r[col]), rel=1e-6, abs=1e-300), (var, test)
+        checked += 1
+    assert checked >= 1

@@ -302,19 +302,27 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
         result = _not_computed(test, n_used, "a single observed level")
     else:
         result = _omnibus(test, table, samples, group_levels, seed, fisher_time_budget)
-    effect = None
+    effect, notes = None, []
+    # Effect sizes and post hoc comparisons are optional: whatever goes wrong in them costs only
+    # that cell or table, named in a footnote, never the run (issue 9).
     if not math.isnan(result.p_value):
-        effect = _effect(result.test, table, samples, seed, n_boot)
+        try:
+            effect = _effect(result.test, table, samples, seed, n_boot)
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"effect size not computed ({type(exc).__name__}: {exc})")
     ph = None  # with two groups the test itself is the pairwise comparison: nothing post hoc
     if posthoc and len(group_levels) > 2 and not math.isnan(result.p_value) and result.p_value < alpha:
-        ph = _pairwise(result.test, var, col, groups, group_levels, table)
+        try:
+            ph = _pairwise(result.test, var, col, groups, group_levels, table)
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"post hoc comparisons not computed ({type(exc).__name__}: {exc})")
     from .describe import standardized_mean_difference
 
     smd = standardized_mean_difference(col, groups, var.type, levels=var.levels,
                                        group_levels=list(group_levels))
     return _VariableOutcome(var=var, choice=choice, result=result, effect=effect,
                             summary_frame=summary, n_missing=n_missing, table=table,
-                            samples=samples, posthoc=ph, smd=smd)
+                            samples=samples, posthoc=ph, smd=smd, note="; ".join(notes))
 
 
 def _pairwise(test: str, var, col, groups, group_levels, table):
@@ -463,6 +471,9 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
         reasons = "; ".join(f"{n} \u00d7 {r}" for r, n in
                             exclusions["reason"].astype(str).value_counts(sort=False).items())
         notes.append(("", f"{len(exclusions)} of {n_input} rows were excluded ({reasons})."))
+    for o in outcomes:
+        if o.note:
+            notes.append(("", f"{o.var.label}: {o.note}."))
     markers, order = {}, []
     for o in outcomes:
         key = _test_key(o)

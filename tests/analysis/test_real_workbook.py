@@ -206,3 +206,19 @@ def test_table1_states_what_each_or_is_per(cohort):
 
     assert f"pixel_spacing_mm (mm), per SD ({format_sig(sd)} mm)" in labels
     assert "per one standard deviation and the increment given in the schema" in res.methods_text
+
+
+def test_failing_post_hoc_or_effect_size_is_a_footnote_not_a_lost_run(cohort, monkeypatch):
+    import analysis.table1 as t1
+
+    def boom(*args, **kwargs):
+        raise FloatingPointError("overflow encountered")
+
+    monkeypatch.setattr(t1, "_pairwise", boom)
+    monkeypatch.setattr(t1, "_effect", boom)
+    schema = replace(cohort.schema, variables=(cohort.schema.variable("age"),))
+    res = build_table1(replace(cohort, schema=schema), regression=False, n_boot=20)
+    assert res.stats["p_value"].iloc[0] < 0.05 and math.isnan(res.stats["effect_size"].iloc[0])
+    notes = [text for marker, text in res.footnotes if not marker]
+    assert any("post hoc comparisons not computed (FloatingPointError" in t and "effect size not computed" in t
+               for t in notes)

@@ -153,14 +153,14 @@ def methods_text(result) -> str:
             parts.append("The test for each variable was chosen from the data: " + "; ".join(rules) + ".")
     mc = tested[tested["test"] == "fisher_monte_carlo"] if len(tested) else tested
     if len(mc):
-        from .table1 import monte_carlo_note
+        from .table1 import monte_carlo_text
 
         labels = dict(zip(stats["variable"], stats["label"])) if "label" in stats else {}
-        detail = "; ".join(
-            monte_carlo_note(labels.get(r["variable"], r["variable"]),
-                             {"fallback_reason": r.get("fallback_reason", ""), "mc_draws": r.get("mc_draws"),
-                              "mc_seed": int(r["mc_seed"]) if not pd.isna(r.get("mc_seed")) else "?",
-                              "mc_se": r.get("mc_se"), "p_upper_bound": bool(r.get("p_value_upper_bound"))})
+        detail = monte_carlo_text(
+            (labels.get(r["variable"], r["variable"]),
+             {"fallback_reason": r.get("fallback_reason", ""), "mc_draws": r.get("mc_draws"),
+              "mc_seed": int(r["mc_seed"]) if not pd.isna(r.get("mc_seed")) else "?",
+              "mc_se": r.get("mc_se"), "p_upper_bound": bool(r.get("p_value_upper_bound"))})
             for _, r in mc.iterrows())
         parts.append("Where the exact Fisher\u2013Freeman\u2013Halton computation could not be completed "
                      "within its deterministic work budget or memory cap, a seeded Monte Carlo estimate of "

@@ -492,31 +492,45 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
                 desc = "Fisher's exact test (an expected count < 5)"
             if key == "fisher_monte_carlo":  # names, reason, draws, seed, SE (or the bound) per variable
                 text = (f"{desc[:1].upper()}{desc[1:]}: "
-                        + "; ".join(monte_carlo_note(o.var.label, o.result.details) for o in members))
+                        + monte_carlo_text([(o.var.label, o.result.details) for o in members]))
             else:
                 text = f"{desc[:1].upper()}{desc[1:]}: {names}"
         test_notes.append((markers[key], text + "."))
     return tuple(notes + test_notes), markers
 
 
-def monte_carlo_note(label: str, details) -> str:
-    """Why and how one variable got a Monte Carlo Fisher p-value: the same words in the
-    footnote and the methods (``details['fallback_reason']`` is also the csv column)."""
+def monte_carlo_text(items) -> str:
+    """Why and how variables got a Monte Carlo Fisher p-value, each reason said once.
+
+    ``items``: ``(label, details)`` pairs (``details`` as in ``TestResult.details`` of
+    :func:`analysis.contingency.fisher_exact_rxc`).  The same words go into the footnote and
+    the methods; ``details['fallback_reason']`` is also the ``fallback_reason`` csv column.
+    E.g. "exact computation not completed because <reason> (A, B); A: 100000 simulated
+    tables, seed 0, Monte Carlo SE 0.00021; B: ..., none as extreme as the observed one, so
+    p < 1/(100000 + 1) = 1.0e-05".
+    """
     from . import formatting as fmt
 
-    d = dict(details or {})
-    try:
-        draws = int(d.get("mc_draws"))
-    except (TypeError, ValueError):  # not recorded (NaN / None)
-        draws = 0
-    text = (f"{label}: exact computation not completed because {d.get('fallback_reason', 'of its budget')}; "
-            f"{draws} simulated tables, seed {d.get('mc_seed')}")
-    if d.get("p_upper_bound"):
-        text += (f", none as extreme as the observed one, so p < 1/({draws} + 1) = "
-                 f"{fmt.format_sig(1.0 / (draws + 1), 2)}")
-    else:
-        text += f", Monte Carlo SE {fmt.format_number(d.get('mc_se', math.nan), 5)}"
-    return text
+    items = [(label, dict(details or {})) for label, details in items]
+    by_reason: dict = {}
+    for label, d in items:
+        by_reason.setdefault(str(d.get("fallback_reason") or "of its budget"), []).append(str(label))
+    why = "; ".join(f"exact computation not completed because {reason} ({', '.join(labels)})"
+                    for reason, labels in by_reason.items())
+    parts = []
+    for label, d in items:
+        try:
+            draws = int(d.get("mc_draws"))
+        except (TypeError, ValueError):  # not recorded (NaN / None)
+            draws = 0
+        text = f"{label}: {draws} simulated tables, seed {d.get('mc_seed')}"
+        if d.get("p_upper_bound"):
+            text += (f", none as extreme as the observed one, so p < 1/({draws} + 1) = "
+                     f"{fmt.format_sig(1.0 / (draws + 1), 2)}")
+        else:
+            text += f", Monte Carlo SE {fmt.format_number(d.get('mc_se', math.nan), 5)}"
+        parts.append(text)
+    return "; ".join([why] + parts)
 
 
 def _effect_family(name) -> str:

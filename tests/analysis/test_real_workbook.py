@@ -222,3 +222,15 @@ def test_failing_post_hoc_or_effect_size_is_a_footnote_not_a_lost_run(cohort, mo
     notes = [text for marker, text in res.footnotes if not marker]
     assert any("post hoc comparisons not computed (FloatingPointError" in t and "effect size not computed" in t
                for t in notes)
+
+
+def test_monte_carlo_reason_said_once_for_several_variables():
+    from analysis.contingency import fallback_reason
+    from analysis.table1 import monte_carlo_text
+
+    why = fallback_reason("work", 100_000_000)
+    text = monte_carlo_text([("A", {"fallback_reason": why, "mc_draws": 1000, "mc_seed": 0, "mc_se": 0.01}),
+                             ("B", {"fallback_reason": why, "mc_draws": 1000, "mc_seed": 0, "mc_se": 0.0,
+                                    "p_upper_bound": True})])
+    assert text.count(why) == 1 and "(A, B)" in text
+    assert "B: 1000 simulated tables, seed 0, none as extreme as the observed one, so p < 1/(1000 + 1)" in text

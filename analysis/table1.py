@@ -28,13 +28,15 @@ class Table1Result:
     ----------
     display : pandas.DataFrame
         The human table, all strings: one header row per variable followed (for
-        categorical, binary and ordinal variables) by one row per level.  Columns:
-        ``Variable``, ``Overall (n=N)`` (when requested), one ``<group> (n=n)`` per group,
-        ``Missing``, ``p``, ``q``, ``Effect size (95% CI)``, ``Test``.
+        categorical and ordinal variables, and binary ones with ``binary_one_row=False``) by
+        one row per level.  Columns: ``Variable``, ``Overall (n=N)`` (when requested), one
+        ``<group> (n=n)`` per group, ``Missing``, ``p``, ``q``, ``Effect size (95% CI)``,
+        ``SMD`` (with ``smd=True``), ``Test``.
     stats : pandas.DataFrame
         Tidy, one row per variable, full precision: :data:`STATS_COLUMNS` first, then
         ``ci_low, ci_high, ci_level, df2, method, reason`` and test details (e.g.
-        ``mc_draws, mc_seed, mc_se``).
+        ``mc_draws, mc_seed, mc_se, mc_hits``, ``p_value_upper_bound`` (True: p < p_value,
+        no simulated table as extreme), ``fallback_reason``), ``smd`` and ``smd_max``.
     decisions : Mapping[str, TestChoice]
         The test chosen for each variable and why (from :func:`analysis.selection.choose_test`).
     posthoc : pandas.DataFrame
@@ -52,6 +54,8 @@ class Table1Result:
         for the footnote of a test, referenced from the p-value of every variable row.
     row_info : pandas.DataFrame
         Aligned with ``display``: ``variable, level, kind ('variable' | 'level'), marker``.
+        A binary variable shown on one row (the default) is one ``'variable'`` row whose
+        ``level`` is the level shown (e.g. ``present``).
     odds_display : pandas.DataFrame
         The human odds-ratio table (strings) built from ``regression``.
     """

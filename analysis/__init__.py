@@ -8,6 +8,9 @@ first use (PEP 562), and nothing in ``analysis`` ever imports torch.
 >>> import analysis
 >>> analysis.format_p(0.0004)
 '<0.001'
+
+Table 1 in one call (a file, a DataFrame or a Cohort): ``analysis.table1(data, group="diagnosis")``
+returns a :class:`~analysis.table1.Table1Result` that Jupyter shows as a formatted table.
 """
 from __future__ import annotations
 
@@ -47,12 +50,17 @@ _EXPORTS = {
     "format_p": "formatting",
     "write_xlsx": "export", "write_latex": "export", "write_markdown": "export",
     "write_stats_csv": "export", "write_odds_ratios_csv": "export", "write_all": "export",
+    "write_docx": "export", "relabel_groups": "table1",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "table1"])
 
 
 def __getattr__(name: str):
+    if name == "table1":
+        # The submodule, which is callable: analysis.table1(data, group=...) is
+        # analysis.table1.table1 (and python -m analysis.table1 runs its command line).
+        return importlib.import_module(f"{__name__}.table1")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'analysis' has no attribute {name!r}")

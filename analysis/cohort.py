@@ -18,8 +18,15 @@ Exclusions (rows dropped, each listed in ``Cohort.exclusions`` with its reason):
     a row whose group is missing (empty cell or a missing code).
 
 Notes (analysis goes on, ``Cohort.notes`` lists them):
-    extra columns not in the schema (kept unchanged in ``data``); schema levels never
-    observed; variables with missing values (count per variable).
+    columns left out of the analysis, each with its reason (``Schema.excluded``, else "not
+    in the schema"; kept unchanged in ``data``); what schema inference decided
+    (``Schema.notes``); schema levels never observed; variables with missing values (count
+    per variable, and the missing codes read, e.g. ``'not available' 3``); other spellings
+    of a level read through the variable's ``recode``.
+
+Every input column is accounted for in ``Cohort.column_account`` (one row per column:
+patient id, group, hospital, image path, analysed variable with its type, or left out with
+the reason).
 
 Matching is forgiving where it cannot be wrong: levels ignore case and surrounding or
 repeated spaces, and numbers match whatever their spelling (``1``, ``1.0``, ``"1"``).
@@ -29,6 +36,7 @@ level is never treated as a missing code.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +47,12 @@ from analysis.errors import CohortError, CohortValidationError, SchemaError, did
 from analysis.readers import read_table
 from analysis.schema import Schema, Variable, infer_schema, load_schema, normalize_value
 
-__all__ = ["Cohort", "validate_cohort", "load_cohort"]
+__all__ = ["Cohort", "validate_cohort", "load_cohort", "parse_variables", "account_lines", "reportable_notes",
+           "ACCOUNT_COLUMNS"]
 
 EXCLUSION_COLUMNS = ["row", "patient_id", "column", "reason"]
+#: Columns of :attr:`Cohort.column_account` (and of ``Table1Result.variables``).
+ACCOUNT_COLUMNS = ["column", "role", "type", "test", "n_missing", "reason"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +77,13 @@ class Cohort:
         Data rows read (before exclusions).
     notes : tuple of str
         Facts worth reporting that did not stop the analysis (see module docstring).
+    column_account : DataFrame
+        One row per input column, in file order (:data:`ACCOUNT_COLUMNS`): ``role`` is
+        ``id``, ``group``, ``hospital``, ``image``, ``variable`` (with its ``type``) or
+        ``excluded`` (with the ``reason``); ``n_missing`` counts missing cells of analysed
+        variables (after exclusions); ``test`` is filled in by Table 1.
+    missing_codes_used : dict
+        ``{code as written: cells}`` of the missing codes read in analysed variables.
     """
 
     data: pd.DataFrame
@@ -74,6 +92,8 @@ class Cohort:
     exclusions: pd.DataFrame
     n_input: int
     notes: tuple = field(default_factory=tuple)
+    column_account: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ACCOUNT_COLUMNS))
+    missing_codes_used: dict = field(default_factory=dict)
 
     @property
     def n_analysed(self) -> int:
@@ -99,6 +119,42 @@ class Cohort:
                 lines.append(f"  excluded: {len(rows)} x {reason}: {shown}{more}")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+    def account_lines(self, width: int = 100) -> list:
+        """Every input column in a few lines: what was analysed, what was used how, what was left out and why."""
+        return account_lines(self.column_account, width=width)
+
+
+def reportable_notes(notes) -> list:
+    """The notes worth showing beside Table 1: all but the per-variable missing counts (Table 1's
+    Missing column shows them) and the list of columns not analysed (the column account shows it)."""
+    plain = re.compile(r"^'.*': \d+ missing value\(s\)$")
+    return [n for n in notes if not plain.match(n) and not n.startswith("columns not analysed")]
+
+
+def account_lines(account: pd.DataFrame, width: int = 100) -> list:
+    """The column account (:attr:`Cohort.column_account`) as a few plain-text lines."""
+    if account is None or not len(account):
+        return []
+    role = account["role"].astype(str)
+    used = []
+    for name, what in (("id", "id"), ("group", "group"), ("hospital", "hospital")):
+        cols = account.loc[role == name, "column"].astype(str).tolist()
+        used += [f"{what} '{c}'" for c in cols]
+    n_img = int((role == "image").sum())
+    if n_img:
+        used.append(f"{n_img} image path column{'s' if n_img > 1 else ''}")
+    analysed = account[role == "variable"]
+    types = analysed["type"].astype(str).value_counts(sort=False)
+    kinds = ", ".join(f"{n} {t}" for t, n in types.items())
+    left = account[role == "excluded"]
+    head = (f"columns: {len(account)} read; {len(analysed)} analysed ({kinds or 'none'}); "
+            f"{'; '.join(used) or 'no id/group column'}; {len(left)} left out")
+    lines = [head + (":" if len(left) else "")]
+    for rec in left.itertuples(index=False):
+        line = f"  left out '{rec.column}': {rec.reason}"
+        lines.append(line if len(line) <= width + 40 else line[:width + 37] + "...")
+    return lines
 
 
 def load_cohort(path, schema=None, group: str | None = None, sheet=None) -> Cohort:
@@ -264,6 +320,7 @@ def validate_cohort(df: pd.DataFrame, schema: Schema, source=None) -> Cohort:
     cell_problems: list[tuple[int, int, CohortError]] = []
     late_problems: list[CohortError] = []
     notes: list[str] = []
+    codes_used: dict[str, int] = {}
 
     present = list(work.columns)
     required = list(schema.required_columns)
@@ -274,8 +331,11 @@ def validate_cohort(df: pd.DataFrame, schema: Schema, source=None) -> Cohort:
         column_problems.append(CohortError(
             f"required column is missing ({role}){did_you_mean(col, extras)}",
             file=file, row=1, column=col))
+    why_excluded = {" ".join(str(c).split()): r for c, r in schema.excluded}
     if extras:
-        notes.append(f"columns not in the schema, kept but not analysed: {', '.join(extras)}")
+        notes.append("columns not analysed (kept in the data): " + "; ".join(
+            f"{c} ({why_excluded.get(c, 'not in the schema')})" for c in extras))
+    notes += list(schema.notes)
     if n_input == 0:
         column_problems.append(CohortError("the table has no data rows", file=file, row=2))
         raise CohortValidationError(column_problems, file=file)
@@ -340,13 +400,15 @@ def validate_cohort(df: pd.DataFrame, schema: Schema, source=None) -> Cohort:
             notes.append(f"'{hcol}': {sum(not isinstance(v, str) for v in values)} row(s) without a hospital")
 
     # --- variables
+    recoded: dict[str, dict] = {}
     for var in schema.variables:
         if var.name not in present:
             continue
         if var.type == "continuous":
             out[var.name] = _continuous(work[var.name], var, schema, cell_problem)
         else:
-            out[var.name] = _categorical(work[var.name], var, schema, cell_problem)
+            out[var.name] = _categorical(work[var.name], var, schema, cell_problem,
+                                         recoded.setdefault(var.name, {}))
 
     # --- image paths: text, missing codes -> NaN
     for modality, col in schema.image_columns.items():
@@ -388,8 +450,15 @@ def validate_cohort(df: pd.DataFrame, schema: Schema, source=None) -> Cohort:
                 file=file, column=var.name))
             continue
         n_missing = int(series.isna().sum())
+        coded = _codes_read(work[var.name].loc[keep], series)
+        for code, n in coded.items():
+            codes_used[code] = codes_used.get(code, 0) + n
         if n_missing:
-            notes.append(f"'{var.name}': {n_missing} missing value(s)")
+            listed = ", ".join(f"{c} {n}" for c, n in coded.items())
+            notes.append(f"'{var.name}': {n_missing} missing value(s)" + (f" (missing codes: {listed})" if coded else ""))
+        if recoded.get(var.name):
+            listed = "; ".join(f"{_fmt(sp)} -> {_fmt(lv)} ({n})" for (sp, lv), n in recoded[var.name].items())
+            notes.append(f"'{var.name}': other spellings read as a level: {listed}")
         if var.is_categorical:
             unseen = [lv for lv in var.levels if (observed == lv).sum() == 0]
             if unseen:
@@ -413,8 +482,54 @@ def validate_cohort(df: pd.DataFrame, schema: Schema, source=None) -> Cohort:
           "column": c, "reason": reason} for r, c, reason in excluded_rows],
         columns=EXCLUSION_COLUMNS)
     exclusions["row"] = exclusions["row"].astype("int64")
+    if codes_used:
+        notes.append("cells read as missing by a missing code: " + ", ".join(
+            f"{c} ({n} cell{'s' if n > 1 else ''})" for c, n in codes_used.items()))
+    account = _column_account(present, schema, data, why_excluded)
     return Cohort(data=data, schema=schema, source=file, exclusions=exclusions, n_input=n_input,
-                  notes=tuple(notes))
+                  notes=tuple(notes), column_account=account, missing_codes_used=dict(codes_used))
+
+
+def _codes_read(raw: pd.Series, parsed: pd.Series) -> dict:
+    """``{code as first written: cells}`` for filled cells that became missing (missing codes)."""
+    mask = parsed.isna().to_numpy() & raw.notna().to_numpy()
+    if not mask.any():
+        return {}
+    seen: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for value in raw[mask].tolist():
+        key = normalize_value(value)
+        if key is None:
+            continue
+        shown = seen.setdefault(key, _fmt(value.strip() if isinstance(value, str) else value))
+        counts[shown] = counts.get(shown, 0) + 1
+    return counts
+
+
+def _column_account(columns, schema: Schema, data: pd.DataFrame, why_excluded: dict) -> pd.DataFrame:
+    """One row per input column: its role, type and (for left-out columns) the reason."""
+    variables = {v.name: v for v in schema.variables}
+    images = {c: m for m, c in schema.image_columns.items()}
+    rows = []
+    for col in columns:
+        row = {"column": col, "role": "excluded", "type": "", "test": "", "n_missing": np.nan, "reason": ""}
+        if col == schema.id_column:
+            row["role"] = "id"
+        elif col == schema.group_column:
+            row["role"] = "group"
+        elif col == schema.hospital_column:
+            row["role"] = "hospital"
+        elif col in variables:
+            row["role"], row["type"] = "variable", variables[col].type
+            row["n_missing"] = int(data[col].isna().sum()) if col in data else np.nan
+        elif col in images:
+            row["role"], row["reason"] = "image", f"image path ({images[col]})"
+        else:
+            row["reason"] = why_excluded.get(col, "not in the schema")
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=ACCOUNT_COLUMNS)
+    frame["n_missing"] = frame["n_missing"].astype("Int64")
+    return frame
 
 
 def _role(schema: Schema, col: str) -> str:
@@ -428,6 +543,40 @@ def _role(schema: Schema, col: str) -> str:
         if c == col:
             return f"image column for modality '{modality}'"
     return f"schema variable '{col}'"
+
+
+def parse_variables(df: pd.DataFrame, schema: Schema, source=None) -> tuple:
+    """The schema variables of ``df``, typed cell by cell, and every cell problem, for new patients.
+
+    The same parsing as :func:`validate_cohort` (missing codes, level spellings, number
+    format, min..max) without the checks that concern a whole cohort (groups, a level with no
+    patients, ...), so that a table of a few new patients without a diagnosis can be read,
+    e.g. for prediction.  A variable absent from ``df`` is all missing.
+
+    Returns
+    -------
+    (pandas.DataFrame, list of CohortError)
+        Typed values (index = spreadsheet rows, as :func:`validate_cohort`; bad cells NaN) and
+        one :class:`~analysis.errors.CohortError` per bad cell (file, row, column).
+    """
+    file = None if source is None else str(source)
+    rows = _row_numbers(df)
+    work = df.copy()
+    work.columns = [" ".join(str(c).split()) for c in work.columns]
+    work.index = pd.Index(rows, name="row")
+    problems: list = []
+
+    def problem(row, col, message):
+        problems.append(CohortError(message, file=file, row=row, column=col))
+
+    out = {}
+    for var in schema.variables:
+        values = work[var.name] if var.name in work.columns else pd.Series([np.nan] * len(work), index=work.index,
+                                                                           dtype=object)
+        out[var.name] = (_continuous(values, var, schema, problem) if var.type == "continuous"
+                         else _categorical(values, var, schema, problem))
+    problems.sort(key=lambda e: (e.row or 0))
+    return pd.DataFrame(out, index=work.index), problems
 
 
 def _continuous(values: pd.Series, var: Variable, schema: Schema, problem) -> pd.Series:
@@ -474,11 +623,16 @@ def _continuous(values: pd.Series, var: Variable, schema: Schema, problem) -> pd
     return pd.Series(result, index=values.index, dtype="float64")
 
 
-def _categorical(values: pd.Series, var: Variable, schema: Schema, problem) -> pd.Series:
+def _categorical(values: pd.Series, var: Variable, schema: Schema, problem, recoded=None) -> pd.Series:
     level_of = {normalize_value(lv): lv for lv in var.levels}
+    spelling_of = {}
+    for spelling, level in var.recode:
+        key = normalize_value(spelling)
+        if key not in level_of:  # a level's own spelling always wins
+            spelling_of[key] = (spelling, level)
     codes = {normalize_value(c) for c in schema.missing_codes_for(var.name)}
     shown = ", ".join(map(str, var.levels))
-    level_keys = set(level_of)
+    level_keys = set(level_of) | set(spelling_of)
     norm = _Normalizer()
     result = []
     for row, value in values.items():
@@ -488,6 +642,11 @@ def _categorical(values: pd.Series, var: Variable, schema: Schema, problem) -> p
         key = norm(value)
         if key in level_of:
             result.append(level_of[key])
+        elif key in spelling_of:
+            spelling, level = spelling_of[key]
+            result.append(level_of[normalize_value(level)])
+            if recoded is not None:
+                recoded[(spelling, level)] = recoded.get((spelling, level), 0) + 1
         else:
             problem(row, var.name, f"unknown level {_fmt(value)} (expected: {shown})"
                                    f"{did_you_mean(str(value).strip(), [str(lv) for lv in var.levels])}")

@@ -8,8 +8,13 @@ it wrote and creates missing parent folders.
 * :func:`write_xlsx` -- sheets 'Table 1' (bold header with group sizes, indented level
   rows, per-variable cells merged over the level rows, superscript test markers,
   footnotes, frozen header), 'Odds ratios', 'Statistics', 'Post hoc', 'Methods'.
-* :func:`write_latex` -- booktabs tables (Table 1 and odds ratios), special characters
-  escaped; ``standalone=True`` gives a document that compiles with ``pdflatex``.
+* :func:`write_docx` -- Word (python-docx): three-line journal tables with title and
+  footnotes, one table per page section (Table 1, post hoc, odds ratios).
+* :func:`write_latex` -- booktabs ``longtable`` tables that break across pages (Table 1,
+  post hoc, odds ratios), special characters escaped; ``standalone=True`` gives a UTF-8
+  document that compiles with ``xelatex`` (any script: non-Latin text is set in Noto CJK)
+  or, for Latin-only tables, ``pdflatex``; outline (Type 1 / OpenType) fonts either way.
+* :func:`table1_html` -- the formatted Table 1 as HTML (what Jupyter shows).
 * :func:`write_markdown` -- GitHub pipe tables with footnotes.
 * :func:`write_stats_csv`, :func:`write_odds_ratios_csv` -- tidy, full precision,
   byte-identical for identical inputs.
@@ -34,13 +39,17 @@ __all__ = [
     "write_odds_ratios_csv",
     "write_posthoc_csv",
     "write_methods",
+    "write_docx",
     "write_all",
+    "latex_text",
+    "markdown_text",
+    "table1_html",
     "latex_escape",
     "OUTPUT_FILES",
 ]
 
 #: File names written by :func:`write_all`, in order.
-OUTPUT_FILES = ("table1.xlsx", "table1.tex", "table1.md", "table1_stats.csv",
+OUTPUT_FILES = ("table1.xlsx", "table1.docx", "table1.tex", "table1.md", "table1_stats.csv",
                 "odds_ratios.csv", "posthoc.csv", "methods.md")
 
 #: How post hoc tests are named in the human tables.
@@ -55,16 +64,30 @@ def _path(path) -> Path:
     return path
 
 
-def _title(result) -> str:
+def _caption(result) -> str:
+    """Table 1's caption without its number."""
     groups = ", ".join(str(g) for g in result.group_levels)
-    return (f"Table 1. Characteristics of {result.n_total} patients by "
+    return (f"Characteristics of {result.n_total} patients by "
             f"{str(result.group_label).lower()} ({groups})")
 
 
+def _title(result) -> str:
+    return f"Table 1. {_caption(result)}"
+
+
+def _odds_caption(result) -> str:
+    kind = "Logistic regression" if len(_tested_levels(result)) == 2 else "Multinomial logistic regression"
+    return f"{kind}: odds ratios (95% CI) against {result.reference_group}"
+
+
+def _tested_levels(result) -> tuple:
+    """The groups the tests and odds ratios compared (groups too small to test left out)."""
+    skipped = (getattr(result, "settings", None) or {}).get("groups_not_tested") or {}
+    return tuple(g for g in result.group_levels if g not in skipped)
+
+
 def _odds_title(result) -> str:
-    ref = result.reference_group
-    kind = "Logistic regression" if len(result.group_levels) == 2 else "Multinomial logistic regression"
-    return f"Table 2. {kind}: odds ratios (95% CI) against {ref}"
+    return f"Table 2. {_odds_caption(result)}"
 
 
 def _notes(result):
@@ -178,8 +201,8 @@ def _md_sup(marker: str) -> str:
     return f"<sup>{marker}</sup>" if marker else ""
 
 
-def write_markdown(result, path) -> Path:
-    """Write Table 1 (and the odds-ratio table) as GitHub-flavoured Markdown.
+def markdown_text(result) -> str:
+    """Table 1 (and the odds-ratio table) as GitHub-flavoured Markdown.
 
     Variable rows are bold, level rows indented; the p-value of each variable carries a
     superscript marker whose footnote names the test.
@@ -211,9 +234,32 @@ def write_markdown(result, path) -> Path:
     else:
         lines.append(f"Not computed: {result.regression_note or 'no model fitted'}.")
     lines.append("")
+    lines += _md_columns(result)
+    return "\n".join(lines)
+
+
+def write_markdown(result, path) -> Path:
+    """Write :func:`markdown_text` to ``path`` (UTF-8)."""
     path = _path(path)
-    path.write_bytes(("\n".join(lines)).encode("utf-8"))
+    path.write_bytes(markdown_text(result).encode("utf-8"))
     return path
+
+
+def _md_columns(result) -> list:
+    """'Columns of the table' section: every input column's role (and why one was left out),
+    then the notes on reading the table that the Missing column does not already show."""
+    account = getattr(result, "variables", None)
+    if account is None or not len(account):
+        return []
+    from .cohort import reportable_notes
+
+    frame = account.reindex(columns=["column", "role", "type", "test", "reason"]).fillna("").astype(str)
+    frame.columns = ["Column", "Role", "Type", "Test", "Note"]
+    lines = ["### Columns of the table", ""] + _md_table(frame) + [""]
+    notes = reportable_notes(getattr(result, "notes", ()) or ())
+    if notes:
+        lines += [f"- {n}" for n in notes] + [""]
+    return lines
 
 
 def _model_heading(result, model: str) -> str:
@@ -262,39 +308,209 @@ _LATEX_MAP = {
     "\u00a0": "~", "\u2212": "-", "\u03b1": r"$\alpha$", "\u2192": r"$\rightarrow$",
     "\u2018": "`", "\u2019": "'", "\u201c": "``", "\u201d": "''",
 }
+#: Characters from here on (Greek, Cyrillic, CJK, ...) are set with ``\othertext`` (see
+#: :func:`write_latex`); below it (ASCII, Latin-1, Latin Extended) the main font has them.
+_OTHER_SCRIPT_FROM = 0x0250
 
 
 def latex_escape(text) -> str:
-    """Escape ``text`` for LaTeX (T1/utf8 document): ``% & _ # $ { } ~ ^ \\ < > |``, ``±``,
-    dashes and Greek letters used in test names; other non-Latin-1 characters become ``?``.
+    """Escape ``text`` for LaTeX: ``% & _ # $ { } ~ ^ \\ < > |``, ``±``, dashes and the Greek
+    letters used in test names; Latin characters stay as they are (UTF-8), and runs of other
+    scripts (Chinese, Japanese, Korean, Cyrillic, ...) are wrapped in ``\\othertext{...}``,
+    which the preamble of :func:`write_latex` sets in a font that has them.
 
     Examples
     --------
     >>> latex_escape("54.2 ± 3.1 & 10% <0.001")
     '54.2 $\\\\pm$ 3.1 \\\\& 10\\\\% \\\\textless{}0.001'
+    >>> latex_escape("转移 (n=3)")
+    '\\\\othertext{转移} (n=3)'
     """
-    out = []
-    for ch in "" if text is None else str(text):
+    out, run = [], []
+    text = "" if text is None else str(text)
+    for i, ch in enumerate(text):
+        if ch == "-" and text[i + 1:i + 2] == "-":  # '--predictors' must not become an en dash
+            ch = "-{}"
+        if ch not in _LATEX_MAP and len(ch) == 1 and ord(ch) >= _OTHER_SCRIPT_FROM:
+            run.append(ch)
+            continue
+        if run:
+            out.append(r"\othertext{" + "".join(run) + "}")
+            run = []
         if ch in _LATEX_MAP:
             out.append(_LATEX_MAP[ch])
-        elif ord(ch) < 128 or 160 <= ord(ch) < 256:
-            out.append(ch)
+        elif ch in "\r\n\t":
+            out.append(" ")
         else:
-            out.append("?")
+            out.append(ch)
+    if run:
+        out.append(r"\othertext{" + "".join(run) + "}")
     return "".join(out)
 
 
+#: Preamble of the standalone document: xelatex (fontspec, Latin Modern, Noto CJK
+#: for other scripts) or pdflatex (Latin Modern or Computer Modern Type 1 fonts; other scripts
+#: stop with a message asking for xelatex).  Outline fonts either way (no Type 3 bitmaps).
+_LATEX_PREAMBLE = r"""\documentclass[10pt]{article}
+% Compile with xelatex; pdflatex works for tables in Latin script only.
+\ifdefined\XeTeXversion\def\tableoneunicode{}\fi
+\ifdefined\directlua\def\tableoneunicode{}\fi
+\ifdefined\tableoneunicode
+  \usepackage{fontspec}
+  \IfFontExistsTF{Noto Sans CJK SC}{\newfontfamily\othertextfont{Noto Sans CJK SC}}{%
+    \IfFontExistsTF{FandolSong-Regular}{\newfontfamily\othertextfont{FandolSong-Regular}}{%
+      \let\othertextfont\relax}}
+  \newcommand{\othertext}[1]{{\othertextfont #1}}
+\else
+  \usepackage[utf8]{inputenc}
+  % T1 + Latin Modern (Type 1); without lmodern.sty the default OT1 Computer Modern (Type 1
+  % too): T1 alone would fall back to Type 3 bitmaps where cm-super is not installed.
+  \IfFileExists{lmodern.sty}{\usepackage[T1]{fontenc}\usepackage{lmodern}}{}
+  \newcommand{\othertext}[1]{\PackageError{table1}{This table has text in a non-Latin script:
+    compile it with xelatex}{}}
+\fi
+\usepackage{booktabs}
+\usepackage{array}
+\usepackage{longtable}
+\usepackage[a4paper,landscape,margin=1.5cm]{geometry}
+\setlength{\LTcapwidth}{\textwidth}
+\pagestyle{empty}
+\begin{document}"""
+
+
+def _header_parts(name) -> list:
+    """A header split at ' (n=', ': ' and ' (95% CI)': the lines of its stacked cell."""
+    import re
+
+    return [p for p in re.split(r": | (?=\(n=)| (?=\(95% CI\))", str(name)) if p]
+
+
+def _latex_header(name) -> str:
+    """A header cell, stacked on lines at ' (n=', ': ' or ' (95% CI)' to keep columns narrow."""
+    parts = _header_parts(name)
+    cells = [rf"\textbf{{{latex_escape(p)}}}" for p in parts]
+    if len(cells) == 1:
+        return cells[0]
+    return r"\begin{tabular}[b]{@{}c@{}}" + r"\\".join(cells) + r"\end{tabular}"
+
+
+#: Text width of the landscape A4 page (1.5 cm margins) in points, less 6 % for the error of the
+#: width estimate, and the font sizes tried.
+_LATEX_TEXT_WIDTH_PT = 0.94 * 26.7 / 2.54 * 72.27
+_LATEX_SIZES = ((r"\footnotesize", 8.0), (r"\scriptsize", 7.0))
+_LATEX_FIRST_COL_PT = 4.4 / 2.54 * 72.27
+_LATEX_TEST_COL_PT = 2.2 / 2.54 * 72.27
+
+
+def _latex_widths(frame: pd.DataFrame, size_pt: float) -> list:
+    """Estimated width in points of each column: cell text at 0.5 em a character (Latin Modern
+    digits are 0.5 em, most letters less), bold headers at 0.6 em, 8 pt padding; a spanning
+    comparison header widens its pair's second column when it is wider than the pair."""
+    pairs = _spanning_pairs(frame.columns)
+    out = []
+    for j, col in enumerate(frame.columns):
+        if j == 0:
+            width = _LATEX_FIRST_COL_PT
+        elif col == "Test":
+            width = _LATEX_TEST_COL_PT
+        else:
+            parts = _header_parts(col)[1:] if pairs is not None else _header_parts(col)
+            width = max([len(p) * 0.6 for p in parts] + [len(str(v)) * 0.5 for v in frame[col]]) * size_pt
+        out.append(width + 8.0)
+    for name, (j, k) in pairs or ():
+        span = len(name) * 0.6 * size_pt + 8.0
+        if span > out[j] + out[k]:
+            out[k] += span - out[j] - out[k]
+    return out
+
+
+def _latex_fit(frame: pd.DataFrame, keep_together: int = 1):
+    """(font size command, list of column-index chunks): the largest size at which the table fits
+    the page; when none does, the columns after the first are split into chunks that fit at the
+    smallest size (``keep_together`` adjacent columns, e.g. an OR and its p, stay together)."""
+    for size, pt in _LATEX_SIZES:
+        if sum(_latex_widths(frame, pt)) <= _LATEX_TEXT_WIDTH_PT:
+            return size, [list(range(len(frame.columns)))]
+    size, pt = _LATEX_SIZES[-1]
+    widths = _latex_widths(frame, pt)
+    rest = list(range(1, len(frame.columns)))
+    blocks = [rest[i:i + keep_together] for i in range(0, len(rest), keep_together)]
+    chunks, current, used = [], [], widths[0]
+    for block in blocks:
+        need = sum(widths[j] for j in block)
+        if current and used + need > _LATEX_TEXT_WIDTH_PT:
+            chunks.append([0] + current)
+            current, used = [], widths[0]
+        current += block
+        used += need
+    chunks.append([0] + current)
+    return size, chunks
+
+
+def _latex_tables(frame: pd.DataFrame, caption: str, *, row_styles=None, p_markers=None, notes=(),
+                  label: str = "", numbered: bool = True, keep_together: int = 1) -> list:
+    """The ``longtable``\\ s of one table: one, or (too wide for the page) one per column chunk,
+    the later ones captioned '(continued)' under the same number; notes after the last."""
+    size, chunks = _latex_fit(frame, keep_together)
+    lines = []
+    for k, chunk in enumerate(chunks):
+        sub = frame.iloc[:, chunk]
+        if k and numbered:
+            lines.append(r"\addtocounter{table}{-1}")
+        lines += _latex_table(sub, caption + (" (continued)" if k else ""), size=size,
+                              row_styles=row_styles, p_markers=p_markers,
+                              notes=notes if k == len(chunks) - 1 else (),
+                              label=label if not k else "", numbered=numbered)
+    return lines
+
+
+def _spanning_pairs(cols) -> list | None:
+    """``[(prefix, [j, j + 1]), ...]`` when the columns after the first come in pairs sharing a
+    prefix before ': ' (the odds-ratio tables: 'b vs a: OR (95% CI)', 'b vs a: p'), else None."""
+    rest = [str(c) for c in cols[1:]]
+    if not rest or len(rest) % 2 or not all(": " in c for c in rest):
+        return None
+    pairs = []
+    for j in range(0, len(rest), 2):
+        a, b = rest[j].split(": ", 1)[0], rest[j + 1].split(": ", 1)[0]
+        if a != b:
+            return None
+        pairs.append((a, [j + 1, j + 2]))
+    return pairs
+
+
+def _latex_header_rows(cols) -> str:
+    """The header: one row of stacked cells, or for paired columns a spanning row (the
+    comparison, ruled underneath) over a row of 'OR (95% CI)' / 'p'."""
+    pairs = _spanning_pairs(cols)
+    if pairs is None:
+        return " & ".join(_latex_header(c) for c in cols) + r" \\"
+    top = " & ".join([""] + [rf"\multicolumn{{2}}{{c}}{{\textbf{{{latex_escape(name)}}}}}" for name, _ in pairs])
+    rules = "".join(rf"\cmidrule(lr){{{j + 1}-{k + 1}}}" for _, (j, k) in pairs)
+    bottom = " & ".join([_latex_header(cols[0])] + [_latex_header(str(c).split(": ", 1)[1]) for c in cols[1:]])
+    return top + r" \\" + "\n" + rules + "\n" + bottom + r" \\"
+
+
 def _latex_table(frame: pd.DataFrame, caption: str, *, row_styles=None, p_markers=None,
-                 notes=(), label: str = "") -> list:
+                 notes=(), label: str = "", numbered: bool = True, size: str = r"\footnotesize") -> list:
+    """One ``longtable`` (breaks across pages, header repeated), notes below it."""
     cols = list(frame.columns)
-    spec = r">{\raggedright\arraybackslash}p{4.6cm}" + "c" * (len(cols) - 1)
-    lines = [r"\begin{table}[htbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
-             rf"\caption{{{latex_escape(caption)}}}"]
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    lines += [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
-              rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-              " & ".join(rf"\textbf{{{latex_escape(c)}}}" for c in cols) + r" \\", r"\midrule"]
+    ncol = len(cols)
+    spec = r">{\raggedright\arraybackslash}p{4.4cm}"
+    for c in cols[1:]:
+        spec += r">{\raggedright\arraybackslash}p{2.2cm}" if c == "Test" else "c"
+    header = _latex_header_rows(cols)
+    more = "" if caption.endswith("(continued)") else " (continued)"
+    cap = rf"\caption{{{latex_escape(caption)}}}" if numbered else rf"\caption*{{{latex_escape(caption)}}}"
+    cont = (r"\caption[]{" + latex_escape(caption + more) + "}" if numbered
+            else r"\caption*{" + latex_escape(caption + more) + "}")
+    lines = ["{" + size, r"\setlength{\tabcolsep}{4pt}", r"\setlength{\LTcapwidth}{\linewidth}",
+             rf"\begin{{longtable}}{{{spec}}}",
+             cap + (rf"\label{{{label}}}" if label else "") + r" \\",
+             r"\toprule", header, r"\midrule", r"\endfirsthead",
+             cont + r" \\", r"\toprule", header, r"\midrule", r"\endhead",
+             r"\midrule", rf"\multicolumn{{{ncol}}}{{r}}{{\emph{{continued on the next page}}}} \\",
+             r"\endfoot", r"\bottomrule", r"\endlastfoot"]
     for i, (_, row) in enumerate(frame.iterrows()):
         cells = [latex_escape(v) for v in row.tolist()]
         if row_styles is not None:
@@ -303,62 +519,73 @@ def _latex_table(frame: pd.DataFrame, caption: str, *, row_styles=None, p_marker
             j = cols.index("p")
             cells[j] = cells[j] + rf"\textsuperscript{{{latex_escape(p_markers[i])}}}"
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}}"]
-    if notes:
-        lines.append(r"\par\smallskip\parbox{\linewidth}{\footnotesize")
-        for marker, text in notes:
-            sup = rf"\textsuperscript{{{latex_escape(marker)}}}" if marker else ""
-            lines.append(rf"{sup}{latex_escape(text)}\\")
-        lines.append("}")
-    lines.append(r"\end{table}")
+    lines.append(r"\end{longtable}")
+    if not numbered:  # longtable steps the table counter for every table, captioned or not
+        lines.append(r"\addtocounter{table}{-1}")
+    for marker, text in notes:
+        sup = rf"\textsuperscript{{{latex_escape(marker)}}}" if marker else ""
+        lines.append(rf"\noindent{{}}{sup}{latex_escape(text)}\par")
+    lines.append("}")
     return lines
 
 
-def write_latex(result, path, *, standalone: bool = True) -> Path:
-    """Write Table 1 and the odds-ratio table as booktabs LaTeX.
-
-    Parameters
-    ----------
-    result : Table1Result
-    path : str or Path
-    standalone : bool, default True
-        Wrap the tables in a complete ``article`` document (landscape A4, ``booktabs``,
-        ``geometry``, T1 fonts) that compiles with ``pdflatex``; ``False`` writes only
-        the ``table`` environments for ``\\input`` into a manuscript (which then needs
-        ``\\usepackage{booktabs,array,graphicx}``).
-    """
+def latex_text(result, *, standalone: bool = True) -> str:
+    """The LaTeX of :func:`write_latex` as a string."""
     info = result.row_info.reset_index(drop=True)
     markers = _marker_of_rows(result)
     styles = [(lambda s: rf"\textbf{{{s}}}") if k == "variable" and n > 1 else
               (lambda s: rf"\quad {s}") if k == "level" else (lambda s: s)
               for k, n in zip(info["kind"], _block_sizes(info))]
     p_markers = [m if k == "variable" else "" for m, k in zip(markers, info["kind"])]
-    body = _latex_table(result.display, _title(result), row_styles=styles, p_markers=p_markers,
-                        notes=_notes(result), label="tab:table1")
+    body = _latex_tables(result.display, _caption(result), row_styles=styles, p_markers=p_markers,
+                         notes=_notes(result), label="tab:table1")
     body.append("")
     posthoc = _posthoc_display(result)
     if len(posthoc):
-        body += _latex_table(posthoc, _posthoc_title(result), label="tab:posthoc")
+        body += _latex_tables(posthoc, _posthoc_title(result), label="tab:posthoc", numbered=False)
         body.append("")
     if result.odds_display is not None and len(result.odds_display):
         parts = _split_odds(result.odds_display)
         for k, (model, frame) in enumerate(parts):
-            notes = [("", result.regression_note)] if result.regression_note and k == len(parts) - 1 else ()
-            body += _latex_table(frame, f"{_odds_title(result)}: {_model_heading(result, model)}",
-                                 label=f"tab:odds_{model.lower()}", notes=notes)
+            notes = [("", f"Note: {result.regression_note}.")] if result.regression_note and k == len(parts) - 1 else ()
+            heading = f"{_odds_caption(result)}. {_model_heading(result, model)}"
+            if k:  # later models continue Table 2 (one number, as in the Markdown and Word files)
+                body.append(r"\addtocounter{table}{-1}")
+            pairs = 2 if len(frame.columns) % 2 == 1 else 1  # 'OR (95% CI)' and 'p' per comparison
+            body += _latex_tables(frame, heading, label=f"tab:odds_{model.lower()}", notes=notes,
+                                  keep_together=pairs)
             body.append("")
     else:
         body.append(latex_escape(f"Odds ratios not computed: {result.regression_note or 'no model fitted'}.")
                     + r"\par")
     if standalone:
-        head = [r"\documentclass[10pt]{article}", r"\usepackage[T1]{fontenc}",
-                r"\usepackage[utf8]{inputenc}", r"\usepackage{booktabs}", r"\usepackage{array}",
-                r"\usepackage{graphicx}",
-                r"\usepackage[a4paper,landscape,margin=1.5cm]{geometry}",
-                r"\pagestyle{empty}", r"\begin{document}"]
-        body = head + body + [r"\end{document}"]
+        body = [_LATEX_PREAMBLE] + body + [r"\end{document}"]
+    return "\n".join(body) + "\n"
+
+
+def write_latex(result, path, *, standalone: bool = True) -> Path:
+    """Write Table 1, the post hoc table and the odds-ratio tables as booktabs ``longtable``\\ s.
+
+    Long tables break across pages with the header repeated ('continued'), so no row or
+    footnote is cut off; captions are real LaTeX captions (``Table 1: Characteristics
+    ...``, ``Table 2: Multinomial logistic regression ...``; the post hoc table is
+    unnumbered, the multivariable model shares Table 2's number).
+
+    Parameters
+    ----------
+    result : Table1Result
+    path : str or Path
+    standalone : bool, default True
+        Wrap the tables in a complete UTF-8 ``article`` (landscape A4).  It compiles with
+        ``xelatex`` (fontspec; Latin Modern, and Noto Sans CJK SC -- Debian
+        ``fonts-noto-cjk`` -- for text in other scripts such as Chinese group names), and
+        with ``pdflatex`` when all text is in Latin script (T1, Latin Modern); fonts are
+        outline fonts either way.  ``False`` writes only the tables for ``\\input`` into a
+        manuscript, which then needs ``\\usepackage{booktabs,array,longtable}`` and a
+        ``\\newcommand{\\othertext}[1]{#1}`` (or a font switch) for non-Latin text.
+    """
     path = _path(path)
-    path.write_bytes(("\n".join(body) + "\n").encode("utf-8"))
+    path.write_bytes(latex_text(result, standalone=standalone).encode("utf-8"))
     return path
 
 
@@ -423,7 +650,9 @@ def write_xlsx(result, path) -> Path:
     over the level rows, p-values with a superscript marker per test, footnotes below,
     frozen header pane, fitted column widths), 'Odds ratios' (formatted), 'Statistics'
     (tidy, full precision), 'Post hoc' (tidy), 'Methods' (methods paragraph and software
-    versions).
+    versions), 'Variables' (every input column: analysed with its type and test, used as id /
+    group / hospital / image path, or left out with the reason; then the notes on reading
+    the table).
     """
     from openpyxl import Workbook
     from openpyxl.cell.rich_text import CellRichText, TextBlock
@@ -539,8 +768,25 @@ def write_xlsx(result, path) -> Path:
         ws_m.cell(row=r, column=2, value=len(result.exclusions))
         _frame_to_sheet(wb.create_sheet("Exclusions"), result.exclusions)
 
+    _variables_sheet(wb.create_sheet("Variables"), result)
+
     wb.properties.creator = "analysis.table1"
     return save_deterministic_xlsx(wb, _path(path))
+
+
+def _variables_sheet(ws, result):
+    """Every input column (role, type, test, missing, reason), then the notes on reading the table."""
+    from openpyxl.styles import Font
+
+    account = getattr(result, "variables", None)
+    _frame_to_sheet(ws, account if account is not None else pd.DataFrame(),
+                    note="no column account (the cohort was not read by analysis.cohort)")
+    notes = list(getattr(result, "notes", ()) or ())
+    if notes:
+        r = ws.max_row + 2
+        ws.cell(row=r, column=1, value="Notes").font = Font(bold=True)
+        for i, note in enumerate(notes, start=1):
+            ws.cell(row=r + i, column=1, value=note)
 
 
 def _autofit_table(ws, display: pd.DataFrame):
@@ -581,6 +827,266 @@ def save_deterministic_xlsx(wb, path, when=(2000, 1, 1, 0, 0, 0)) -> Path:
     return path
 
 
+# -------------------------------------------------------------------------- html
+def table1_html(result) -> str:
+    """Table 1 as an HTML fragment (Jupyter's ``_repr_html_``): title above; bold variable rows;
+    level rows indented; the test letter as a superscript on each p-value; footnotes below;
+    three horizontal rules (inline styles, so notebook themes keep the layout)."""
+    from html import escape
+
+    display = result.display.reset_index(drop=True)
+    info = result.row_info.reset_index(drop=True)
+    markers = _marker_of_rows(result)
+    sizes = _block_sizes(info)
+    cols = list(display.columns)
+    rule = "2px solid currentColor"
+    out = ['<div class="analysis-table1">',
+           '<table style="border-collapse:collapse;border:none">',
+           f'<caption style="caption-side:top;text-align:left;font-weight:bold;padding-bottom:4px">'
+           f'{escape(_title(result))}</caption>', "<thead><tr>"]
+    for j, c in enumerate(cols):
+        align = "left" if j == 0 else "center"
+        out.append(f'<th style="text-align:{align};border-top:{rule};border-bottom:1px solid currentColor;'
+                   f'padding:2px 8px">{escape(str(c))}</th>')
+    out.append("</tr></thead><tbody>")
+    for i, row in display.iterrows():
+        kind = info.loc[i, "kind"]
+        last = i == len(display) - 1
+        bottom = f"border-bottom:{rule};" if last else ""
+        cells = []
+        for j, c in enumerate(cols):
+            text = escape("" if row[c] is None else str(row[c]))
+            if j == 0:
+                style = ("font-weight:bold;" if kind == "variable" and sizes[i] > 1 else "")
+                style += "padding-left:2em;" if kind == "level" else "padding-left:8px;"
+                cells.append(f'<td style="text-align:left;{style}{bottom}padding-right:8px">{text}</td>')
+                continue
+            if c == "p" and kind == "variable" and markers[i] and text:
+                text += f"<sup>{escape(markers[i])}</sup>"
+            cells.append(f'<td style="text-align:center;{bottom}padding:2px 8px">{text}</td>')
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody>")
+    notes = "<br>".join((f"<sup>{escape(m)}</sup> " if m else "") + escape(t) for m, t in _notes(result))
+    if notes:
+        out.append(f'<tfoot><tr><td colspan="{len(cols)}" style="text-align:left;font-size:smaller;'
+                   f'padding-top:4px">{notes}</td></tr></tfoot>')
+    out.append("</table></div>")
+    return "\n".join(out)
+
+
+# -------------------------------------------------------------------------- docx
+def _docx_borders(cell, **edges):
+    """Set cell borders: ``top='12'`` etc. (eighths of a point, single line)."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    tc_pr = cell._tc.get_or_add_tcPr()
+    borders = tc_pr.find(qn("w:tcBorders"))
+    if borders is None:
+        borders = OxmlElement("w:tcBorders")
+        tc_pr.append(borders)
+    for edge, size in edges.items():
+        el = OxmlElement(f"w:{edge}")
+        el.set(qn("w:val"), "single")
+        el.set(qn("w:sz"), str(size))
+        el.set(qn("w:space"), "0")
+        el.set(qn("w:color"), "000000")
+        borders.append(el)
+
+
+def _docx_text(paragraph, text, *, bold=False, size=None, superscript=None):
+    from docx.shared import Pt
+
+    run = paragraph.add_run(str(text))
+    run.bold = bold or None
+    if size:
+        run.font.size = Pt(size)
+    if superscript:
+        sup = paragraph.add_run(str(superscript))
+        sup.font.superscript = True
+        if size:
+            sup.font.size = Pt(size)
+    return run
+
+
+def _docx_table(doc, frame: pd.DataFrame, caption: str, *, kinds=None, sizes=None, p_markers=None,
+                notes=(), font_size: float = 8):
+    """Title paragraph, a three-line table (rules above and below the header, below the last
+    row; no vertical lines), notes below."""
+    from docx.enum.table import WD_TABLE_ALIGNMENT
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.shared import Pt
+
+    title = doc.add_paragraph()
+    _docx_text(title, caption, bold=True, size=font_size + 2)
+    title.paragraph_format.keep_with_next = True
+    title.paragraph_format.space_after = Pt(6)
+    frame = frame.reset_index(drop=True)
+    cols = list(frame.columns)
+    table = doc.add_table(rows=len(frame) + 1, cols=len(cols))
+    table.alignment = WD_TABLE_ALIGNMENT.CENTER
+    # table.cell(i, j) rebuilds the cell grid on every call (quadratic); take each row's cells once
+    grid = [row.cells for row in table.rows]
+    widths = _docx_widths(frame, font_size)
+    table.autofit = False
+    for j, width in enumerate(widths):
+        table.columns[j].width = width
+        for row_cells in grid:
+            row_cells[j].width = width
+    for j, name in enumerate(cols):
+        cell = grid[0][j]
+        par = cell.paragraphs[0]
+        _docx_text(par, name, bold=True, size=font_size)
+        par.alignment = WD_ALIGN_PARAGRAPH.LEFT if j == 0 else WD_ALIGN_PARAGRAPH.CENTER
+        _docx_borders(cell, top=12, bottom=6)
+    last = len(frame)
+    for i, row in frame.iterrows():
+        kind = kinds[i] if kinds is not None else "variable"
+        for j, name in enumerate(cols):
+            cell = grid[i + 1][j]
+            par = cell.paragraphs[0]
+            text = "" if row[name] is None else str(row[name])
+            if j == 0:
+                bold = kind == "variable" and sizes is not None and sizes[i] > 1
+                _docx_text(par, text.lstrip("\u2003"), bold=bold, size=font_size)
+                if kind == "level" or text.startswith("\u2003"):
+                    par.paragraph_format.left_indent = Pt(10)
+                par.alignment = WD_ALIGN_PARAGRAPH.LEFT
+            else:
+                marker = p_markers[i] if (p_markers is not None and name == "p" and text) else None
+                _docx_text(par, text, size=font_size, superscript=marker or None)
+                par.alignment = WD_ALIGN_PARAGRAPH.CENTER
+            if i + 1 == last:
+                _docx_borders(cell, bottom=12)
+    for k, (marker, text) in enumerate(notes):
+        par = doc.add_paragraph()
+        if not k:
+            par.paragraph_format.space_before = Pt(4)
+        if marker:
+            sup = par.add_run(marker)
+            sup.font.superscript = True
+            sup.font.size = Pt(font_size)
+            _docx_text(par, " " + text, size=font_size)
+        else:
+            _docx_text(par, text, size=font_size)
+    return table
+
+
+#: Text width of a landscape A4 page with 1.5 cm margins, in EMU (26.7 cm).
+_DOCX_TEXT_WIDTH = int(26.7 / 2.54 * 914400)
+
+
+def _docx_widths(frame: pd.DataFrame, font_size: float) -> list:
+    """Column widths (EMU) summing to the page's text width: each column gets what its longest
+    text needs on one line (0.55 em a character plus Word's cell margins; the first column at most
+    40 characters, it wraps), the rest of the page goes to the first column, then to all; a table
+    wider than the page is scaled down (its cells wrap)."""
+    emu_pt = 12700
+    need = []
+    for j, name in enumerate(frame.columns):
+        chars = max([len(str(name))] + [len(str(v)) for v in frame[name]])
+        chars = min(chars, 40) if j == 0 else chars + (name == "p")  # the test letter after p
+        need.append((chars * 0.55 * font_size + 12) * emu_pt)
+    total = sum(need)
+    if total >= _DOCX_TEXT_WIDTH:
+        return [int(w * _DOCX_TEXT_WIDTH / total) for w in need]
+    extra = _DOCX_TEXT_WIDTH - total
+    first_more = max(0.0, min(extra, 12 * font_size * emu_pt))  # a little air in the label column
+    need[0] += first_more
+    extra -= first_more
+    out = [int(w + extra / len(need)) for w in need]
+    out[0] += _DOCX_TEXT_WIDTH - sum(out)
+    return out
+
+
+def _docx_section(doc, first: bool):
+    """A landscape A4 page section (a new page for every table after the first)."""
+    from docx.enum.section import WD_ORIENT, WD_SECTION
+    from docx.shared import Cm
+
+    section = doc.sections[0] if first else doc.add_section(WD_SECTION.NEW_PAGE)
+    section.orientation = WD_ORIENT.LANDSCAPE
+    section.page_width, section.page_height = Cm(29.7), Cm(21.0)
+    for side in ("left_margin", "right_margin", "top_margin", "bottom_margin"):
+        setattr(section, side, Cm(1.5))
+    return section
+
+
+def write_docx(result, path) -> Path:
+    """Write the tables as a Word document (python-docx).
+
+    Journal layout: each table in its own landscape page section (Table 1; the post hoc
+    comparisons; Table 2, the odds ratios, one section per model) with its title above, three
+    horizontal rules (above and below the header, below the last row) and no vertical lines;
+    variable rows bold, level rows indented, the test letter as a superscript on each p-value,
+    footnotes below the table.  Times New Roman 8 pt (tables); East Asian text falls back to
+    the fonts Word has for it.  The bytes do not depend on the clock.
+    """
+    from docx import Document
+    from docx.oxml.ns import qn
+    from docx.shared import Pt
+
+    doc = Document()
+    normal = doc.styles["Normal"]
+    normal.font.name = "Times New Roman"
+    normal.font.size = Pt(9)
+    normal.paragraph_format.space_before = Pt(0)
+    normal.paragraph_format.space_after = Pt(0)
+    normal.paragraph_format.line_spacing = 1.0
+    fonts = normal.element.get_or_add_rPr().get_or_add_rFonts()
+    fonts.set(qn("w:eastAsia"), "SimSun")
+    props = doc.core_properties
+    import datetime as _dt
+
+    stamp = _dt.datetime(2000, 1, 1)
+    props.created = props.modified = stamp
+    props.last_printed = stamp
+    props.author = props.last_modified_by = "analysis.table1"
+    props.title = _title(result)
+    props.revision = 1
+
+    info = result.row_info.reset_index(drop=True)
+    markers = _marker_of_rows(result)
+    kinds = info["kind"].tolist()
+    p_markers = [m if k == "variable" else "" for m, k in zip(markers, kinds)]
+    _docx_section(doc, first=True)
+    _docx_table(doc, result.display, _title(result), kinds=kinds, sizes=_block_sizes(info),
+                p_markers=p_markers, notes=_notes(result))
+    posthoc = _posthoc_display(result)
+    if len(posthoc):
+        _docx_section(doc, first=False)
+        _docx_table(doc, posthoc, _posthoc_title(result))
+    _docx_section(doc, first=False)
+    if result.odds_display is not None and len(result.odds_display):
+        parts = _split_odds(result.odds_display)
+        for k, (model, frame) in enumerate(parts):
+            if k:
+                _docx_section(doc, first=False)
+            notes = [("", f"Note: {result.regression_note}.")] if result.regression_note and k == len(parts) - 1 else ()
+            _docx_table(doc, frame, f"{_odds_title(result)}. {_model_heading(result, model)}", notes=notes)
+    else:
+        doc.add_paragraph(f"{_odds_title(result)}: not computed ({result.regression_note or 'no model fitted'}).")
+    import io
+
+    buffer = io.BytesIO()
+    doc.save(buffer)
+    return _deterministic_zip(buffer, _path(path))
+
+
+def _deterministic_zip(buffer, path, when=(2000, 1, 1, 0, 0, 0)) -> Path:
+    """Rewrite the zip in ``buffer`` to ``path`` with fixed entry times (same bytes every run)."""
+    import zipfile
+
+    buffer.seek(0)
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            entry = zipfile.ZipInfo(info.filename, date_time=tuple(when))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = info.external_attr
+            dst.writestr(entry, src.read(info.filename))
+    return path
+
+
 # --------------------------------------------------------------------------- all
 def write_all(result, out) -> list:
     """Write every output of :data:`OUTPUT_FILES` into folder ``out``; returns the paths."""
@@ -588,6 +1094,7 @@ def write_all(result, out) -> list:
     out.mkdir(parents=True, exist_ok=True)
     return [
         write_xlsx(result, out / "table1.xlsx"),
+        write_docx(result, out / "table1.docx"),
         write_latex(result, out / "table1.tex"),
         write_markdown(result, out / "table1.md"),
         write_stats_csv(result, out / "table1_stats.csv"),

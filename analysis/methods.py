@@ -7,11 +7,10 @@ gives byte-identical text.  Numbers in the text are formatted by :mod:`analysis.
 """
 from __future__ import annotations
 
-import math
+import re
 
 import pandas as pd
 
-from . import formatting as fmt
 
 __all__ = ["methods_text", "SOFTWARE_PACKAGES"]
 
@@ -81,6 +80,44 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def _columns_sentences(result) -> list:
+    """What happened to every column of the table, the missing codes read and groups not tested."""
+    out = []
+    account = getattr(result, "variables", None)
+    if account is not None and len(account) and "role" in account:
+        role = account["role"].astype(str)
+        used = []
+        for name, what in (("id", "identified the patients"), ("hospital", "named the recruiting hospital")):
+            cols = account.loc[role == name, "column"].astype(str).tolist()
+            if cols:
+                used.append(f"{_join(cols)} {what}")
+        n_img = int((role == "image").sum())
+        if n_img:
+            used.append(f"{_plural(n_img, 'column')} held image paths")
+        left = account[role == "excluded"]
+        text = (f"Of the {len(account)} columns of the table, {int((role == 'variable').sum())} were analysed"
+                + (f"; {'; '.join(used)}" if used else ""))
+        if len(left):
+            text += (f"; {len(left)} {'was' if len(left) == 1 else 'were'} left out: "
+                     + _join(f"{c} ({re.split(r'[:(]', str(r))[0].strip()})"
+                                 for c, r in zip(left["column"], left["reason"])))
+        out.append(text + ".")
+    notes = list(getattr(result, "notes", ()) or ())
+    coded = [n for n in notes if n.startswith("cells read as missing by a missing code: ")]
+    if coded:
+        out.append("Cells coded as missing (" + coded[0].split(": ", 1)[1] + ") were counted as missing values.")
+    merged = [n for n in notes if ": other spellings read as a level: " in n]
+    if merged:
+        out.append("Other spellings of a level were read as that level ("
+                   + "; ".join(n.replace(": other spellings read as a level: ", ": ") for n in merged) + ").")
+    small = dict(result.settings).get("groups_not_tested") or {}
+    if small:
+        out.append(f"{_join(f'{g} (n={n})' for g, n in small.items())} had fewer than "
+                   f"{dict(result.settings).get('min_group_size', 3)} patients and {'was' if len(small) == 1 else 'were'} "
+                   "described but left out of the tests, effect sizes, post hoc comparisons and odds ratios.")
+    return out
+
+
 def methods_text(result) -> str:
     """A short methods paragraph describing how ``result`` was obtained.
 
@@ -103,6 +140,8 @@ def methods_text(result) -> str:
     settings = dict(result.settings)
     alpha = settings.get("alpha", 0.05)
     groups = list(result.group_levels)
+    not_tested = settings.get("groups_not_tested") or {}
+    compared = [g for g in groups if g not in not_tested]  # the groups tests and odds ratios compared
     tested = stats[stats["p_value"].notna()] if len(stats) else stats
     parts = []
 
@@ -127,6 +166,7 @@ def methods_text(result) -> str:
         parts.append(f"All {result.n_total} patients were analysed (no rows excluded).")
     parts.append("Missing values were counted and reported for each variable but neither imputed "
                  "nor tested; each test used the patients with a recorded value.")
+    parts += _columns_sentences(result)
 
     used = list(dict.fromkeys(tested["test"])) if len(tested) else []
     if used:
@@ -175,7 +215,7 @@ def methods_text(result) -> str:
         eff.append("\u03b5\u00b2 for rank-based comparisons, with a seeded percentile bootstrap CI "
                    f"({settings.get('n_boot', 2000)} resamples within groups)")
     if "eta_squared" in names:
-        two = len(groups) == 2
+        two = len(compared) == 2
         eff.append(f"\u03b7\u00b2 for {'t-tests' if two else 'ANOVA'}, with a CI from the noncentral F "
                    f"distribution (bootstrap for Welch's {'t-test' if two else 'ANOVA'})")
     if eff:
@@ -200,8 +240,8 @@ def methods_text(result) -> str:
                      f"pairwise with {how}{contingency_rule}, with Holm's adjustment within the "
                      f"variable ({_plural(n_ph, 'variable')}).")
     if result.regression is not None and len(result.regression):
-        if len(groups) == 2:
-            other = next((g for g in groups if str(g) != str(result.reference_group)), groups[-1])
+        if len(compared) == 2:
+            other = next((g for g in compared if str(g) != str(result.reference_group)), compared[-1])
             parts.append("Univariable and multivariable binary logistic regression (statsmodels; the "
                          "two-outcome case of MNLogit) estimated odds ratios of being "
                          f"{other} rather than {result.reference_group}, with 95% Wald confidence "
@@ -263,7 +303,8 @@ def methods_text(result) -> str:
             parts.append(f"The multivariable model had {epv_phrase(epv)}, so its estimates may be unstable "
                          "and over-fitted.")
     elif settings.get("regression", True) and result.regression_note:
-        parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
+        kind = "Logistic regression" if len(compared) == 2 else "Multinomial logistic regression"
+        parts.append(f"{kind} was not reported: {result.regression_note}.")
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "
                  f"seed {settings.get('seed', 0)}.")
     sw = result.software or {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -53,8 +53,10 @@ _TESTS_FOR_TYPE = {
 }
 
 #: Cell values read as "missing" in every column unless the schema says otherwise.
-DEFAULT_MISSING_CODES: tuple = ("", "NA", "N/A", "NaN", "null", "none", "missing", "unknown",
-                                "not done", ".", "-", "?", -99, -999)
+#: ``none`` is deliberately not one: it is a real level of many findings ("none / mild / severe").
+DEFAULT_MISSING_CODES: tuple = ("", "NA", "N/A", "n.a.", "NaN", "null", "missing", "unknown", "not known",
+                                "not available", "not applicable", "not recorded", "not done", ".", "-",
+                                "?", -99, -999)
 
 
 def normalize_value(value) -> str | None:
@@ -119,6 +121,9 @@ class Variable:
         Continuous variables: what the odds ratio is per (``'sd'``, ``'iqr'``, ``'unit'`` or
         a positive number of units, e.g. ``10`` for "per 10 years"); ``None``: the table's
         default (per SD).  See :func:`analysis.regression.or_increment`.
+    recode : tuple of (spelling, level) pairs
+        Other spellings of a level (e.g. ``('Y', 'yes'), ('1', 'yes')``), read as that level;
+        written in YAML as ``recode: {Y: yes, '1': yes}``.
     """
 
     name: str
@@ -133,10 +138,15 @@ class Variable:
     summary: str = "auto"
     multivariable: bool = True
     or_per: str | float | None = None
+    recode: tuple = ()
 
     def __post_init__(self):
         if not self.label:
             object.__setattr__(self, "label", self.name)
+        if isinstance(self.recode, Mapping):
+            object.__setattr__(self, "recode", tuple(self.recode.items()))
+        elif not isinstance(self.recode, tuple):
+            object.__setattr__(self, "recode", tuple(tuple(p) for p in self.recode))
         if self.levels is not None and not isinstance(self.levels, tuple):
             object.__setattr__(self, "levels", tuple(self.levels))
         if not isinstance(self.missing_codes, tuple):
@@ -171,6 +181,8 @@ class Variable:
             out["multivariable"] = False
         if self.or_per is not None:
             out["or_per"] = self.or_per
+        if self.recode:
+            out["recode"] = {str(k): v for k, v in self.recode}
         return out
 
 
@@ -201,6 +213,13 @@ class Schema:
     group_ordered : bool
         Whether the group levels are ordered (e.g. stages); only then is a trend test
         (``test: trend``, linear-by-linear association) meaningful.
+    excluded : tuple of (column, reason) pairs
+        Columns of the table deliberately left out of the analysis, with the reason
+        (``identifier-like``, ``free text``, ``date``, ``all missing``, ``one level``,
+        ``unparseable ...``); written in YAML as ``excluded:`` so the user can review them.
+    notes : tuple of str
+        What :func:`infer_schema` decided that a reader should check (written as comments by
+        :meth:`to_yaml`; not compared between schemas).
     """
 
     id_column: str | None
@@ -213,8 +232,13 @@ class Schema:
     reference_group: str | None = None
     missing_codes: tuple = DEFAULT_MISSING_CODES
     group_ordered: bool = False
+    excluded: tuple = ()
+    notes: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "excluded", tuple(tuple(p) for p in (
+            self.excluded.items() if isinstance(self.excluded, Mapping) else self.excluded)))
+        object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "group_levels", tuple(self.group_levels))
         object.__setattr__(self, "variables", tuple(self.variables))
         object.__setattr__(self, "missing_codes", tuple(self.missing_codes))
@@ -274,6 +298,8 @@ class Schema:
             out["images"] = dict(self.image_columns)
         out["missing_codes"] = list(self.missing_codes)
         out["variables"] = [v.to_dict() for v in self.variables]
+        if self.excluded:
+            out["excluded"] = [{"column": c, "reason": r} for c, r in self.excluded]
         return out
 
     def to_yaml(self, path) -> Path:
@@ -281,6 +307,14 @@ class Schema:
         path = Path(path)
         text = ("# Cohort schema written by analysis.schema.Schema.to_yaml.\n"
                 "# Field meanings: see cohort_schema.yaml in the lymphnode-toolkit repository.\n")
+        if self.excluded:
+            text += ("# Columns under 'excluded:' (at the end) are left out of Table 1, each with the reason;\n"
+                     "# to analyse one, delete it there and add it under 'variables:'.\n")
+        if any(v.or_per is not None for v in self.variables):
+            text += ("# or_per: what a continuous variable's odds ratio is per (sd, iqr, unit, or a number of its\n"
+                     "# units, e.g. 10 for 'per 10 years'); it overrides --or-per for that variable.\n")
+        for note in self.notes:
+            text += "# check: " + " ".join(str(note).split()) + "\n"
         text += yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                           default_flow_style=False, width=100)
         path.write_text(text, encoding="utf-8")
@@ -337,10 +371,10 @@ def _construct_mapping(loader, node):
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 _TOP_KEYS = ("id_column", "group", "hospital_column", "images", "missing_codes", "variables",
-             "schema_version", "title")
+             "schema_version", "title", "excluded")
 _GROUP_KEYS = ("column", "label", "levels", "reference", "ordered")
 _VARIABLE_KEYS = ("name", "label", "type", "levels", "missing_codes", "unit", "min", "max", "multivariable",
-                  "test", "summary", "description", "or_per")
+                  "test", "summary", "description", "or_per", "recode")
 
 
 def default_schema_path() -> Path:
@@ -444,6 +478,46 @@ class _Checker:
                 self.fail(where, f"{key}[{i}] must be text or a number, got {_describe(code)}",
                           _line(mapping, key))
         return tuple(value)
+
+    def recode(self, mapping, key, levels, where) -> tuple:
+        """``recode: {spelling: level}`` -> ((spelling, level), ...); every target must be a level."""
+        value = mapping.get(key)
+        if value is None:
+            return ()
+        line = _line(mapping, key)
+        if not isinstance(value, dict):
+            self.fail(where, f"'{key}' must be a mapping such as {{Y: yes, N: no}}, got {_describe(value)}", line)
+        if not levels:
+            self.fail(where, f"'{key}' applies to variables with levels only", line)
+        by_key = {normalize_value(lv): lv for lv in levels}
+        pairs = []
+        for spelling, target in value.items():
+            level = by_key.get(normalize_value(target))
+            if level is None:
+                self.fail(where, f"{key} '{spelling}': '{target}' is not one of the levels "
+                                 f"({', '.join(map(str, levels))})", line,
+                          did_you_mean(str(target), [str(lv) for lv in levels]))
+            pairs.append((spelling if isinstance(spelling, str) else normalize_value(spelling), level))
+        return tuple(pairs)
+
+    def excluded(self, raw) -> tuple:
+        """``excluded: [{column: x, reason: y}, ...]`` (or plain column names) -> ((x, y), ...)."""
+        value = raw.get("excluded")
+        if value is None:
+            return ()
+        line = _line(raw, "excluded")
+        if not isinstance(value, list):
+            self.fail("excluded", f"expected a list of '- column: NAME' entries, got {_describe(value)}", line)
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                out.append((str(item), "left out in the schema"))
+                continue
+            item = self.mapping(item, f"excluded[{i}]", line)
+            self.keys(item, ("column", "reason"), f"excluded[{i}]")
+            column = self.text(item, "column", f"excluded[{i}]", optional=False)
+            out.append((column, self.text(item, "reason", f"excluded[{i}]") or "left out in the schema"))
+        return tuple(out)
 
 
 def _line(mapping, key):
@@ -621,8 +695,10 @@ def _schema_from_mapping(raw, file: str) -> Schema:
             name=name, label=ck.text(item, "label", where) or name, type=vtype, levels=levels,
             missing_codes=ck.codes(item, "missing_codes", where), unit=ck.text(item, "unit", where),
             min=vmin, max=vmax, test=test, summary=summary,
-            multivariable=ck.flag(item, "multivariable", where, default=True), or_per=or_per))
+            multivariable=ck.flag(item, "multivariable", where, default=True),
+            recode=ck.recode(item, "recode", levels, where), or_per=or_per))
 
+    excluded = ck.excluded(raw)
     taken = {c: "id_column" for c in [id_column] if c}
     for key, col in (("group column", group_column), ("hospital_column", hospital_column)):
         if col and col in taken:
@@ -632,25 +708,90 @@ def _schema_from_mapping(raw, file: str) -> Schema:
     for var in variables:
         if var.name in taken:
             ck.fail(f"variables '{var.name}'", f"column '{var.name}' is also used as {taken[var.name]}")
+        taken[var.name] = f"variable '{var.name}'"
+    for col, _ in excluded:
+        if col in taken:
+            ck.fail("excluded", f"column '{col}' is listed under 'excluded' but is also used as {taken[col]}",
+                    _line(raw, "excluded"))
     return Schema(id_column=id_column, group_column=group_column, group_levels=group_levels,
                   group_label=group_label, hospital_column=hospital_column,
                   image_columns=image_columns, variables=tuple(variables),
                   reference_group=reference or group_levels[-1], missing_codes=missing_codes,
-                  group_ordered=group_ordered)
+                  group_ordered=group_ordered, excluded=excluded)
 
 
 # --------------------------------------------------------------------------- inference
 
 _ID_NAMES = ("patient_id", "id", "subject_id", "case_id", "patient", "subject", "record_id")
-_HOSPITAL_NAMES = ("hospital", "centre", "center", "site", "institution")
+#: Column names read as the recruiting hospital.  ``site`` is not one: it is as often an
+#: anatomical site (neck, axilla, groin), so it stays a variable and a note says so.
+_HOSPITAL_NAMES = ("hospital", "centre", "center", "institution", "hospital_name", "recruiting_hospital",
+                   "recruiting_centre", "recruiting_center", "study_centre", "study_center")
+_AMBIGUOUS_HOSPITAL_NAMES = ("site", "study_site", "clinic")
 _CONTROL_NAMES = ("benign", "control", "controls", "normal", "healthy", "negative", "reactive")
+
+#: Spellings of one binary answer merged into one level by :func:`infer_schema` (a column
+#: whose values all fall in one family, e.g. ``Yes / yes / Y / 1`` and ``No / no / N / 0``).
+_SPELLING_FAMILIES = (
+    (("yes", "y", "true", "t", "1", "ja", "si", "oui"), ("no", "n", "false", "0", "nein", "non")),
+    (("male", "m", "man", "males"), ("female", "f", "woman", "w", "females")),
+    (("positive", "pos", "+", "pos."), ("negative", "neg", "-", "neg.")),
+    (("present", "presence", "p"), ("absent", "absence", "a")),
+)
+#: Word scales read as ordinal, in this order, when a column's values all belong to one.
+_ORDERED_SCALES = (
+    ("none", "mild", "moderate", "severe"),
+    ("none", "minimal", "mild", "moderate", "marked", "severe"),
+    ("absent", "mild", "moderate", "severe"),
+    ("low", "intermediate", "high"),
+    ("low", "medium", "high"),
+    ("never", "former", "current"),
+    ("never", "rarely", "sometimes", "often", "always"),
+)
+#: A text column with more distinct values than this (or most values unique) is free text.
+_MAX_LEVELS = 15
+_DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
+                        r"([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+#: Text that is a number in disguise: decimal comma, ``<5``, ``>100``, ``45%``, ``12 mm``.
+_NUMBER_LIKE = re.compile(r"^\s*([<>\u2264\u2265]=?\s*)?[-+]?\d+([.,]\d+)?\s*(%|[a-zA-Z/]{1,6})?\s*$")
+#: Graded codes read as ordinal: BI-RADS ``4a``, HER2 ``2+``.
+_ORDINAL_CODE = re.compile(r"^\d{1,2}(?:[a-z]|\+{1,3})?$")
+_MULTI_SEPARATOR = re.compile(r"\s*[;|+]\s*|\s*,\s+|\s+and\s+|\s*/\s*")
+
+
+_NORM_CACHE: dict = {}
+
+
+def _norm(value):
+    """:func:`normalize_value`, memoised per (type, value): inference looks at every cell
+    several times and most columns repeat a few values."""
+    try:
+        key = (type(value), value)
+        hit = _NORM_CACHE.get(key, _NORM_CACHE)
+    except TypeError:  # unhashable
+        return normalize_value(value)
+    if hit is _NORM_CACHE:
+        if len(_NORM_CACHE) > 200_000:
+            _NORM_CACHE.clear()
+        hit = _NORM_CACHE[key] = normalize_value(value)
+    return hit
 
 
 def _natural_key(value):
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    parts = re.split(r"(\d+)", str(value).casefold())
-    return (1, 0.0, tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts))
+    """Sort key: numbers by value, text in natural order (``4a`` between 4 and 5; ``grade 2``
+    before ``grade 10``); numbers and number-led text compare by their number."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return ((0, float(value), ""),)
+    key = []
+    for part in re.split(r"(\d+(?:\.\d+)?)", str(value).casefold()):
+        if part == "":
+            continue
+        try:
+            key.append((0, float(part), ""))
+        except ValueError:
+            key.append((1, 0.0, part))
+    return tuple(key)
 
 
 def _as_number(value):
@@ -666,44 +807,123 @@ def _as_number(value):
 
 _IDENTIFIER_NAMES = {"id", "case", "case_id", "caseid", "case_no", "case_number", "patient", "patient_id",
                      "patientid", "subject", "subject_id", "mrn", "record", "record_id", "study_id",
-                     "image_id", "accession"}
+                     "image_id", "accession", "study_no", "study_nr", "study_number", "no", "nr", "number",
+                     "serial", "serial_no", "pid", "uid", "name", "patient_name", "initials",
+                     "hospital_number", "hospital_no", "lab_no", "lab_number", "accession_number"}
+
+
+def _name_key(name) -> str:
+    """``'Study No.'`` -> ``'study_no'`` (lower case, runs of other characters -> ``_``)."""
+    return re.sub(r"[^0-9a-z]+", "_", str(name).casefold()).strip("_")
 
 
 def _looks_like_identifier(name: str) -> bool:
-    """Column names that hold identifiers, never variables (``Case``, ``MRN``, ``study_id``...)."""
-    key = "_".join(str(name).casefold().split())
-    return key in _IDENTIFIER_NAMES or key.endswith("_id")
+    """Column names that hold identifiers, never variables (``Case``, ``MRN``, ``Study No.``, ``*_id``)."""
+    key = _name_key(name)
+    return (key in _IDENTIFIER_NAMES or key.endswith("_id") or key.endswith("_no") or key.endswith("_nr")
+            or key.endswith("_number") or str(name).strip() == "#")
 
 
-def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> Schema:
+def _is_date(value) -> bool:
+    import datetime as _dt
+
+    if isinstance(value, (_dt.date, _dt.datetime, _dt.time, pd.Timestamp, np.datetime64)):
+        return True
+    return isinstance(value, str) and bool(_DATE_TEXT.match(value))
+
+
+def _cell(value) -> str:
+    """A cell as quoted in a note: ``'12,5'``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return repr(value) if isinstance(value, str) else repr(str(value))
+
+
+def _spelling_family(keys: set):
+    """(family index, {key: side}) when every key belongs to one family and both sides occur."""
+    for i, (pos, neg) in enumerate(_SPELLING_FAMILIES):
+        if keys <= set(pos) | set(neg) and keys & set(pos) and keys & set(neg):
+            return i
+    return None
+
+
+def _merge_spellings(values: list, family: int):
+    """Levels and recode pairs for a column whose values are spellings of two answers."""
+    pos, neg = _SPELLING_FAMILIES[family]
+    sides = {}
+    for v in values:
+        key = _norm(v)
+        side = 1 if key in pos else 0
+        text = " ".join(str(int(v) if isinstance(v, float) and v.is_integer() else v).split())
+        sides.setdefault(side, {}).setdefault(key, {}).setdefault(text, 0)
+        sides[side][key][text] += 1
+    levels, recode = [], []
+    for side in (0, 1):
+        spellings = sides[side]
+        # the level is the most frequent word spelling (not a letter or a digit), else the family word
+        words = [(n, t) for key, texts in spellings.items() for t, n in texts.items() if len(key) > 1
+                 and not key.isdigit()]
+        level = max(words, key=lambda nt: (nt[0], nt[1]))[1] if words else (pos if side else neg)[0]
+        levels.append(level)
+        others = [max(texts.items(), key=lambda kv: kv[1])[0] for key, texts in spellings.items()
+                  if key != _norm(level)]
+        recode += [(o, level) for o in others]
+    if len({lv[:1].isupper() for lv in levels}) > 1:  # 'no' and 'Yes' -> 'no' and 'yes'
+        recode += [(lv, lv.casefold()) for lv in levels]
+        levels = [lv.casefold() for lv in levels]
+        recode = [(k, v.casefold()) for k, v in recode if normalize_value(k) != normalize_value(v)]
+    if family != 0:  # no before yes (as 0 before 1); others in natural order
+        levels = sorted(levels, key=_natural_key)
+    return tuple(levels), tuple(recode)
+
+
+def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None, or_per=None) -> Schema:
     """Guess a schema from a table, for cohorts that have no YAML schema yet.
+
+    Every column ends in exactly one role: patient id, group, hospital, image path, an
+    analysed variable, or left out with a reason (``Schema.excluded``); decisions a reader
+    should check are in ``Schema.notes``.
 
     Parameters
     ----------
     df : DataFrame
-        The cohort table (e.g. from :func:`analysis.readers.read_table`); not modified.
+        The cohort table (e.g. from :func:`analysis.readers.read_table`, whose index holds
+        the spreadsheet rows named in the reasons); not modified.
     group : str
         Column holding the groups to compare.
     id_column : str, optional
-        Patient identifier column; default: a column named like ``patient_id``/``id``
-        whose values are unique, else none.
+        Patient identifier column; default: the first column named like ``patient_id``/``id``
+        (even when its values repeat: :func:`analysis.cohort.validate_cohort` then names the
+        duplicate rows), else the first identifier-like column (``MRN``, ``Study No.``,
+        ``*_id``) whose values are unique, else none.
+    or_per : {'sd', 'iqr', 'unit'}, positive float or None
+        Written as ``or_per`` of every continuous variable (what its odds ratio is per), so
+        that a schema saved with :meth:`Schema.to_yaml` records the unit of the odds ratios
+        and the user can edit it per variable (e.g. ``10`` for "per 10 years"); ``None``
+        (default): left to :func:`analysis.table1.build_table1`'s ``or_per``.
 
     Returns
     -------
     Schema
-        Types are guessed per column after removing missing codes: two distinct values ->
-        binary; numbers that are all whole and take 3-7 values between 0 and 10 ->
-        ordinal; other numbers (or columns at least 90 % numeric) -> continuous; text ->
-        categorical.  Levels are sorted naturally (numbers by value, ``'grade 2'`` before
-        ``'grade 10'``); case and spacing variants of one level are merged.  A column
-        named ``hospital``/``centre``/``site`` becomes the hospital column and columns
-        named ``image_<modality>`` the image columns.  Text columns with more than 20
-        values, most of them unique (free text, second identifiers), columns named like
-        identifiers (``Case``, ``MRN``, ``patient``, ``*_id``) and constant text
-        columns are not made variables; :func:`analysis.cohort.validate_cohort` lists them in ``Cohort.notes``.
-        The reference group is a level named like ``benign``/``control``/``normal`` if
-        there is one, else the first level.  Write the result with :meth:`Schema.to_yaml`,
-        check it, and load it with :func:`load_schema` next time.
+        Missing codes (:data:`DEFAULT_MISSING_CODES`) are removed first.  Types: two distinct
+        values -> binary; whole numbers with 3-7 values between 0 and 10, codes such as
+        BI-RADS ``1, 2, 3, 4a, 4b, 4c, 5`` or HER2 ``0, 1+, 2+, 3+`` and word scales (``none / mild / moderate /
+        severe``) -> ordinal; other numbers -> continuous; text -> categorical.  Levels are
+        sorted naturally; case and spacing variants of a level are merged, and so are
+        spellings of one answer (``Yes / yes / Y / 1``, ``M / m / male``: ``recode`` plus a
+        note).  Left out with a reason: identifier-like columns (by name, or unique
+        consecutive whole numbers such as a study number), dates, free text and multi-select
+        answers (more than 15 distinct values, or most values unique), columns with every
+        value missing or a single value, and columns of numbers that could not be read
+        (decimal commas in a comma-separated file, ``<5``), naming the first such cell.  A
+        column named ``hospital``/``centre``/``center`` becomes the hospital column; one
+        named ``site`` stays a variable (an anatomical site is as likely) with a note; columns
+        named ``image_<modality>`` are the image columns.  A numeric local missing code (99,
+        999, 9999, -1, -9) far outside the other values of a column is added to that
+        variable's ``missing_codes`` with a note.  The reference group is a level named like
+        ``benign``/``control``/``normal`` if there is one, else the first level.  Write the
+        result with :meth:`Schema.to_yaml`, check it, and load it with :func:`load_schema`
+        next time.
 
     Raises
     ------
@@ -716,71 +936,237 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
     if group not in columns:
         raise SchemaError(f"group column '{group}' not found (columns: {', '.join(columns)})"
                           f"{did_you_mean(group, columns)}", file=source, column=group)
-    codes = {normalize_value(c) for c in DEFAULT_MISSING_CODES}
+    by_name = {str(c): c for c in df.columns}
 
-    def present(series):
-        return [v for v in series.tolist() if normalize_value(v) not in codes and normalize_value(v) is not None]
+    def column(name):  # columns are named by their text (a DataFrame may have numbers as names)
+        return df[by_name[name]]
+
+    codes = {_norm(c) for c in DEFAULT_MISSING_CODES}
+    if df.index.name == "row" and pd.api.types.is_integer_dtype(df.index):
+        row_numbers = [int(i) for i in df.index]
+    else:
+        row_numbers = list(range(2, len(df) + 2))
+
+    def present(series, keep=()):
+        keep = set(keep)
+        return [v for v in series.tolist() if _norm(v) is not None
+                and (_norm(v) not in codes or _norm(v) in keep)]
 
     if id_column is not None and id_column not in columns:
         raise SchemaError(f"id column '{id_column}' not found{did_you_mean(id_column, columns)}",
                           file=source, column=id_column)
     if id_column is None:
+        id_column = next((c for c in columns if _name_key(c) in _ID_NAMES and c != group), None)
+    if id_column is None:
         for name in columns:
-            if name.casefold() in _ID_NAMES and name != group:
-                values = present(df[name])
-                if values and len({normalize_value(v) for v in values}) == len(values):
+            if name != group and _looks_like_identifier(name):
+                values = present(column(name))
+                if values and len({_norm(v) for v in values}) == len(values):
                     id_column = name
                     break
 
-    group_levels = _levels(present(df[group]))
+    group_levels = _levels(present(column(group)))
     if len(group_levels) < 2:
         raise SchemaError(f"group column '{group}' has {len(group_levels)} distinct value(s); "
                           f"at least two groups are needed", file=source, column=group)
     group_levels = tuple(str(g) for g in group_levels)
     reference = next((g for g in group_levels if g.casefold() in _CONTROL_NAMES), group_levels[0])
 
-    hospital = next((c for c in columns if c.casefold() in _HOSPITAL_NAMES and c not in (group, id_column)), None)
-    images = {c[len("image_"):]: c for c in columns if c.casefold().startswith("image_")}
+    hospital = next((c for c in columns if _name_key(c) in _HOSPITAL_NAMES and c not in (group, id_column)),
+                    None)
+    images = {c[len("image_"):]: c for c in columns if c.casefold().startswith("image_")
+              and c not in (group, id_column) and not _looks_like_identifier(c)}
     taken = {group, id_column, hospital, *images.values()}
 
-    variables = []
+    variables, excluded, notes = [], [], []
     for name in columns:
-        if name in taken or _looks_like_identifier(name):
-            continue  # identifiers (a second id, a case number) are not compared between groups
-        values = present(df[name])
+        if name in taken:
+            continue
+        raw = column(name)
+        if _looks_like_identifier(name):
+            excluded.append((name, "identifier-like (by its name)"))
+            continue
+        dash_level = any(_norm(v) == "+" for v in raw.tolist())
+        values = present(raw, keep={"-"} if dash_level else ())
+        if not values:
+            excluded.append((name, "all missing"))
+            continue
+        if all(_is_date(v) for v in values):
+            excluded.append((name, "date"))
+            continue
         numbers = [_as_number(v) for v in values]
         n_numeric = sum(x is not None for x in numbers)
         levels = _levels(values)
-        if values and n_numeric == len(values):
+        if len(levels) == 1:
+            excluded.append((name, f"one level ({_cell(levels[0])} in all {len(values)} recorded rows)"))
+            continue
+        keys = {_norm(v) for v in values}
+        family = _spelling_family(keys)
+        if family is not None and len(keys) > 2 and n_numeric < len(values):
+            lv, recode = _merge_spellings(values, family)
+            variables.append(Variable(name=name, type="binary", levels=lv, recode=recode))
+            continue  # validate_cohort notes the spellings read through 'recode', with counts
+        if n_numeric == len(values):
+            ident = _numeric_identifier(raw, numbers)
+            if ident:
+                excluded.append((name, ident))
+                continue
+            local, note = _local_missing_code(name, numbers)
+            if local:
+                notes.append(note)
+                numbers = [x for x in numbers if x not in local]
             nums = sorted({x for x in numbers})
             whole = all(float(x).is_integer() for x in nums)
             if len(nums) == 2:
                 lv = tuple(int(x) if whole else x for x in nums)
-                variables.append(Variable(name=name, type="binary", levels=lv))
+                variables.append(Variable(name=name, type="binary", levels=lv, missing_codes=local))
             elif whole and 3 <= len(nums) <= 7 and nums[0] >= 0 and nums[-1] <= 10:
-                variables.append(Variable(name=name, type="ordinal", levels=tuple(int(x) for x in nums)))
+                variables.append(Variable(name=name, type="ordinal", levels=tuple(int(x) for x in nums),
+                                          missing_codes=local))
             else:
+                variables.append(Variable(name=name, type="continuous", missing_codes=local))
+            continue
+        texts = [str(lv) for lv in levels]
+        if len(levels) >= 3 and all(_ORDINAL_CODE.match(t.casefold()) for t in texts) and \
+                max(int(re.match(r"\d+", t).group()) for t in texts) <= 10:
+            variables.append(Variable(name=name, type="ordinal", levels=tuple(levels)))
+            continue
+        scale = next((sc for sc in _ORDERED_SCALES if {t.casefold() for t in texts} <= set(sc)), None)
+        if scale is not None and len(levels) >= 3:
+            ordered = sorted(levels, key=lambda lv: scale.index(str(lv).casefold()))
+            variables.append(Variable(name=name, type="ordinal", levels=tuple(str(x) for x in ordered)))
+            continue
+        numeric_like = sum(x is not None or bool(_NUMBER_LIKE.match(str(v))) for v, x in zip(values, numbers))
+        if numeric_like >= 0.5 * len(values):
+            bad = next(((r, v) for r, v in zip(row_numbers, raw.tolist()) if _norm(v) is not None
+                        and _norm(v) not in codes and _as_number(v) is None), None)
+            if n_numeric >= 0.9 * len(values):  # a few bad cells: validate_cohort names each one
                 variables.append(Variable(name=name, type="continuous"))
-        elif not values or n_numeric >= 0.9 * len(values):
-            variables.append(Variable(name=name, type="continuous"))
-        elif len(levels) > 20 and len(levels) > 0.5 * len(values):
-            continue  # free text or an identifier: not a variable
-        elif len(levels) == 2:
+                continue
+            n_bad = len(values) - n_numeric
+            why = ("a number with a decimal comma in a comma-separated file: use decimal points, or ';' "
+                   "as the separator" if _DECIMAL_COMMA.match(str(bad[1])) else "not a number")
+            excluded.append((name, f"unparseable: {n_bad} of {len(values)} values are not plain numbers, first on "
+                                   f"row {bad[0]} ({_cell(bad[1])}: {why})"))
+            continue
+        if len(levels) > _MAX_LEVELS or (len(levels) >= 6 and len(levels) > 0.5 * len(values)):
+            split = [[p for p in _MULTI_SEPARATOR.split(str(v).strip().casefold()) if p] for v in values]
+            pieces = {p for parts in split for p in parts}
+            multi = sum(len(parts) > 1 for parts in split)
+            kind = ("multi-select answers" if multi >= 0.2 * len(values) and len(pieces) <= 0.5 * len(levels)
+                    else "free text")
+            excluded.append((name, f"{kind}: {len(levels)} distinct values in {len(values)} recorded rows"))
+            continue
+        if len(levels) == 2:
             variables.append(Variable(name=name, type="binary", levels=tuple(str(x) for x in levels)))
-        elif len(levels) == 1:
-            continue  # a constant text column cannot be compared between groups
         else:
             variables.append(Variable(name=name, type="categorical", levels=tuple(str(x) for x in levels)))
+        similar = _similar_levels([str(x) for x in levels])
+        if similar:
+            notes.append(f"'{name}': levels that may be spellings of one level: "
+                         + "; ".join(f"{_cell(a)} / {_cell(b)}" for a, b in similar)
+                         + f"; if so, merge them with 'recode' in the schema (e.g. recode: {{{_cell(similar[0][0])}: "
+                           f"{_cell(similar[0][1])}}})")
+        if _name_key(name) in _AMBIGUOUS_HOSPITAL_NAMES and hospital is None:
+            notes.append(f"'{name}' is analysed as a variable, not as the hospital column (it may be an "
+                         f"anatomical site); if it names the recruiting hospital, set 'hospital_column: {name}' "
+                         f"in the schema")
+    for name in columns:  # a 'site' column that was not kept as a variable still gets its note
+        if _name_key(name) in _AMBIGUOUS_HOSPITAL_NAMES and hospital is None and \
+                name not in {v.name for v in variables} and name not in taken:
+            notes.append(f"'{name}' is not used as the hospital column; if it names the recruiting hospital, "
+                         f"set 'hospital_column: {name}' in the schema")
+    if or_per is not None:
+        if isinstance(or_per, str) and or_per.strip().lower() in ("sd", "iqr", "unit"):
+            or_per = or_per.strip().lower()
+        elif isinstance(or_per, (int, float)) and not isinstance(or_per, bool) and math.isfinite(or_per) \
+                and or_per > 0:
+            or_per = float(or_per)
+        else:
+            raise SchemaError(f"or_per must be sd, iqr, unit or a positive number, got {or_per!r}", file=source)
+        variables = [replace(v, or_per=or_per) if v.type == "continuous" else v for v in variables]
     return Schema(id_column=id_column, group_column=group, group_levels=group_levels,
                   group_label=group, hospital_column=hospital, image_columns=images,
-                  variables=tuple(variables), reference_group=reference)
+                  variables=tuple(variables), reference_group=reference, excluded=tuple(excluded),
+                  notes=tuple(notes))
+
+
+def _similar_levels(levels: list) -> list:
+    """Pairs of levels that look like spellings of one level: an abbreviation (``irreg.`` /
+    ``irregular``) or one typing slip (``smoth`` / ``smooth``, words of 5+ letters).  The
+    rarer-looking (shorter) spelling comes first."""
+    def bare(text):
+        return re.sub(r"[^0-9a-z]+", "", text.casefold())
+
+    def one_edit(a, b):
+        if abs(len(a) - len(b)) > 1:
+            return False
+        if len(a) == len(b):
+            diff = [i for i in range(len(a)) if a[i] != b[i]]
+            return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                      and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+        short, long_ = sorted((a, b), key=len)
+        return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+    pairs = []
+    for i, a in enumerate(levels):
+        for b in levels[i + 1:]:
+            x, y = sorted((bare(a), bare(b)), key=len)
+            if not x or any(ch.isdigit() for ch in x + y):
+                continue  # 'grade 1' / 'grade 10' are different levels
+            if (len(x) >= 3 and y.startswith(x) and len(y) > len(x)) or (len(x) >= 5 and one_edit(x, y)):
+                pairs.append((a, b) if len(bare(a)) <= len(bare(b)) else (b, a))
+    return pairs
+
+
+def _numeric_identifier(raw: pd.Series, numbers: list) -> str:
+    """Reason text when a numeric column looks like a study number, else ''.
+
+    Unique whole numbers, at least 10, that form a (nearly) consecutive run or increase down
+    the rows: a measured quantity almost never does either.
+    """
+    n = len(numbers)
+    if n < 10 or len(set(numbers)) != n or not all(float(x).is_integer() for x in numbers):
+        return ""
+    low, high = min(numbers), max(numbers)
+    consecutive = high - low + 1 <= 1.1 * n + 1
+    increasing = all(a < b for a, b in zip(numbers, numbers[1:]))
+    if consecutive or increasing:
+        return (f"identifier-like: {n} unique whole numbers {int(low)}..{int(high)}"
+                f"{', increasing down the rows' if increasing else ''} (a study number?)")
+    return ""
+
+
+#: Numeric codes read as missing when far outside a column's other values (99, 999 ...: ten
+#: times the largest other value; -9, -99 ...: the other values are all >= 0).  Not -1 or 0,
+#: which are real values of many scores.
+_LOCAL_CODES = (99.0, 999.0, 9999.0, 99999.0, -9.0, -99.0, -999.0, -9999.0)
+
+
+def _local_missing_code(name: str, numbers: list):
+    """(codes, note): sentinel values such as 999 far outside the other values of a column."""
+    found = []
+    for code in _LOCAL_CODES:
+        hits = sum(x == code for x in numbers)
+        others = [abs(x) for x in numbers if x not in _LOCAL_CODES]
+        if not hits or len(others) < 5:
+            continue
+        if code > 0 and max(others) * 10 <= code or code < 0 and min(x for x in numbers
+                                                                      if x not in _LOCAL_CODES) >= 0:
+            found.append((int(code), hits))
+    if not found:
+        return (), ""
+    listed = ", ".join(f"{c} ({n} cell{'s' if n > 1 else ''})" for c, n in found)
+    return (tuple(c for c, _ in found),
+            f"'{name}': {listed} read as a local missing code (far outside the other values); remove it "
+            f"from the variable's missing_codes in the schema if it is a real value")
 
 
 def _levels(values) -> list:
     """Distinct values (case/space variants merged, most frequent spelling kept), sorted."""
     spellings: dict[str, dict] = {}
     for v in values:
-        key = normalize_value(v)
+        key = _norm(v)
         if isinstance(v, str):
             v = " ".join(v.split())
         elif isinstance(v, (float, np.floating)) and float(v).is_integer():

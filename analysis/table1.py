@@ -2,18 +2,29 @@
 comparisons, q-values and multinomial odds ratios for a validated cohort.
 
 ``build_table1(cohort) -> Table1Result``; :mod:`analysis.export` writes the result as
-xlsx / LaTeX / Markdown / csv.  Command line: ``python -m analysis.table1 COHORT``.
+xlsx / Word / LaTeX / Markdown / csv.  Command line: ``python -m analysis.table1 COHORT``.
+
+This module is also callable, for notebooks: ``analysis.table1(data, group=...)`` is
+:func:`table1` (a path, a DataFrame or a validated Cohort in, a :class:`Table1Result` out):
+
+>>> import analysis
+>>> res = analysis.table1("cohort.xlsx", group="diagnosis",
+...                       group_labels={"1": "metastatic", "2": "lymphoma", "3": "benign"},
+...                       reference="Benign")                      # doctest: +SKIP
+>>> res.to_docx("table1.docx")                                     # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Table1Result", "STATS_COLUMNS", "build_table1", "build_parser", "main"]
+__all__ = ["Table1Result", "STATS_COLUMNS", "table1", "build_table1", "as_cohort", "relabel_groups",
+           "parse_group_labels", "build_parser", "main"]
 
 #: The first columns of :attr:`Table1Result.stats` and ``table1_stats.csv``, in this order.
 STATS_COLUMNS = ("variable", "test", "statistic", "df", "p_value", "q_value", "effect_size",
@@ -58,6 +69,14 @@ class Table1Result:
         ``level`` is the level shown (e.g. ``present``).
     odds_display : pandas.DataFrame
         The human odds-ratio table (strings) built from ``regression``.
+    variables : pandas.DataFrame
+        Every input column accounted for (``column, role, type, test, n_missing, reason``;
+        :attr:`analysis.cohort.Cohort.column_account` with the test of each analysed variable,
+        or ``not tested`` and why).
+    notes : tuple of str
+        What reading and checking the table decided (columns left out, missing codes read,
+        spellings merged, inference notes, groups too small to test): :attr:`Cohort.notes`
+        plus Table 1's own.
     """
 
     display: pd.DataFrame
@@ -81,6 +100,8 @@ class Table1Result:
     settings: Mapping[str, Any] = field(default_factory=dict)
     software: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
+    variables: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: tuple = ()
 
     def to_frame(self) -> pd.DataFrame:
         """The tidy per-variable statistics (a copy of :attr:`stats`)."""
@@ -91,8 +112,52 @@ class Table1Result:
         """``{marker: footnote text}`` for the test footnotes."""
         return {m: t for m, t in self.footnotes if m}
 
-    def _repr_html_(self) -> str:  # pragma: no cover - notebook display
-        return self.display.to_html(index=False)
+    def _repr_html_(self) -> str:
+        """The formatted Table 1 as HTML (Jupyter shows it): title, bold variable rows,
+        indented level rows, test letters on the p-values, footnotes below."""
+        from .export import table1_html
+
+        return table1_html(self)
+
+    def to_html(self) -> str:
+        """The formatted Table 1 as an HTML fragment (what Jupyter displays)."""
+        return self._repr_html_()
+
+    def to_excel(self, path):
+        """Write the formatted workbook (:func:`analysis.export.write_xlsx`); returns the path."""
+        from .export import write_xlsx
+
+        return write_xlsx(self, path)
+
+    def to_docx(self, path):
+        """Write the Word document (:func:`analysis.export.write_docx`); returns the path."""
+        from .export import write_docx
+
+        return write_docx(self, path)
+
+    def to_latex(self, path=None, *, standalone: bool = True):
+        """LaTeX of the tables (:func:`analysis.export.write_latex`): the text when ``path``
+        is None, else the file written."""
+        from .export import latex_text, write_latex
+
+        if path is None:
+            return latex_text(self, standalone=standalone)
+        return write_latex(self, path, standalone=standalone)
+
+    def to_markdown(self, path=None):
+        """Markdown of the tables (:func:`analysis.export.write_markdown`): the text when
+        ``path`` is None, else the file written."""
+        from .export import markdown_text, write_markdown
+
+        if path is None:
+            return markdown_text(self)
+        return write_markdown(self, path)
+
+    def write_all(self, out) -> list:
+        """Every output file of the command line into folder ``out`` (:func:`analysis.export.write_all`)."""
+        from .export import write_all
+
+        return write_all(self, out)
 
     def __repr__(self) -> str:
         return (f"Table1Result(n_total={self.n_total}, n_input={self.n_input}, "
@@ -275,14 +340,23 @@ def _effect(test: str, table, samples, seed: int, n_boot: int):
 
 def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha: float,
                       posthoc: bool, seed: int, fisher_time_budget,
-                      n_boot: int) -> _VariableOutcome:
+                      n_boot: int, tested_levels=None) -> _VariableOutcome:
     from .describe import summarize_categorical, summarize_continuous
     from .selection import choose_test
 
+    n_missing = int(data[var.name].isna().sum())
+    is_cat = var.type != "continuous"
+    if is_cat:
+        summary = summarize_categorical(data, var.name, gcol, levels=list(var.levels),
+                                        group_levels=list(group_levels), var_type=var.type)
+    else:
+        summary = summarize_continuous(data, var.name, gcol, group_levels=list(group_levels))
+    if tested_levels is not None and tuple(tested_levels) != tuple(group_levels):
+        # groups too small to test are described above but left out of everything below
+        data = data.loc[data[gcol].astype(object).isin(list(tested_levels)).to_numpy()]
+        group_levels = tuple(tested_levels)
     col = data[var.name]
     groups = data[gcol].astype(object)
-    n_missing = int(col.isna().sum())
-    is_cat = var.type != "continuous"
     summary_override = var.summary if (var.type == "continuous" and var.summary != "auto") else "auto"
     choice = choose_test(col.astype(object), groups, var.type, override=var.test, levels=var.levels,
                          group_levels=group_levels, trend=(var.test == "trend"),
@@ -292,11 +366,8 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
         test = TWO_GROUP_TESTS.get(test, test)
     table = _contingency(col, groups, var.levels, group_levels) if is_cat else None
     if is_cat:
-        summary = summarize_categorical(data, var.name, gcol, levels=list(var.levels),
-                                        group_levels=list(group_levels), var_type=var.type)
         samples = _samples(_scores(col, var.levels), groups, group_levels) if var.type == "ordinal" else None
     else:
-        summary = summarize_continuous(data, var.name, gcol, group_levels=list(group_levels))
         samples = _samples(col, groups, group_levels)
     n_used = int((col.notna() & groups.notna()).sum())
     nonempty = [g for g in group_levels if ((groups == g) & col.notna()).any()]
@@ -441,8 +512,6 @@ def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
 def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input, exclusions,
                alpha, posthoc_done, overall) -> tuple:
     """General notes, then one lettered note per test used (naming its variables)."""
-    from . import formatting as fmt
-
     kinds = {o.var.type == "continuous" and o.choice.summary for o in outcomes}
     shown = []
     if any(o.var.type != "continuous" for o in outcomes):
@@ -551,7 +620,8 @@ def _test_key(o) -> str:
     return o.result.test if not math.isnan(o.result.p_value) else "not_tested"
 
 
-def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, or_per="sd"):
+def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, or_per="sd",
+                group_levels=None):
     """Tidy multinomial OR frame, a note, and the multivariable model's events per parameter.
 
     Every schema variable gets a univariable model; the multivariable model (complete cases)
@@ -575,7 +645,8 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, 
               else list(multivariable))
     per = {v.name: (getattr(v, "or_per", None) or or_per) for v in schema.variables
            if v.type == "continuous"}
-    common = dict(levels=levels, outcome_levels=[str(g) for g in schema.group_levels], or_per=per)
+    outcome_levels = [str(g) for g in (schema.group_levels if group_levels is None else group_levels)]
+    common = dict(levels=levels, outcome_levels=outcome_levels, or_per=per)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeparationWarning)
         if chosen == predictors:
@@ -596,7 +667,7 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, 
     if len(multi):
         n_params = int(multi.groupby("outcome_level").size().max())
         used = data.dropna(subset=[schema.group_column] + chosen)[schema.group_column].astype(str)
-        counts = used.value_counts().reindex([str(g) for g in schema.group_levels]).fillna(0)
+        counts = used.value_counts().reindex(outcome_levels).fillna(0)
         if n_params and counts.min() / n_params < 10:
             epv = {"group": str(counts.idxmin()), "n": int(counts.min()), "parameters": n_params}
             notes.append(f"multivariable model: {epv_phrase(epv)}: its estimates may be unstable and "
@@ -693,19 +764,80 @@ def _software_versions() -> dict:
     return versions
 
 
+#: Groups with fewer patients are shown in Table 1 but left out of tests, post hoc and odds ratios.
+MIN_TESTED_GROUP_SIZE = 3
+
+
+def _tested_groups(counts: dict, group_levels, reference: str, explicit: bool, gcol: str):
+    """(groups tested, note or '', reference): groups with fewer than :data:`MIN_TESTED_GROUP_SIZE`
+    patients are described but not tested; fewer than two testable groups is an error."""
+    from .errors import CohortError
+
+    small = [g for g in group_levels if counts[g] < MIN_TESTED_GROUP_SIZE]
+    if not small:
+        return tuple(group_levels), "", reference
+    tested = tuple(g for g in group_levels if g not in small)
+    switched = None
+    sizes = ", ".join(f"{g} {counts[g]}" for g in group_levels)
+    if len(tested) < 2:
+        raise CohortError(f"only {len(tested)} group(s) have at least {MIN_TESTED_GROUP_SIZE} patients "
+                          f"({sizes}): groups cannot be compared; merge or remove the small groups",
+                          column=gcol)
+    if reference in small:
+        if explicit:
+            raise CohortError(f"reference group (--reference) '{reference}' has {counts[reference]} patient(s), "
+                              f"fewer than {MIN_TESTED_GROUP_SIZE}, so no odds ratio can be estimated against "
+                              f"it; choose one of {', '.join(tested)}", column=gcol)
+        switched, reference = reference, tested[-1]
+    shown = ", ".join(f"'{g}' (n={counts[g]})" for g in small)
+    note = (f"group {shown} has fewer than {MIN_TESTED_GROUP_SIZE} patients: shown in the table but left out of "
+            f"the tests, effect sizes, post hoc comparisons and odds ratios")
+    if len(small) > 1:
+        note = note.replace("group ", "groups ", 1).replace(" has fewer", " have fewer", 1)
+    if reference not in small and switched is not None:
+        note += f" (odds ratios against '{reference}' instead of '{switched}')"
+    return tested, note, reference
+
+
+def _variables_account(cohort, stats: pd.DataFrame) -> pd.DataFrame:
+    """The cohort's column account with the test of each analysed variable."""
+    from .cohort import ACCOUNT_COLUMNS
+
+    account = getattr(cohort, "column_account", None)
+    if account is None or not len(account):
+        schema = cohort.schema
+        account = pd.DataFrame([{"column": v.name, "role": "variable", "type": v.type, "test": "",
+                                 "n_missing": int(cohort.data[v.name].isna().sum()), "reason": ""}
+                                for v in schema.variables], columns=ACCOUNT_COLUMNS)
+    account = account.copy().reset_index(drop=True)
+    by_var = stats.set_index("variable") if len(stats) else None
+    for i, rec in account.iterrows():
+        if rec["role"] != "variable" or by_var is None or rec["column"] not in by_var.index:
+            continue
+        row = by_var.loc[rec["column"]]
+        if pd.isna(row["p_value"]):
+            account.loc[i, "test"] = "not tested"
+            account.loc[i, "reason"] = str(row.get("reason", "")).split("not computed: ")[-1]
+        else:
+            account.loc[i, "test"] = str(row["test"])
+    return account
+
+
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
                  fisher_time_budget: float | None = None, n_boot: int = 2000,
                  predictors=None, progress=None, or_per="sd", smd: bool = False,
-                 binary_one_row: bool = True) -> Table1Result:
+                 binary_one_row: bool = True,
+                 group: str | None = None, schema=None) -> Table1Result:
     """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
     post hoc comparisons and multinomial odds ratios.
 
     Parameters
     ----------
-    cohort : analysis.cohort.Cohort
+    cohort : analysis.cohort.Cohort, DataFrame or path
         Validated cohort (:func:`analysis.cohort.load_cohort`); ``cohort.data`` is not
-        modified.
+        modified.  A DataFrame or a file is validated first, against ``schema`` or a schema
+        inferred from ``group`` (see :func:`table1`).
     overall : bool, default True
         Add an 'Overall' column.
     alpha : float, default 0.05
@@ -750,6 +882,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     binary_one_row : bool, default True
         Show a binary variable on one row, ``'Calcification, present: n (%)'`` (its second
         level), as gtsummary and tableone do; False: a header row and one row per level.
+    group, schema : optional
+        Only when ``cohort`` is a DataFrame or a file: the group column (types inferred) or
+        the schema (a :class:`~analysis.schema.Schema` or its YAML file).
 
     Returns
     -------
@@ -764,6 +899,10 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     Notes
     -----
+    A group with fewer than :data:`MIN_TESTED_GROUP_SIZE` patients is shown in the table but
+    left out of the tests, effect sizes, post hoc comparisons and odds ratios, with a footnote
+    (``settings['groups_not_tested']``); fewer than two groups of that size is a
+    :class:`~analysis.errors.CohortError`, and so is such a group as ``reference``.
     Test choice per variable follows :func:`analysis.selection.choose_test` (reason kept
     in ``decisions`` and ``stats.reason``); missing values are counted and shown but never
     tested; q-values are Benjamini–Hochberg over the variables with a p-value
@@ -783,11 +922,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     if not 0 < float(alpha) < 1:
         raise CohortError(f"alpha (--alpha) must lie strictly between 0 and 1, got {alpha!r}")
+    cohort = as_cohort(cohort, group=group, schema=schema)
     schema = cohort.schema
     gcol = schema.group_column
     group_levels = tuple(str(g) for g in schema.group_levels)
+    explicit_reference = reference is not None
     if reference is None:
         reference = schema.reference_group or group_levels[-1]
+    reference = _match_level(reference, group_levels)
     if str(reference) not in group_levels:
         raise CohortError(f"reference group (--reference) '{reference}' is not a group level (expected: "
                           f"{', '.join(group_levels)}{did_you_mean(reference, group_levels)})",
@@ -805,11 +947,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     groups = data[gcol].astype(object).astype(str)
     counts = {g: int((groups == g).sum()) for g in group_levels}
     n_total = int(len(data))
+    tested_levels, small_note, reference = _tested_groups(counts, group_levels, reference, explicit_reference,
+                                                          gcol)
 
     variables = list(schema.variables)
     iterator = progress(variables) if progress is not None else variables
     outcomes = [_analyse_variable(data, var, gcol, group_levels, alpha=alpha, posthoc=posthoc,
-                                  seed=seed, fisher_time_budget=fisher_time_budget, n_boot=n_boot)
+                                  seed=seed, fisher_time_budget=fisher_time_budget, n_boot=n_boot,
+                                  tested_levels=tested_levels)
                 for var in iterator]
 
     p_values = [o.result.p_value for o in outcomes]
@@ -822,18 +967,21 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
     posthoc_frame = pd.concat(ph_frames, ignore_index=True) if ph_frames else pd.DataFrame()
 
     exclusions = cohort.exclusions.copy()
-    footnotes, markers = _footnotes(outcomes, stats, group_levels=group_levels, n_total=n_total,
+    footnotes, markers = _footnotes(outcomes, stats, group_levels=tested_levels, n_total=n_total,
                                     n_input=int(cohort.n_input), exclusions=exclusions, alpha=alpha,
                                     posthoc_done=sum(o.posthoc is not None for o in outcomes),
                                     overall=overall)
+    if small_note:  # after the general notes, before the lettered test notes
+        k = sum(1 for m, _ in footnotes if not m)
+        footnotes = footnotes[:k] + (("", small_note[:1].upper() + small_note[1:] + "."),) + footnotes[k:]
 
     from . import formatting as fmt
 
     if smd:  # a general note, before the lettered test notes
         general = [f for f in footnotes if not f[0]]
         general.append(("", "SMD: standardized mean difference" + (
-            " between the two groups" if len(group_levels) == 2 else
-            f", the mean of the {len(group_levels) * (len(group_levels) - 1) // 2} pairwise SMDs (as R tableone)")
+            " between the two groups" if len(tested_levels) == 2 else
+            f", the mean of the {len(tested_levels) * (len(tested_levels) - 1) // 2} pairwise SMDs (as R tableone)")
             + " (continuous: difference in means over the pooled SD; categorical: Yang and Dalton's "
               "multivariate form); a description of balance, not a test."))
         footnotes = tuple(general + [f for f in footnotes if f[0]])
@@ -864,7 +1012,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         reg_note = "odds-ratio regression not requested (--no-regression)"
     else:
         try:
-            reg_frame, reg_note, epv = _regression(cohort, data, reference, predictors, or_per)
+            reg_data = data.loc[data[gcol].astype(object).isin(list(tested_levels)).to_numpy()]
+            reg_frame, reg_note, epv = _regression(cohort, reg_data, reference, predictors, or_per,
+                                                   group_levels=tested_levels)
         except Exception as exc:  # noqa: BLE001 - an optional table never costs the others
             # (an OverflowError, a LinAlgError, a CohortError...): every other table is still
             # written, and the note (Table 2, methods, the CLI) says what failed.
@@ -879,7 +1029,9 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
                 "reference": reference,
                 "predictors": None if predictors is None else [str(v) for v in predictors],
                 "multivariable_epv": epv, "or_per": or_per, "smd": bool(smd),
-                "binary_one_row": bool(binary_one_row)}
+                "binary_one_row": bool(binary_one_row),
+                "groups_not_tested": {g: counts[g] for g in group_levels if g not in tested_levels},
+                "min_group_size": MIN_TESTED_GROUP_SIZE}
     result = Table1Result(
         display=display, stats=stats, decisions={o.var.name: o.choice for o in outcomes},
         posthoc=posthoc_frame, regression=reg_frame, exclusions=exclusions, methods_text="",
@@ -887,10 +1039,226 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         group_label=schema.group_label, group_levels=group_levels, group_counts=counts,
         n_total=n_total, n_input=int(cohort.n_input), reference_group=reference,
         regression_note=reg_note, settings=settings, software=_software_versions(),
-        source=str(cohort.source or ""))
+        source=str(cohort.source or ""), variables=_variables_account(cohort, stats),
+        notes=tuple(getattr(cohort, "notes", ())) + ((small_note,) if small_note else ()))
     from .methods import methods_text
 
     return replace(result, methods_text=methods_text(result))
+
+
+def _match_level(value, levels):
+    """``value`` as one of ``levels``: exactly, else the one level equal to it ignoring case and
+    spacing (``'Benign'`` -> ``'benign'``), else the same number (``'1'`` -> ``'1.0'``); unmatched:
+    ``value`` unchanged (the caller reports it)."""
+    if value is None or str(value) in levels:
+        return value
+    key = " ".join(str(value).split()).casefold()
+    hits = [g for g in levels if " ".join(str(g).split()).casefold() == key]
+    if len(hits) != 1:
+        try:
+            number = float(str(value))
+            hits = [g for g in levels if _as_float(g) == number]
+        except ValueError:
+            hits = []
+    return hits[0] if len(hits) == 1 else value
+
+
+def _as_float(text):
+    try:
+        return float(str(text))
+    except ValueError:
+        return None
+
+
+def parse_group_labels(items) -> dict:
+    """``['1=metastatic', '2=lymphoma']`` (the ``--group-labels`` words) -> ``{'1': 'metastatic', ...}``.
+
+    A mapping is returned as ``{str(code): str(label)}``.
+
+    Raises
+    ------
+    ConfigError
+        For an item that is not ``CODE=LABEL``, an empty code or label, or a code given twice.
+    """
+    from .errors import ConfigError
+
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        pairs = [(str(k), str(v)) for k, v in items.items()]
+    else:
+        pairs = []
+        for item in ([items] if isinstance(items, str) else items):
+            code, sep, label = str(item).partition("=")
+            if not sep or not code.strip() or not label.strip():
+                raise ConfigError(f"--group-labels: '{item}' is not CODE=LABEL (e.g. 1=metastatic)")
+            pairs.append((code.strip(), label.strip()))
+    out = {}
+    for code, label in pairs:
+        if not code.strip() or not label.strip():
+            raise ConfigError(f"--group-labels: '{code}={label}' has an empty code or label")
+        if code in out:
+            raise ConfigError(f"--group-labels: code '{code}' is given twice")
+        out[code] = label
+    return out
+
+
+def relabel_groups(cohort, labels):
+    """A copy of ``cohort`` whose group codes are replaced by labels (``{'1': 'metastatic'}``).
+
+    Codes are matched to the group levels exactly, else ignoring case, else as numbers
+    (``'1'`` matches a level ``'1.0'``); levels without a label keep their code.  The
+    schema's group levels, their order and its reference group follow the new names.
+
+    Raises
+    ------
+    ConfigError
+        If a code is not a group level (did-you-mean), or two groups would get the same name.
+    """
+    from dataclasses import replace as _replace
+
+    from .errors import ConfigError, did_you_mean
+
+    labels = parse_group_labels(labels)
+    if not labels:
+        return cohort
+    schema = cohort.schema
+    levels = [str(g) for g in schema.group_levels]
+    mapping = {}
+    for code, label in labels.items():
+        level = _match_level(code, levels)
+        if level not in levels:
+            raise ConfigError(f"--group-labels: '{code}' is not a group of column '{schema.group_column}' "
+                              f"(groups: {', '.join(levels)}){did_you_mean(code, levels)}",
+                              column=schema.group_column)
+        if level in mapping:
+            raise ConfigError(f"--group-labels: group '{level}' is labelled twice")
+        mapping[level] = label
+    new_levels = [mapping.get(g, g) for g in levels]
+    seen = {}
+    for old, new in zip(levels, new_levels):
+        if new.casefold() in seen:
+            raise ConfigError(f"--group-labels: groups '{seen[new.casefold()]}' and '{old}' would both be "
+                              f"called '{new}'", column=schema.group_column)
+        seen[new.casefold()] = old
+    gcol = schema.group_column
+    data = cohort.data.copy()
+    data[gcol] = pd.Categorical(data[gcol].astype(object).map(lambda g: mapping.get(str(g), g)
+                                                              if pd.notna(g) else g),
+                                categories=new_levels, ordered=getattr(data[gcol].dtype, "ordered", False))
+    ref = schema.reference_group
+    new_schema = _replace(schema, group_levels=tuple(new_levels),
+                          reference_group=None if ref is None else mapping.get(str(ref), ref))
+    return _replace(cohort, data=data, schema=new_schema)
+
+
+def as_cohort(data, *, group: str | None = None, schema=None, sheet=None, source=None):
+    """A validated :class:`~analysis.cohort.Cohort` from a Cohort, a DataFrame or a file.
+
+    A DataFrame is validated against ``schema`` (a Schema or its YAML file) or, without one,
+    a schema inferred from the ``group`` column (:func:`analysis.schema.infer_schema`); a
+    file is read by :func:`analysis.cohort.load_cohort` (same rules as the command line).
+
+    Raises
+    ------
+    CohortError
+        A DataFrame without ``group`` or ``schema`` (one line saying what to pass), a group
+        column that differs from the schema's, or any reading / validation problem.
+    """
+    from pathlib import Path
+
+    from .cohort import Cohort, load_cohort, validate_cohort
+    from .errors import ConfigError
+    from .schema import Schema, infer_schema, load_schema
+
+    if isinstance(data, Cohort):
+        if group is not None and group != data.schema.group_column:
+            raise ConfigError(f"group '{group}' differs from the cohort's group column "
+                              f"'{data.schema.group_column}'")
+        return data
+    if schema is not None and not isinstance(schema, Schema):
+        schema = load_schema(schema)
+    if schema is not None and group is not None and group != schema.group_column:
+        raise ConfigError(f"group '{group}' differs from the schema's group column '{schema.group_column}'; "
+                          "drop group= or edit the schema")
+    if isinstance(data, (str, Path)):
+        return load_cohort(data, schema=schema, group=group, sheet=sheet)
+    if isinstance(data, pd.DataFrame):
+        if schema is None:
+            if group is None:
+                raise ConfigError("a DataFrame needs the group column (group='diagnosis') or a schema "
+                                  "(schema='cohort_schema.yaml') to be analysed")
+            schema = infer_schema(data, group)
+        return validate_cohort(data, schema, source=source if source is not None
+                               else data.attrs.get("source", "DataFrame"))
+    raise ConfigError(f"cannot make a Table 1 from a {type(data).__name__}: pass a file path, "
+                      "a pandas DataFrame or an analysis.cohort.Cohort")
+
+
+def table1(data, group: str | None = None, schema=None, *, sheet=None, group_labels=None,
+           reference: str | None = None, **options) -> Table1Result:
+    """Table 1 in one call, for notebooks: ``analysis.table1(data, group="diagnosis")``.
+
+    Parameters
+    ----------
+    data : str, Path, DataFrame or Cohort
+        A cohort file (``.xlsx``, ``.csv``, ``.tsv``), a table already in memory, or a
+        validated cohort.  Not modified.
+    group : str, optional
+        Group column; without ``schema`` the variable types are inferred from the table
+        (:func:`analysis.schema.infer_schema`, as ``--group`` on the command line).
+    schema : Schema, str or Path, optional
+        Cohort schema (or its YAML file).  A file without either uses the
+        ``cohort_schema.yaml`` beside it.
+    sheet : str or int, optional
+        Excel sheet of a workbook (default: the first).
+    group_labels : mapping or list of 'CODE=LABEL', optional
+        Names for coded groups, e.g. ``{1: "metastatic", 2: "lymphoma", 3: "benign"}``
+        (:func:`relabel_groups`).
+    reference : str, optional
+        Reference group of the odds ratios, matched ignoring case; a group's code may be
+        given when ``group_labels`` names it.
+    **options
+        Passed to :func:`build_table1` (``overall, alpha, posthoc, regression, seed,
+        n_boot, fisher_time_budget, predictors, progress, or_per, smd, binary_one_row``).
+
+    Returns
+    -------
+    Table1Result
+        Shown as a formatted table in Jupyter; ``.to_excel``, ``.to_docx``, ``.to_latex``,
+        ``.to_markdown``, ``.write_all`` write it; ``.stats`` holds the tidy statistics.
+
+    Raises
+    ------
+    CohortError
+        With file, row and column, for anything wrong in the input or the arguments.
+
+    Examples
+    --------
+    >>> import analysis
+    >>> from analysis.simulate import simulate_cohort
+    >>> res = analysis.table1(simulate_cohort(n=60, seed=1), group="group",
+    ...                       regression=False, n_boot=50)
+    >>> res.group_levels
+    ('benign', 'lymphoma', 'metastatic')
+    """
+    cohort = as_cohort(data, group=group, schema=schema, sheet=sheet)
+    labels = parse_group_labels(group_labels)
+    if labels:
+        cohort = relabel_groups(cohort, labels)
+        if reference is not None and str(reference) not in cohort.schema.group_levels:
+            code = _match_level(reference, list(labels))
+            reference = labels.get(code, reference)
+    return build_table1(cohort, reference=reference, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """The module type of :mod:`analysis.table1`: calling the module calls :func:`table1`, so
+    that ``analysis.table1(df, group=...)`` works whether or not the submodule (which is also
+    what ``python -m analysis.table1`` runs) has been imported."""
+
+    def __call__(self, *args, **kwargs):
+        return table1(*args, **kwargs)
 
 
 # ============================================================================ CLI
@@ -900,9 +1268,10 @@ examples:
   python -m analysis.table1 demo_data/cohort.xlsx --out reports
   python -m analysis.table1 my_cohort.csv --group diagnosis --write-schema my_schema.yaml
   python -m analysis.table1 my_cohort.csv --schema my_schema.yaml --reference control --no-regression
+  python -m analysis.table1 coded.xlsx --group diagnosis --group-labels 1=metastatic 2=lymphoma 3=benign --reference Benign
 
 Without --schema and --group the schema is cohort_schema.yaml next to the cohort file,
-else the packaged demo schema.  Writes table1.xlsx, table1.tex, table1.md,
+else the packaged demo schema.  Writes table1.xlsx, table1.docx, table1.tex, table1.md,
 table1_stats.csv, odds_ratios.csv, posthoc.csv and methods.md to --out.
 """
 
@@ -932,8 +1301,11 @@ def build_parser(add_help: bool = True):
                      help="let --write-schema replace an existing file (default: refuse)")
     ana = parser.add_argument_group("analysis")
     ana.add_argument("--reference", metavar="LEVEL", default=None,
-                     help="reference group for odds ratios (default: the schema's, else the "
-                          "last group level)")
+                     help="reference group for odds ratios, any case (default: the schema's, else "
+                          "the last group level)")
+    ana.add_argument("--group-labels", nargs="+", metavar="CODE=LABEL", default=None,
+                     help="names for coded groups, e.g. --group-labels 1=metastatic 2=lymphoma "
+                          "3=benign (no schema edit needed)")
     ana.add_argument("--alpha", type=float, default=0.05,
                      help="significance level for post hoc comparisons (default: 0.05)")
     ana.add_argument("--seed", type=int, default=0,
@@ -1066,20 +1438,33 @@ def _run(args) -> list:
 
         if args.group is None:
             raise ConfigError("--write-schema needs --group COLUMN (the column holding the groups)")
+        if args.group_labels:
+            raise ConfigError("--group-labels is not stored by --write-schema (the schema lists the group "
+                              "codes found in the table); pass --group-labels when you build the table")
         df = read_table(args.cohort, sheet=args.sheet)
         target = Path(args.write_schema)
         if target.exists() and not args.overwrite:
             raise ConfigError(f"--write-schema: {target} already exists (an edited schema would be lost); "
                               "choose another file name or pass --overwrite")
         try:
-            path = infer_schema(df, args.group).to_yaml(target)
+            schema = infer_schema(df, args.group, or_per=_or_per_arg(args.or_per))
+            path = schema.to_yaml(target)
         except OSError as exc:
             raise ConfigError(f"--write-schema: cannot write '{target}': {exc.strerror or exc}") from None
         print(f"inferred schema of {args.cohort} (group column '{args.group}'); edit it, then run "
               f"with --schema {path}")
+        for note in schema.notes:
+            print(f"note: {note}")
+        for var in schema.variables:
+            if var.recode:
+                print(f"note: '{var.name}': other spellings read as a level (recode): "
+                      + "; ".join(f"{k!r} -> {v!r}" for k, v in var.recode))
+        for column, reason in schema.excluded:
+            print(f"  left out '{column}': {reason}")
         return [path]
     if args.n_boot < 1:
         raise ConfigError(f"--n-boot must be at least 1, got {args.n_boot}")
+    parse_group_labels(args.group_labels)  # a malformed CODE=LABEL stops before the table is read
     schema, note = _resolve_schema(args)
     try:
         cohort = load_cohort(args.cohort, schema=schema, group=args.group, sheet=args.sheet)
@@ -1101,12 +1486,12 @@ def _run(args) -> list:
                         leave=False)
     except ImportError:  # pragma: no cover - tqdm is a dependency
         progress = None
-    result = build_table1(cohort, overall=not args.no_overall, alpha=args.alpha,
-                          posthoc=not args.no_posthoc, regression=not args.no_regression,
-                          reference=args.reference, seed=args.seed, n_boot=args.n_boot,
-                          fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
-                          progress=progress, or_per=_or_per_arg(args.or_per), smd=args.smd,
-                          binary_one_row=not args.binary_levels)
+    result = table1(cohort, group_labels=args.group_labels, overall=not args.no_overall, alpha=args.alpha,
+                    posthoc=not args.no_posthoc, regression=not args.no_regression,
+                    reference=args.reference, seed=args.seed, n_boot=args.n_boot,
+                    fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
+                    progress=progress, or_per=_or_per_arg(args.or_per), smd=args.smd,
+                    binary_one_row=not args.binary_levels)
     try:
         paths = write_all(result, Path(args.out))
     except OSError as exc:
@@ -1116,6 +1501,12 @@ def _run(args) -> list:
     n_sig = int((stats["p_value"] < args.alpha).sum())
     summary = cohort.summary().splitlines()
     print("\n".join([summary[0]] + [ln for ln in summary[1:] if ln.startswith("  excluded")]))
+    from .cohort import account_lines, reportable_notes
+
+    for line in account_lines(result.variables):
+        print(line)
+    for note in reportable_notes(result.notes):
+        print(f"note: {note}")
     print(f"{len(stats)} variables ({tests}); {n_sig} with p < {args.alpha:g}; "
           f"{len(result.exclusions)} row(s) excluded")
     if result.regression_note:
@@ -1130,6 +1521,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     return run_cli(lambda: _run(args))
 
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     raise SystemExit(main())

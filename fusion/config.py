@@ -51,6 +51,10 @@ class TrainConfig:
     cache: str | None = None
     keep_epochs: bool = False
     late_fusion: bool = False             # stacked fusion of the oof predictions (fusion.late_fusion)
+    fusion: list = field(default_factory=list)  # fusion modes: late, embedding, joint (fusion.api)
+    final: bool = False                   # also fit the final model on all patients -> model_bundle.pt
+    ablation: bool = False                # every modality subset x clinical x fusion mode (fusion.ablation)
+    baseline: bool = True                 # texture-feature baseline per modality (fusion.texture)
     nested_fusion: bool = False           # nested first level for the fusion (K x K more CNN fits)
 
 

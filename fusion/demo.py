@@ -5,10 +5,13 @@ Steps (each is an ordinary command a user can run alone; this module only chains
 1. ``python -m analysis.simulate``  — a deterministic synthetic cohort of 586 patients;
 2. ``python -m analysis.table1``    — its Table 1 (xlsx, tex, md, stats csv, ORs, methods);
 3. ``python -m fusion.synthetic``   — B-mode, CDFI and elastography images for every patient;
-4. ``python -m fusion.train --late-fusion`` — one CNN per modality, patient-level
-   cross-validation with an inner validation split for early stopping, out-of-fold
-   predictions, late fusion of the three modalities (and of the clinical variables) on the
-   same folds, metrics with patient-level bootstrap 95 % CIs, paired comparisons and figures;
+4. ``python -m fusion.train --fusion late embedding --final`` — one CNN per modality and a
+   texture-feature baseline, patient-level cross-validation with an inner validation split
+   for early stopping, out-of-fold predictions, late and embedding fusion of the three
+   modalities (with and without the clinical variables) on the same folds, one results table
+   (pooled and per-fold AUCs with patient-level bootstrap 95 % CIs, paired tests against the
+   best single modality), figures, and the final model on all patients saved as
+   ``cv/model_bundle.pt`` (for ``python -m fusion.predict`` and ``python -m fusion.serve``);
 5. ``python -m fusion.gradcam --run`` — Grad-CAM heat maps of three elastography test patients
    per class, each explained by the fold model that never saw it.
 
@@ -21,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 
 from analysis.errors import CohortError
 
@@ -88,11 +90,12 @@ def main(argv=None) -> int:
         rc = synthetic.main([str(cohort_file), "--seed", str(args.seed), "--overwrite"])
         if rc:
             return rc
-        _step(f"4/5 per-modality CNNs, {args.folds}-fold patient-level cross-validation")
+        _step(f"4/5 per-modality CNNs, texture baseline and their fusions, {args.folds}-fold patient-level "
+              "cross-validation; the final model on all patients")
         train_args = [
             str(cohort_file), "--out", str(out / "cv"), "--folds", str(args.folds),
             "--epochs", str(args.epochs), "--size", str(args.size), "--seed", str(args.seed),
-            "--device", args.device, "--late-fusion",
+            "--device", args.device, "--fusion", "late", "embedding", "--final",
         ]
         if args.threads is not None:
             train_args += ["--threads", str(args.threads)]
@@ -112,14 +115,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    metrics = pd.read_csv(out / "cv" / "metrics.csv")
-    auc = metrics[(metrics["metric"] == "auc") & (metrics["class"].fillna("") == "")] if "class" in metrics else metrics
-    if len(auc):
-        print("\nOut-of-fold macro one-vs-rest AUC (95 % CI, patient-level bootstrap; split 'test' = "
-              "out-of-fold predictions of the patient-level CV):")
-        for _, r in auc.iterrows():
-            print(f"  {r['model']:<12} {r['modality']:<23} split={r['split']:<9} "
-                  f"{r['estimate']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})")
+    results = out / "cv" / "results.md"
+    if results.is_file():
+        print("\n" + results.read_text(encoding="utf-8"))
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; results in {out}")
     return 0
 

@@ -82,23 +82,22 @@ doi:10.1016/S0893-6080(05)80023-1
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import CohortError, ConfigError
+from fusion._logistic import ALPHA_GRID, C_GRID, HeadFit, fit_head, fit_predict_logistic
+from fusion.contributions import CONTRIBUTION_COLUMNS, feature_block_contributions
 
-__all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "INNER_SPLIT", "LateFusionResult",
-           "late_fusion_predictions", "fusion_comparison"]
+__all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "ALPHA_GRID", "INNER_SPLIT", "LateFusionResult", "HeadFit",
+           "fit_head", "calibrate_first_level", "late_fusion_predictions", "source_blocks", "fusion_comparison"]
 
 #: ``model`` value of every fusion row.
 FUSION_MODEL = "late_fusion"
 #: ``modality`` values of the fusion rows, in output order.
 FUSION_VARIANTS = ("fusion_images", "fusion_images_clinical", "clinical_only")
-#: Inverse L2 strengths searched by the inner cross-validation.
-C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 _EPS = 1e-6
 MODEL_COLUMNS = ["fold", "split", "modality", "first_level", "c", "n_train", "n_test", "n_features", "inner_folds",
                  "reason"]
@@ -122,10 +121,17 @@ class LateFusionResult:
         One row per fold x variant: ``fold, split, modality``, ``first_level`` (``'nested'`` or
         ``'shared folds'``), ``c`` (the chosen ``C``), ``n_train, n_test, n_features,
         inner_folds, reason`` (why ``C`` was not tuned, else '').
+    contributions : pandas.DataFrame or None
+        Per test patient x source (modality or ``'clinical'``) x class: exact Shapley
+        contributions to the fused probability (:mod:`fusion.contributions`).
+    temperatures : pandas.DataFrame or None
+        With ``calibration``: the temperature fitted for each first-level model and fold.
     """
 
     predictions: pd.DataFrame
     models: pd.DataFrame
+    contributions: pd.DataFrame | None = None
+    temperatures: pd.DataFrame | None = None
 
 
 # ----------------------------------------------------------------------------- features
@@ -160,34 +166,80 @@ def _image_features(blocks: dict, patients: np.ndarray, train_mask: np.ndarray, 
     return np.hstack(cols) if cols else np.zeros((len(patients), 0))
 
 
+class ClinicalEncoder:
+    """Clinical design matrix with statistics from the training rows only (see module docs).
+
+    ``fit(clinical, train_mask)`` learns, per variable of ``types`` (``name -> (type,
+    levels)``), the training mean / SD (continuous, ordinal scores) or mode (categorical,
+    binary), and which variables get a missing indicator (those with a missing value anywhere
+    in ``clinical``: a label-free fact); ``transform`` applies them to any rows, e.g. a new
+    patient's.  ``to_dict`` / ``from_dict`` store it as plain numbers and strings.
+    """
+
+    def __init__(self, types: dict):
+        self.types = {str(k): (v[0], tuple(v[1]) if v[1] is not None else None) for k, v in types.items()}
+        self.stats: dict = {}
+
+    def fit(self, clinical: pd.DataFrame, train_mask) -> "ClinicalEncoder":
+        train_mask = np.asarray(train_mask, dtype=bool)
+        self.stats = {}
+        for name, (kind, levels) in self.types.items():
+            s = clinical[name]
+            indicator = bool(s.isna().any())
+            if kind in ("continuous", "ordinal"):
+                x = self._numeric(s, kind, levels)
+                tr = x[train_mask & ~np.isnan(x)]
+                mean = float(tr.mean()) if tr.size else 0.0
+                sd = float(tr.std()) if tr.size > 1 else 0.0
+                self.stats[name] = {"mean": mean, "sd": sd, "indicator": indicator}
+            else:
+                miss = s.isna().to_numpy()
+                tr = pd.Series(s.astype(object).to_numpy()[train_mask & ~miss])
+                mode = tr.value_counts().index[0] if len(tr) else levels[0]
+                self.stats[name] = {"mode": mode, "indicator": indicator}
+        return self
+
+    @staticmethod
+    def _numeric(s: pd.Series, kind: str, levels) -> np.ndarray:
+        if kind == "ordinal":
+            order = {lv: i for i, lv in enumerate(levels)}
+            return s.astype(object).map(lambda v: order.get(v, np.nan)).to_numpy(dtype=float)
+        return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+
+    def transform(self, clinical: pd.DataFrame) -> np.ndarray:
+        cols = []
+        for name, (kind, levels) in self.types.items():
+            st = self.stats[name]
+            s = clinical[name] if name in clinical else pd.Series([np.nan] * len(clinical), dtype=object)
+            if kind in ("continuous", "ordinal"):
+                x = self._numeric(s, kind, levels)
+                miss = np.isnan(x)
+                x = np.where(miss, st["mean"], x)
+                cols.append(((x - st["mean"]) / (st["sd"] if st["sd"] > 0 else 1.0))[:, None])
+            else:
+                miss = s.isna().to_numpy()
+                values = np.where(miss, st["mode"], s.astype(object).to_numpy())
+                for lv in levels[1:]:
+                    cols.append((values == lv).astype(float)[:, None])
+            if st["indicator"]:
+                cols.append(miss.astype(float)[:, None])
+        return np.hstack(cols) if cols else np.zeros((len(clinical), 0))
+
+    def to_dict(self) -> dict:
+        return {"types": {k: [v[0], None if v[1] is None else [str(x) for x in v[1]]] for k, v in self.types.items()},
+                "stats": {k: {kk: (str(vv) if kk == "mode" else vv) for kk, vv in v.items()}
+                          for k, v in self.stats.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ClinicalEncoder":
+        enc = cls({k: (v[0], v[1]) for k, v in data["types"].items()})
+        enc.stats = {k: dict(v) for k, v in data["stats"].items()}
+        return enc
+
+
 def _clinical_features(clinical: pd.DataFrame, types: dict, train_mask: np.ndarray) -> np.ndarray:
     """Clinical design matrix with statistics from the training rows only (see module docs)."""
-    cols = []
-    for name, (kind, levels) in types.items():
-        s = clinical[name]
-        miss = s.isna().to_numpy()
-        if kind in ("continuous", "ordinal"):
-            if kind == "ordinal":
-                order = {lv: i for i, lv in enumerate(levels)}
-                x = s.astype(object).map(lambda v: order.get(v, np.nan)).to_numpy(dtype=float)
-            else:
-                x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-            miss = np.isnan(x)
-            tr = x[train_mask & ~miss]
-            mean = float(tr.mean()) if tr.size else 0.0
-            sd = float(tr.std()) if tr.size > 1 else 0.0
-            x = np.where(miss, mean, x)
-            cols.append(((x - mean) / (sd if sd > 0 else 1.0))[:, None])
-        else:
-            values = s.astype(object).to_numpy()
-            tr = pd.Series(values[train_mask & ~miss])
-            mode = tr.value_counts().index[0] if len(tr) else levels[0]
-            values = np.where(miss, mode, values)
-            for lv in levels[1:]:
-                cols.append((values == lv).astype(float)[:, None])
-        if clinical[name].isna().any():
-            cols.append(miss.astype(float)[:, None])
-    return np.hstack(cols) if cols else np.zeros((len(clinical), 0))
+    return ClinicalEncoder(types).fit(clinical, train_mask).transform(clinical)
 
 
 def _variable_types(clinical: pd.DataFrame, schema) -> dict:
@@ -218,42 +270,8 @@ def _variable_types(clinical: pd.DataFrame, schema) -> dict:
 
 
 # ----------------------------------------------------------------------------- second-level model
-def _fit_predict(X_train, y_train, X_test, n_classes: int, seed: int):
-    """Inner-CV choice of C, refit on all training rows, predict; returns (proba, C, inner_folds, reason)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
-
-    present = np.unique(y_train)
-    counts = np.bincount(y_train, minlength=n_classes)
-    n_inner = int(min(3, counts[present].min()))
-    reason = ""
-    chosen = 1.0
-    if len(present) < 2:
-        proba = np.zeros((len(X_test), n_classes))
-        proba[:, present[0]] = 1.0
-        return proba, math.nan, 0, "one class among the training patients: its prediction is that class"
-    if n_inner >= 2:
-        inner = StratifiedKFold(n_splits=n_inner, shuffle=True, random_state=seed)
-        losses = np.zeros(len(C_GRID))
-        for tr, va in inner.split(X_train, y_train):
-            for i, c in enumerate(C_GRID):
-                m = LogisticRegression(C=c, max_iter=2000).fit(X_train[tr], y_train[tr])
-                p = _full_proba(m, X_train[va], n_classes)
-                losses[i] += log_loss(y_train[va], p, labels=list(range(n_classes)))
-        chosen = float(C_GRID[int(np.argmin(losses))])
-    else:
-        n_inner = 0
-        reason = "a class has fewer than 2 training patients: C = 1 without tuning"
-    model = LogisticRegression(C=chosen, max_iter=2000).fit(X_train, y_train)
-    return _full_proba(model, X_test, n_classes), chosen, n_inner, reason
-
-
-def _full_proba(model, X, n_classes: int) -> np.ndarray:
-    """predict_proba with a column for every class (0 for classes absent from training)."""
-    out = np.zeros((len(X), n_classes))
-    out[:, model.classes_] = model.predict_proba(X)
-    return out
+# the inner-CV heads are shared with fusion.texture and fusion.embedding (fusion/_logistic.py)
+_fit_predict = fit_predict_logistic
 
 
 def _inner_blocks(inner: pd.DataFrame, classes, fold: int, train_p: np.ndarray, outer_keys) -> dict:
@@ -283,9 +301,58 @@ def _inner_blocks(inner: pd.DataFrame, classes, fold: int, train_p: np.ndarray, 
     return blocks
 
 
+def calibrate_first_level(predictions: pd.DataFrame, validation: pd.DataFrame, classes) -> tuple:
+    """Temperature-scale each first-level model of each fold on its own inner validation patients.
+
+    Stacking pools the out-of-fold probabilities of *different* fold models: the second level
+    of fold ``k`` is fitted on the outputs of the other folds' CNNs and applied to fold
+    ``k``'s CNN.  Fold models that differ in confidence then shift the fused scores of whole
+    folds against each other, and the pooled out-of-fold AUC drops below every per-fold AUC
+    (cross-fold calibration drift).  Each fold model is therefore put on a common scale
+    first: its temperature (:func:`analysis.calibration.fit_temperature`) is fitted on the
+    predictions for its own inner validation patients (``validation``; patients it was never
+    trained on, and never a test patient) and applied to all of its predictions.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        First-level prediction rows (``fold``, ``model``, ``modality``, optional ``inner_fold``).
+    validation : pandas.DataFrame
+        The same models' predictions for their inner validation patients
+        (``validation_predictions.csv``), keyed alike.
+    classes : list of str
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The calibrated copy of ``predictions`` (fusion rows and rows without a fitted
+        temperature unchanged) and ``temperatures`` (``model, modality, fold[, inner_fold],
+        temperature, n_validation``).
+    """
+    from analysis.calibration import apply_temperature, fit_temperature
+
+    pcols = [f"p_{c}" for c in classes]
+    index = {c: i for i, c in enumerate(classes)}
+    keys = ["model", "modality", "fold"]
+    if "inner_fold" in validation.columns and "inner_fold" in predictions.columns:
+        keys.append("inner_fold")
+    out = predictions.copy()
+    rows = []
+    for key, g in validation.groupby(keys, sort=True):
+        y = g["y_true"].astype(str).map(index).to_numpy()
+        t = fit_temperature(g[pcols].to_numpy(dtype=float), y)
+        rows.append({**dict(zip(keys, key)), "temperature": t, "n_validation": int(len(g))})
+        match = np.logical_and.reduce([(out[k] == v).to_numpy() for k, v in zip(keys, key)])
+        if match.any():
+            out.loc[match, pcols] = apply_temperature(out.loc[match, pcols].to_numpy(dtype=float), t)
+    return out, pd.DataFrame(rows, columns=[*keys, "temperature", "n_validation"])
+
+
 def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, labels, clinical=None,
                             schema=None, seed: int = 0, variants=FUSION_VARIANTS,
-                            inner: pd.DataFrame | None = None) -> LateFusionResult:
+                            inner: pd.DataFrame | None = None, calibration: pd.DataFrame | None = None,
+                            inner_calibration: pd.DataFrame | None = None,
+                            contributions: bool = True) -> LateFusionResult:
     """Stacked (late) fusion predictions for every outer fold's test patients.
 
     Parameters
@@ -319,6 +386,16 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
         given, fold ``k``'s second level is trained on these (never on outer out-of-fold
         probabilities, which come from CNNs that saw fold ``k``'s test patients); see the
         module docs.
+    calibration : pandas.DataFrame, optional
+        The first-level models' predictions for their inner validation patients
+        (``validation_predictions.csv``): each fold model is temperature-scaled on them
+        before stacking (:func:`calibrate_first_level`), which removes the cross-fold
+        calibration drift of stacked out-of-fold predictions.
+    inner_calibration : pandas.DataFrame, optional
+        Likewise for the nested first-level models of ``inner`` (keyed by ``fold`` and
+        ``inner_fold``).
+    contributions : bool, default True
+        Also compute each test patient's exact Shapley contributions per source.
 
     Returns
     -------
@@ -376,6 +453,12 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
     y = codes_rows[first]
     n_classes = len(classes)
 
+    temperatures = None
+    if calibration is not None and len(calibration):
+        oof, temperatures = calibrate_first_level(oof, calibration, classes)
+    if inner is not None and inner_calibration is not None and len(inner_calibration):
+        inner, t_inner = calibrate_first_level(inner, inner_calibration, classes)
+        temperatures = pd.concat([temperatures, t_inner], ignore_index=True) if temperatures is not None else t_inner
     blocks = _patient_probabilities(oof, classes, split_name)
     clin = None
     if clinical is not None and ("fusion_images_clinical" in variants or "clinical_only" in variants):
@@ -392,7 +475,7 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
                 raise ConfigError(f"patient {p!r} is a test patient of folds {test_of[p]} and {s.fold}")
             test_of[p] = s.fold
 
-    pred_rows, model_rows = [], []
+    pred_rows, model_rows, contrib_rows = [], [], []
     for s in splits:
         train_p = np.unique(ids[np.concatenate([s.train_idx, s.val_idx]).astype(np.int64)])
         test_p = np.unique(ids[s.test_idx])
@@ -414,14 +497,20 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
             X = np.hstack(parts)
             if len(test_pos) == 0:
                 continue
-            proba, c, n_inner, reason = _fit_predict(X[train_mask], y[train_mask], X[test_pos], n_classes,
-                                                     seed + s.fold)
+            head = fit_head(X[train_mask], y[train_mask], n_classes, seed + s.fold, "lr")
+            proba, c, n_inner, reason = head.predict_proba(X[test_pos]), head.chosen, head.inner_folds, head.reason
             out = pd.DataFrame({"patient_id": patients[test_pos], "fold": s.fold, "split": split_name,
                                 "y_true": np.asarray(classes, dtype=object)[y[test_pos]], "model": FUSION_MODEL,
                                 "modality": v})
             for k, cname in enumerate(classes):
                 out[f"p_{cname}"] = proba[:, k]
             pred_rows.append(out)
+            if contributions:
+                blocks_of = source_blocks(sorted(blocks) if v != "clinical_only" else [], n_classes + 1,
+                                          0 if cx is None or v == "fusion_images" else cx.shape[1])
+                contrib_rows.append(feature_block_contributions(
+                    head.predict_proba, X[test_pos], X[train_mask].mean(axis=0), blocks_of, classes,
+                    out[["patient_id", "fold", "split", "model", "modality"]]))
             first_level = "" if v == "clinical_only" else (FIRST_LEVEL_SHARED if inner is None else FIRST_LEVEL_NESTED)
             model_rows.append({"fold": s.fold, "split": split_name, "modality": v, "first_level": first_level, "c": c,
                                "n_train": int(train_mask.sum()), "n_test": int(len(test_pos)),
@@ -431,7 +520,23 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
     rank = {v: i for i, v in enumerate(FUSION_VARIANTS)}
     preds = preds.sort_values(["modality", "fold"], key=lambda s: s.map(rank) if s.name == "modality" else s,
                               kind="stable").reset_index(drop=True)[cols]
-    return LateFusionResult(preds, pd.DataFrame(model_rows, columns=MODEL_COLUMNS))
+    contrib = (pd.concat(contrib_rows, ignore_index=True) if contrib_rows
+               else pd.DataFrame(columns=CONTRIBUTION_COLUMNS)) if contributions else None
+    return LateFusionResult(preds, pd.DataFrame(model_rows, columns=MODEL_COLUMNS), contrib, temperatures)
+
+
+def source_blocks(block_keys, width: int, n_clinical: int, offset: int = 0) -> dict:
+    """``source -> column indices`` of a fusion design matrix: each first-level block is ``width``
+    columns (in ``block_keys`` order, ``(model, modality)`` keys grouped by modality), followed by
+    ``n_clinical`` clinical columns (source ``'clinical'``)."""
+    out: dict = {}
+    for i, key in enumerate(block_keys):
+        modality = key[1] if isinstance(key, tuple) else key
+        out.setdefault(str(modality), []).extend(range(offset + i * width, offset + (i + 1) * width))
+    start = offset + len(block_keys) * width
+    if n_clinical:
+        out["clinical"] = list(range(start, start + n_clinical))
+    return out
 
 
 def fusion_comparison(predictions: pd.DataFrame, classes, n_boot: int = 2000, seed: int = 0,

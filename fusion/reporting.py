@@ -28,7 +28,8 @@ from analysis import formatting as fmt
 from analysis.errors import CohortError
 from analysis.export import latex_escape
 
-__all__ = ["DEFAULT_METRICS", "model_modality_table", "table_caption", "write_model_modality_tables"]
+__all__ = ["DEFAULT_METRICS", "model_modality_table", "table_caption", "write_model_modality_tables", "results_table",
+           "write_results_table"]
 
 #: (metric, class) pairs shown by default, with their column titles; class '' = macro/overall.
 DEFAULT_METRICS = (
@@ -207,4 +208,120 @@ def write_model_modality_tables(metrics: pd.DataFrame, out_dir, *, n_boot=None, 
         metrics.to_excel(writer, sheet_name="All metrics (full precision)", index=False)
         if by_fold is not None and len(by_fold):
             by_fold.to_excel(writer, sheet_name="Per held-out fold", index=False)
+    return [md, tex, xlsx]
+
+
+#: Kind of each row of :func:`results_table`, by ``model``.
+_KINDS = {"texture_lr": "texture baseline", "late_fusion": "late fusion", "embedding_lr": "embedding fusion",
+          "embedding_mlp": "embedding fusion", "joint_concat": "joint fusion", "joint_gated": "joint fusion"}
+
+
+def _kind(model: str, modality: str, single: set) -> str:
+    if modality == "clinical_only":
+        return "clinical only"
+    if (model, modality) in single and model not in _KINDS:
+        return "CNN, one modality"
+    return _KINDS.get(model, "other")
+
+
+def results_table(metrics: pd.DataFrame, by_fold: pd.DataFrame | None, comparison: pd.DataFrame | None,
+                  best, *, single=None, metric: str = "auc", digits: int = 3) -> pd.DataFrame:
+    """The one results table: every model x modality with its pooled and per-fold macro AUC and CI,
+    and its paired test against the best single modality.
+
+    Parameters
+    ----------
+    metrics, by_fold : pandas.DataFrame
+        ``metrics.csv`` and ``metrics_by_fold.csv`` (:func:`fusion.evaluate.evaluate_predictions`,
+        :func:`fusion.evaluate.evaluate_by_fold`).
+    comparison : pandas.DataFrame or None
+        :func:`fusion.evaluate.compare_models_delong` rows with the best single modality on one
+        side (macro rows: ``class == ''``).
+    best : (model, modality) or None
+        The best single modality (highest pooled macro AUC; it is the comparator, not a model
+        choice: every row is reported).
+    single : pandas.DataFrame, optional
+        ``model, modality`` pairs that use one modality.
+    metric : str
+        Metric shown (macro one-vs-rest AUC by default).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``Kind, Model, Modality, Split, Patients, Pooled <metric> (CI)``, one ``Fold k`` column
+        per fold (estimate and CI within that fold), ``Difference vs best single``, ``p``,
+        ``p (Holm)``; ordered by kind, then pooled estimate (descending).
+    """
+    single_set = set() if single is None else set(map(tuple, single[["model", "modality"]].to_numpy()))
+    m = metrics[(metrics["metric"] == metric) & (metrics["class"].fillna("").astype(str) == "")]
+    f = pd.DataFrame() if by_fold is None or not len(by_fold) else by_fold[
+        (by_fold["metric"] == metric) & (by_fold["class"].fillna("").astype(str) == "")]
+    comp = pd.DataFrame() if comparison is None or not len(comparison) else comparison[
+        comparison["class"].fillna("").astype(str) == ""]
+    folds = sorted(pd.unique(f["fold"])) if len(f) else []
+    title = {"auc": "macro AUC"}.get(metric, metric)
+    rows = []
+    for r in m.itertuples(index=False):
+        key = (r.model, r.modality)
+        row = {"Kind": _kind(r.model, r.modality, single_set), "Model": r.model, "Modality": r.modality,
+               "Split": _SPLIT_NAMES.get(r.split, r.split), "Patients": int(r.n_patients),
+               f"Pooled {title} (95% CI)": fmt.format_effect_size(r.estimate, r.ci_low, r.ci_high, digits=digits),
+               "_estimate": float(r.estimate)}
+        for k in folds:
+            hit = f[(f["model"] == r.model) & (f["modality"] == r.modality) & (f["split"] == r.split) &
+                    (f["fold"] == k)]
+            row[f"Fold {k}"] = (fmt.format_effect_size(hit["estimate"].iloc[0], hit["ci_low"].iloc[0],
+                                                       hit["ci_high"].iloc[0], digits=digits) if len(hit) else "")
+        diff = p = ph = ""
+        if best is not None and key == tuple(best):
+            diff = "best single modality (reference)"
+        elif best is not None and len(comp):
+            a = comp[(comp["split"] == r.split) & (comp["model_a"] == r.model) & (comp["modality_a"] == r.modality)]
+            b = comp[(comp["split"] == r.split) & (comp["model_b"] == r.model) & (comp["modality_b"] == r.modality)]
+            sign, hit = (1.0, a) if len(a) else (-1.0, b)
+            if len(hit):
+                d = sign * float(hit["difference"].iloc[0])
+                diff = fmt.format_number(d, digits)
+                p = fmt.format_p(hit["p_value"].iloc[0])
+                ph = fmt.format_p(hit["p_holm"].iloc[0])
+        row.update({"Difference vs best single": diff, "p": p, "p (Holm)": ph})
+        rows.append(row)
+    order = ["CNN, one modality", "texture baseline", "clinical only", "late fusion", "embedding fusion",
+             "joint fusion", "other"]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["_k"] = table["Kind"].map({k: i for i, k in enumerate(order)})
+    table = table.sort_values(["Split", "_k", "_estimate"], ascending=[True, True, False], kind="stable")
+    return table.drop(columns=["_k", "_estimate"]).reset_index(drop=True)
+
+
+def write_results_table(table: pd.DataFrame, out_dir, *, n_boot=None) -> list[Path]:
+    """Write ``results.md``, ``results.tex`` and ``results.xlsx`` (the table of :func:`results_table`)."""
+    if table is None or table.empty:
+        return []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    boot = f" from {int(n_boot)} patient-level bootstrap resamples" if n_boot else " (patient-level bootstrap)"
+    caption = ("Macro one-vs-rest AUC of every model, pooled over the out-of-fold predictions and within each "
+               f"test fold, with 95% confidence intervals{boot}. Each row is compared with the best single "
+               "modality on the patients both have (paired patient bootstrap of the macro AUC); p (Holm) is "
+               "adjusted over all comparisons of the split. Rows can cover different patients (a patient without "
+               "an image of a modality has no prediction for it). The best single modality is the comparator, "
+               "chosen after the fact; it is not a selected model.")
+    md = out / "results.md"
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join([":---"] * 4 + [":---:"] * (len(cols) - 4)) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
+    md.write_text(caption + "\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    tex = out / "results.tex"
+    spec = "llll" + "c" * (len(cols) - 4)
+    body = [" & ".join(latex_escape(v) for v in r) + r" \\" for r in table.itertuples(index=False)]
+    tex.write_text("\n".join([r"\begin{table}[htbp]", r"\centering", r"\scriptsize",
+                              rf"\caption{{{latex_escape(caption)}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+                              " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule", *body,
+                              r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]), encoding="utf-8")
+    xlsx = out / "results.xlsx"
+    with pd.ExcelWriter(xlsx, engine="openpyxl") as writer:
+        table.to_excel(writer, sheet_name="Results", index=False)
     return [md, tex, xlsx]

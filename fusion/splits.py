@@ -11,6 +11,7 @@ never looked at until the fold's model is final.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,6 +29,8 @@ __all__ = [
     "hospital_splits",
     "holdout_split",
     "predefined_folds",
+    "make_splits",
+    "nested_splits",
 ]
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -339,3 +342,75 @@ def predefined_folds(fold_column, patient_ids=None, column: str = "fold", file=N
             check_disjoint(patient_ids, s)
         out.append(s)
     return out
+
+
+def make_splits(cfg, patient_ids, labels, hospital):
+    """Cross-validation splits (with inner validation) and an optional held-out test split.
+
+    ``cfg`` needs ``folds, inner_val, seed, external_hospital, holdout_hospital, test_fraction``
+    (a :class:`fusion.config.TrainConfig`).
+
+    Returns
+    -------
+    (splits, holdout) : (list of Split, Split or None)
+        Positions index the whole dataset; with a held-out set, the folds cover only the
+        development rows (``holdout.train_idx``).
+    """
+    sp = sys.modules[__name__]
+    ids = np.asarray(patient_ids, dtype=object)
+    y = np.asarray(labels)
+    holdout = None
+    if cfg.external_hospital:
+        if hospital is None:
+            raise ConfigError("--external-hospital needs a hospital column in the schema")
+        folds = sp.hospital_splits(hospital, ids)
+    else:
+        dev = np.arange(len(ids))
+        if cfg.holdout_hospital is not None or cfg.test_fraction is not None:
+            holdout = sp.holdout_split(ids, y, cfg.test_fraction, cfg.seed, hospital, cfg.holdout_hospital)
+            dev = holdout.train_idx
+        local = sp.patient_folds(ids[dev], y[dev], cfg.folds, cfg.seed)
+        folds = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
+    folds = sp.with_inner_validation(folds, ids, y, cfg.inner_val, cfg.seed)
+    for s in folds:
+        sp.check_disjoint(ids, s)
+        if holdout is not None:
+            sp.check_disjoint(ids, train=np.concatenate([s.train_idx, s.val_idx, s.test_idx]),
+                              heldout=holdout.test_idx)
+    return folds, holdout
+
+
+def nested_splits(cfg, outer, patient_ids, labels, hospital, class_names=None):
+    """Inner folds over one outer fold's training patients, for ``--nested-fusion``.
+
+    The outer fold's training and validation patients are split again the way the outer
+    folds were made: patient-grouped stratified ``cfg.folds``-fold (seeded by the outer fold)
+    or, for leave-one-hospital-out, leaving out each of the other hospitals in turn; each
+    inner fold gets its inner validation split.  Positions index the whole dataset; every
+    inner split is checked patient-disjoint and free of the outer fold's test patients.
+    """
+    sp = sys.modules[__name__]
+    ids = np.asarray(patient_ids, dtype=object)
+    y = np.asarray(labels)
+    dev = np.sort(np.concatenate([outer.train_idx, outer.val_idx]).astype(np.int64))
+    if outer.kind == "hospital":
+        others = np.asarray(hospital, dtype=object)[dev]
+        if len(pd.unique(others)) < 2:
+            raise ConfigError(f"--nested-fusion with --external-hospital needs at least 3 hospitals "
+                              f"(fold {outer.fold} leaves only one for training)")
+        local = sp.hospital_splits(others, ids[dev])
+    else:
+        per_class = pd.Series(ids[dev]).groupby(y[dev]).nunique()
+        if per_class.min() < cfg.folds:
+            code = per_class.idxmin()
+            name = class_names[int(code)] if class_names is not None and str(code).isdigit() else code
+            raise ConfigError(f"--nested-fusion: outer fold {outer.fold}'s training patients include only "
+                              f"{int(per_class.min())} of class '{name}', too few for {cfg.folds} inner folds; "
+                              f"use --folds {max(2, int(per_class.min()))} or fewer")
+        local = sp.patient_folds(ids[dev], y[dev], cfg.folds, cfg.seed + 1 + outer.fold)
+    inner = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
+    inner = sp.with_inner_validation(inner, ids, y, cfg.inner_val, cfg.seed + 1 + outer.fold)
+    for s in inner:
+        sp.check_disjoint(ids, s)
+        sp.check_disjoint(ids, train=np.concatenate([s.train_idx, s.val_idx, s.test_idx]), test=outer.test_idx)
+    return inner

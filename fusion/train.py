@@ -42,10 +42,6 @@ it reaches exactly the predictions of an uninterrupted run.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import platform
-import subprocess
 import sys
 import warnings
 import zlib
@@ -61,12 +57,16 @@ from analysis.errors import ConfigError, did_you_mean
 from fusion import runtime
 from fusion.backbones import list_backbones
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
-from fusion.config import TrainConfig, resolve_config, save_config
+from fusion.config import TrainConfig, resolve_config
 from fusion.engine import balanced_class_weights, fit, predict_proba, setup_training
+from fusion.provenance import run_manifest  # noqa: F401 - re-exported
+from fusion.splits import make_splits, nested_splits  # noqa: F401 - re-exported
 
 __all__ = ["build_parser", "main", "run_training", "load_table", "load_dataset", "make_splits", "DataSource",
            "PUBLIC_SETS"]
 
+#: ``split`` of the inner validation patients' rows (``validation_predictions.csv``).
+VALIDATION_SPLIT = "validation"
 #: Names accepted in place of a cohort file (read by :mod:`fusion.manifests`).
 PUBLIC_SETS = ("busi", "bus_bra")
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -149,6 +149,19 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="also fit a stacked logistic regression on the out-of-fold predictions of all modalities "
                         "(+ clinical variables) over the same folds (fusion.late_fusion; k-fold or "
                         "--external-hospital only; default: off)")
+    g.add_argument("--fusion", nargs="+", metavar="MODE",
+                   help="fusion modes on the same patient folds: late (stacked probabilities), embedding (CNN "
+                        "embeddings + clinical variables, L2 logistic regression and a small MLP), joint (one "
+                        "network trained end to end); --late-fusion = --fusion late (default: none)")
+    _bool_flag(g, "--baseline", "texture-feature (first-order + GLCM) logistic-regression baseline per modality on "
+                                "the same folds (default: on)")
+    g.add_argument("--final", action="store_true",
+                   help="after the cross-validation, train the final model on all patients (late fusion, or "
+                        "embedding with --fusion embedding) and save OUT/model_bundle.pt for python -m fusion.predict "
+                        "and python -m fusion.serve (default: off)")
+    g.add_argument("--ablation", action="store_true",
+                   help="also fuse every modality subset, with and without the clinical variables (late and "
+                        "embedding fusion; same folds, no CNN retrained): ablation.md (default: off)")
     g.add_argument("--nested-fusion", action="store_true",
                    help="with --late-fusion: train the fusion's second level of each outer fold on first-level "
                         "predictions from CNNs re-trained inside that fold's training patients, so nothing fitted "
@@ -190,10 +203,11 @@ def _check_config(cfg: TrainConfig) -> None:
     chosen = [cfg.holdout_hospital is not None, bool(cfg.external_hospital), cfg.test_fraction is not None]
     if sum(chosen) > 1:
         raise ConfigError("choose at most one of --holdout-hospital, --external-hospital, --test-fraction")
-    if cfg.late_fusion and (cfg.holdout_hospital is not None or cfg.test_fraction is not None):
-        raise ConfigError("--late-fusion with --holdout-hospital or --test-fraction is not supported yet "
+    modes = list(cfg.fusion or []) + (["late"] if cfg.late_fusion else [])
+    if modes and (cfg.holdout_hospital is not None or cfg.test_fraction is not None):
+        raise ConfigError("--late-fusion / --fusion with --holdout-hospital or --test-fraction is not supported yet "
                           "(use k-fold cross-validation or --external-hospital)")
-    if cfg.nested_fusion and not cfg.late_fusion:
+    if cfg.nested_fusion and "late" not in modes:
         raise ConfigError("--nested-fusion needs --late-fusion (it changes how the fusion is trained)")
 
 
@@ -345,162 +359,36 @@ def load_dataset(cfg: TrainConfig, progress: bool = True, data_root=None):
     return dataset, source
 
 
-def make_splits(cfg: TrainConfig, patient_ids, labels, hospital):
-    """Cross-validation splits (with inner validation) and an optional held-out test split.
-
-    Returns
-    -------
-    (splits, holdout) : (list of Split, Split or None)
-        Positions index the whole dataset; with a held-out set, the folds cover only the
-        development rows (``holdout.train_idx``).
-    """
-    from fusion import splits as sp
-
-    ids = np.asarray(patient_ids, dtype=object)
-    y = np.asarray(labels)
-    holdout = None
-    if cfg.external_hospital:
-        if hospital is None:
-            raise ConfigError("--external-hospital needs a hospital column in the schema")
-        folds = sp.hospital_splits(hospital, ids)
-    else:
-        dev = np.arange(len(ids))
-        if cfg.holdout_hospital is not None or cfg.test_fraction is not None:
-            holdout = sp.holdout_split(ids, y, cfg.test_fraction, cfg.seed, hospital, cfg.holdout_hospital)
-            dev = holdout.train_idx
-        local = sp.patient_folds(ids[dev], y[dev], cfg.folds, cfg.seed)
-        from dataclasses import replace
-
-        folds = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
-    folds = sp.with_inner_validation(folds, ids, y, cfg.inner_val, cfg.seed)
-    for s in folds:
-        sp.check_disjoint(ids, s)
-        if holdout is not None:
-            sp.check_disjoint(ids, train=np.concatenate([s.train_idx, s.val_idx, s.test_idx]),
-                              heldout=holdout.test_idx)
-    return folds, holdout
-
-
-def nested_splits(cfg: TrainConfig, outer, patient_ids, labels, hospital, class_names=None):
-    """Inner folds over one outer fold's training patients, for ``--nested-fusion``.
-
-    The outer fold's training and validation patients are split again the way the outer
-    folds were made: patient-grouped stratified ``cfg.folds``-fold (seeded by the outer fold)
-    or, for leave-one-hospital-out, leaving out each of the other hospitals in turn; each
-    inner fold gets its inner validation split.  Positions index the whole dataset; every
-    inner split is checked patient-disjoint and free of the outer fold's test patients.
-    """
-    from dataclasses import replace
-
-    from fusion import splits as sp
-
-    ids = np.asarray(patient_ids, dtype=object)
-    y = np.asarray(labels)
-    dev = np.sort(np.concatenate([outer.train_idx, outer.val_idx]).astype(np.int64))
-    if outer.kind == "hospital":
-        others = np.asarray(hospital, dtype=object)[dev]
-        if len(pd.unique(others)) < 2:
-            raise ConfigError(f"--nested-fusion with --external-hospital needs at least 3 hospitals "
-                              f"(fold {outer.fold} leaves only one for training)")
-        local = sp.hospital_splits(others, ids[dev])
-    else:
-        per_class = pd.Series(ids[dev]).groupby(y[dev]).nunique()
-        if per_class.min() < cfg.folds:
-            code = per_class.idxmin()
-            name = class_names[int(code)] if class_names is not None and str(code).isdigit() else code
-            raise ConfigError(f"--nested-fusion: outer fold {outer.fold}'s training patients include only "
-                              f"{int(per_class.min())} of class '{name}', too few for {cfg.folds} inner folds; "
-                              f"use --folds {max(2, int(per_class.min()))} or fewer")
-        local = sp.patient_folds(ids[dev], y[dev], cfg.folds, cfg.seed + 1 + outer.fold)
-    inner = [replace(s, train_idx=dev[s.train_idx], test_idx=dev[s.test_idx]) for s in local]
-    inner = sp.with_inner_validation(inner, ids, y, cfg.inner_val, cfg.seed + 1 + outer.fold)
-    for s in inner:
-        sp.check_disjoint(ids, s)
-        sp.check_disjoint(ids, train=np.concatenate([s.train_idx, s.val_idx, s.test_idx]), test=outer.test_idx)
-    return inner
-
-
-# ----------------------------------------------------------------------------- provenance
-def _sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except Exception:
-        return None
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def _table_sha256(dataset) -> str:
-    """Hash of what defines the data: patient id, label and row of every image."""
-    frame = pd.DataFrame({"patient_id": dataset.patient_ids, "label": dataset.labels.cpu().numpy(),
-                          "row": dataset.rows})
-    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
-
-
-def run_manifest(cfg: TrainConfig, dataset, splits, holdout, world_size: int, device, source=None) -> dict:
-    """Everything needed to tell two runs apart: config, versions, commit, data source and hashes."""
-    data_hashes = {}
-    if source is None or Path(str(source.path)).is_file():
-        data_hashes["cohort_file_sha256"] = _sha256_file(cfg.cohort)
-    data_hashes["table_sha256"] = _table_sha256(dataset)
-    for m in dataset.modalities:
-        t = dataset.tensors(m).contiguous().cpu()
-        data_hashes[f"tensors_{m}_sha256"] = hashlib.sha256(t.numpy().tobytes()).hexdigest()
-    ids = pd.Series(np.asarray(dataset.patient_ids, dtype=object)).astype(str)
-    return {
-        "config": asdict(cfg),
-        "seed": cfg.seed,
-        "classes": list(dataset.class_names),
-        "n_patients": int(ids.nunique()),
-        "n_images": int(len(dataset)),
-        "data_source": None if source is None else source.to_dict(),
-        "modalities": list(dataset.modalities),
-        "present_per_modality": {m: int(dataset.mask[:, j].sum()) for j, m in enumerate(dataset.modalities)},
-        "splits": [{"fold": s.fold, "kind": s.kind, "name": s.name, "n_train": int(len(s.train_idx)),
-                    "n_val": int(len(s.val_idx)), "n_test": int(len(s.test_idx))} for s in splits],
-        "holdout": None if holdout is None else {"name": holdout.name, "n_test": int(len(holdout.test_idx))},
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "device": str(device),
-        "world_size": int(world_size),
-        "command": " ".join(sys.argv),
-        "data": data_hashes,
-    }
-
-
 # ----------------------------------------------------------------------------- training
 def _unit_seed(seed: int, modality: str, backbone: str, fold) -> int:
     """A seed per trained model, independent of which other models ran before it."""
     return (int(seed) + zlib.crc32(f"{modality}/{backbone}/{fold}".encode())) % (2**31)
 
 
-def _prediction_frame(ids, y, classes, proba, fold, split, backbone, modality) -> pd.DataFrame:
+def _prediction_frame(ids, y, classes, proba, fold, split, backbone, modality, image_ids=None) -> pd.DataFrame:
     frame = pd.DataFrame({"patient_id": ids, "fold": fold, "split": split,
                           "y_true": np.asarray(classes, dtype=object)[np.asarray(y)],
                           "model": backbone, "modality": modality})
+    if image_ids is not None:
+        frame.insert(1, "image_id", image_ids)
     for k, c in enumerate(classes):
         frame[f"p_{c}"] = proba[:, k]
     return frame
+
+
+def image_ids(dataset) -> np.ndarray | None:
+    """An id per dataset row where a patient has several images (``row<N>``: the table row), else None.
+
+    Prediction files carry it (column ``image_id``) so that every image of a patient can be
+    traced to its side of a split from the outputs alone (``fold_assignments.csv``).
+    """
+    ids = pd.Series(np.asarray(dataset.patient_ids, dtype=object)).astype(str)
+    if ids.is_unique:
+        return None
+    rows = np.asarray(dataset.rows)
+    if (rows < 0).any():
+        return np.array([f"pos{i}" for i in range(len(ids))], dtype=object)
+    return np.array([f"row{int(r)}" for r in rows], dtype=object)
 
 
 def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, holdout, device,
@@ -570,34 +458,49 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
         bar.close()
 
     split_name = "external" if split.kind == "hospital" else "test"
+    img_ids = image_ids(dataset)
+
+    def rows_for(idx, split_label):
+        proba = predict_proba(model, images[torch.as_tensor(idx)], t_eval, cfg.batch_size, device, cfg.amp,
+                              cfg.channels_last)
+        return _prediction_frame(ids[idx], labels[idx], classes, proba, split.fold, split_label, backbone, modality,
+                                 None if img_ids is None else img_ids[idx])
+
     frames = []
     if len(test_idx):
-        proba = predict_proba(model, images[torch.as_tensor(test_idx)], t_eval, cfg.batch_size, device, cfg.amp,
-                              cfg.channels_last)
-        frames.append(_prediction_frame(ids[test_idx], labels[test_idx], classes, proba, split.fold, split_name,
-                                        backbone, modality))
-    if holdout is not None:
-        h_idx = holdout.test_idx[present[holdout.test_idx]]
-        if len(h_idx):
-            proba = predict_proba(model, images[torch.as_tensor(h_idx)], t_eval, cfg.batch_size, device, cfg.amp,
-                                  cfg.channels_last)
-            frames.append(_prediction_frame(ids[h_idx], labels[h_idx], classes, proba, split.fold, "_heldout",
-                                            backbone, modality))
+        frames.append(rows_for(test_idx, split_name))
+    h_idx = holdout.test_idx[present[holdout.test_idx]] if holdout is not None else test_idx[:0]
+    if len(h_idx):
+        frames.append(rows_for(h_idx, "_heldout"))
     preds = (pd.concat(frames, ignore_index=True) if frames else  # no test image: the columns, no rows
              _prediction_frame(ids[:0], labels[:0], classes, np.zeros((0, len(classes))), split.fold, split_name,
-                               backbone, modality))
+                               backbone, modality, None if img_ids is None else img_ids[:0]))
+    # the inner validation patients' predictions (calibration of the late fusion's inputs) and the
+    # penultimate embeddings of validation, test and held-out images (embedding fusion); never trained on
+    val_preds = rows_for(val_idx, VALIDATION_SPLIT)
+    from fusion.embedding import extract_embeddings
+
+    emb_idx = np.concatenate([val_idx, test_idx, h_idx]).astype(np.int64)
+    embeddings = extract_embeddings(model, images, emb_idx, t_eval, batch_size=cfg.batch_size, device=device,
+                                    amp=cfg.amp, channels_last=cfg.channels_last)
     if outer_fold is not None and len(preds):
         from fusion.late_fusion import INNER_SPLIT
 
         preds["split"] = INNER_SPLIT
         preds["fold"] = outer_fold
         preds.insert(2, "inner_fold", split.fold)
+    if outer_fold is not None:
+        val_preds["fold"] = outer_fold
+        val_preds.insert(2, "inner_fold", split.fold)
     if runtime.is_main_process():
         atomic_save({"model": runtime.unwrap(model).state_dict(), "backbone": backbone, "modality": modality,
                      "fold": split.fold, "classes": classes, "in_chans": channels, "size": cfg.size,
                      "best_epoch": result.best_epoch, "best_val_loss": result.best_loss,
                      "history": result.history, "config": plain_cfg}, unit_dir / "model.pt")
         preds.to_csv(unit_dir / "predictions.csv", index=False)
+        val_preds.to_csv(unit_dir / "validation_predictions.csv", index=False)
+        atomic_save({"positions": torch.as_tensor(emb_idx), "embeddings": torch.as_tensor(embeddings),
+                     "backbone": backbone, "modality": modality, "fold": split.fold}, unit_dir / "embeddings.pt")
         hist = pd.DataFrame(result.history)
         hist.insert(0, "fold", split.fold)
         hist.insert(0, "modality", modality)
@@ -619,131 +522,33 @@ def _heldout_ensemble(frame: pd.DataFrame, classes, holdout) -> pd.DataFrame:
         return held
     name = "external" if holdout.name != "random" else "holdout"
     pcols = [f"p_{c}" for c in classes]
-    keys = ["patient_id", "y_true", "model", "modality"]
+    ids = ["patient_id", "image_id"] if "image_id" in held.columns else ["patient_id"]
+    keys = [*ids, "y_true", "model", "modality"]
     mean = held.groupby(keys, sort=False)[pcols].mean().reset_index()
-    mean.insert(1, "fold", -1)
-    mean.insert(2, "split", name)
-    return mean[["patient_id", "fold", "split", "y_true", "model", "modality", *pcols]]
+    mean.insert(len(ids), "fold", -1)
+    mean.insert(len(ids) + 1, "split", name)
+    return mean[[*ids, "fold", "split", "y_true", "model", "modality", *pcols]]
 
 
 def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
-    """Everything ``main`` does after parsing; returns the files written (rank 0)."""
-    dist = runtime.init_distributed(cfg.device)
-    try:
-        runtime.set_threads(cfg.threads)
-        device = runtime.pick_device(cfg.device)
-        if dist.distributed and device.type == "cuda":
-            device = torch.device("cuda", dist.local_rank)
-        main_proc = runtime.is_main_process()
-        out = Path(cfg.out)
-        if main_proc:
-            out.mkdir(parents=True, exist_ok=True)
-            if cfg.resume and (out / "config.yaml").is_file():
-                _check_resume_compatible(cfg, out / "config.yaml")
-            for name in _OPTIONAL_OUTPUTS:  # written again below when they apply; never left stale
-                (out / name).unlink(missing_ok=True)
-        runtime.barrier()
-        dataset, source = load_dataset(cfg, progress=progress and main_proc)
-        classes = list(dataset.class_names)
-        folds, holdout = make_splits(cfg, dataset.patient_ids, dataset.labels.cpu().numpy(), dataset.hospital)
-        written = []
-        if main_proc:
-            written.append(save_config(cfg, out / "config.yaml"))
-            manifest = run_manifest(cfg, dataset, folds, holdout, dist.world_size, device, source)
-            (out / "run_manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-            written.append(out / "run_manifest.json")
-            if len(dataset.problems):  # masked (missing) images, one row each: row, patient, modality, reason
-                dataset.problems.to_csv(out / "image_problems.csv", index=False)
-                written.append(out / "image_problems.csv")
-        labels = dataset.labels.cpu().numpy()
+    """Everything ``main`` does after parsing: :func:`fusion.api.cross_validate`, then
+    :meth:`~fusion.api.CVResult.save` into ``cfg.out``; returns the files written (rank 0)."""
+    from fusion.api import _cross_validate, make_config
 
-        def run_unit(modality, backbone, split, unit_dir, outer_fold=None):
-            done = unit_dir / "predictions.csv"
-            if cfg.resume and done.is_file() and _unit_complete(unit_dir):
-                return pd.read_csv(done, dtype={"patient_id": str})
-            return train_unit(cfg, dataset, modality, backbone, split, holdout, device, unit_dir,
-                              progress and main_proc, outer_fold=outer_fold)
+    cfg = make_config(config=cfg)
+    if cfg.final and not {"late", "embedding"} & set(cfg.fusion):  # the bundle's estimated performance
+        cfg = make_config(config=cfg, fusion=[*cfg.fusion, "late"])
+    result = _cross_validate(cfg, progress)
+    if result is None:
+        return []
+    written = result.save(cfg.out)
+    if cfg.final:
+        from fusion.bundle import fit
 
-        # every inner split first: a cohort too small for them fails now, not after hours of training
-        inner_of = {s.fold: nested_splits(cfg, s, dataset.patient_ids, labels, dataset.hospital, classes)
-                    for s in folds} if cfg.nested_fusion else {}
-        frames, inner_frames = [], []
-        for modality in dataset.modalities:
-            for backbone in cfg.backbones:
-                for split in folds:
-                    fold_dir = out / "checkpoints" / modality / backbone / f"fold{split.fold}"
-                    frames.append(run_unit(modality, backbone, split, fold_dir))
-                    if cfg.nested_fusion:
-                        for inner in inner_of[split.fold]:
-                            inner_frames.append(run_unit(modality, backbone, inner, fold_dir / f"inner{inner.fold}",
-                                                         outer_fold=split.fold))
-        if not main_proc:
-            return []
-        preds = pd.concat([f for f in frames if len(f)], ignore_index=True)
-        preds["patient_id"] = preds["patient_id"].astype(str)
-        parts = [preds[preds["split"] != "_heldout"]]
-        if holdout is not None:
-            parts.append(_heldout_ensemble(preds, classes, holdout))
-        oof = pd.concat(parts, ignore_index=True)
-        oof_path = out / "oof_predictions.csv"
-        fusion = None
-        if cfg.late_fusion:
-            from fusion.late_fusion import late_fusion_predictions
-
-            inner_oof = None
-            if cfg.nested_fusion:
-                inner_oof = pd.concat([f for f in inner_frames if len(f)], ignore_index=True)
-                inner_oof["patient_id"] = inner_oof["patient_id"].astype(str)
-                inner_oof.to_csv(out / "nested_predictions.csv", index=False)
-                written.append(out / "nested_predictions.csv")
-            fusion = late_fusion_predictions(oof, classes, folds, dataset.patient_ids, labels,
-                                             clinical=dataset.clinical, schema=dataset.schema, seed=cfg.seed,
-                                             inner=inner_oof)
-            oof = pd.concat([oof, fusion.predictions], ignore_index=True)
-        oof.to_csv(oof_path, index=False)
-        written.append(oof_path)
-        from fusion.evaluate import evaluate_predictions
-
-        metrics = evaluate_predictions(oof, classes, n_boot=cfg.n_boot, seed=cfg.seed, source=str(oof_path))
-        metrics_path = out / "metrics.csv"
-        metrics.to_csv(metrics_path, index=False)
-        written.append(metrics_path)
-        from fusion.evaluate import evaluate_by_fold
-
-        # leave-one-hospital-out: each held-out hospital on its own (metrics.csv pools them)
-        by_fold = evaluate_by_fold(oof, classes, n_boot=cfg.n_boot, seed=cfg.seed, source=str(oof_path))
-        if len(by_fold):
-            by_fold.insert(4, "held_out", by_fold["fold"].map({s.fold: s.name for s in folds}))
-            by_fold.to_csv(out / "metrics_by_fold.csv", index=False)
-            written.append(out / "metrics_by_fold.csv")
-        if fusion is not None:
-            from fusion.late_fusion import fusion_comparison
-
-            fusion.models.to_csv(out / "late_fusion_models.csv", index=False)
-            comparison = fusion_comparison(oof, classes, n_boot=cfg.n_boot, seed=cfg.seed, source=str(oof_path))
-            comparison.to_csv(out / "late_fusion_comparison.csv", index=False)
-            written.extend([out / "late_fusion_models.csv", out / "late_fusion_comparison.csv"])
-        # the outer folds' learning curves (inner folds of --nested-fusion keep theirs in their folders)
-        histories = [pd.read_csv(p) for p in sorted((out / "checkpoints").glob("*/*/fold*/history.csv"))]
-        history = pd.concat(histories, ignore_index=True) if histories else None
-        if history is not None:
-            history.to_csv(out / "training_history.csv", index=False)
-            written.append(out / "training_history.csv")
-        from fusion.figures import save_report_figures
-
-        written.extend(save_report_figures(oof, metrics, classes, out, history=history))
-        from fusion.reporting import write_model_modality_tables
-
-        written.extend(write_model_modality_tables(metrics, out, n_boot=cfg.n_boot, by_fold=by_fold))
-        written.append(out / "checkpoints")
-        return written
-    finally:
-        runtime.cleanup_distributed()
-
-
-#: Outputs that only some runs write (removed at the start of a run into the same --out).
-_OPTIONAL_OUTPUTS = ("image_problems.csv", "metrics_by_fold.csv", "nested_predictions.csv",
-                     "late_fusion_models.csv", "late_fusion_comparison.csv")
+        mode = "embedding" if cfg.fusion == ["embedding"] else "late"
+        bundle = fit(config=cfg, fusion=mode, cv=result, progress=progress)
+        written.append(bundle.save(Path(cfg.out) / "model_bundle.pt"))
+    return written
 
 
 def _unit_complete(unit_dir: Path) -> bool:
@@ -753,7 +558,8 @@ def _unit_complete(unit_dir: Path) -> bool:
         return False
 
 
-_RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion", "nested_fusion"}
+_RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion", "nested_fusion",
+                 "fusion", "baseline", "ablation", "final"}
 
 
 def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:

@@ -1,8 +1,16 @@
+"""Writes the notebooks of this folder (no outputs, no absolute paths): edit here, then run
+``python notebooks/_make_notebooks.py`` (or ``python notebooks/_make_notebooks.py OUTDIR``).
+tests/test_notebooks.py checks that the committed notebooks are what this script writes."""
 import json
+import sys
+from pathlib import Path
+
+
 def nb(cells):
     out = []
-    for kind, src in cells:
-        c = {"cell_type": kind, "metadata": {}, "source": src.strip("\n").splitlines(keepends=True)}
+    for i, (kind, src) in enumerate(cells):
+        c = {"cell_type": kind, "id": f"cell-{i:02d}", "metadata": {},
+             "source": src.strip("\n").splitlines(keepends=True)}
         if kind == "code":
             c["execution_count"] = None; c["outputs"] = []
         out.append(c)
@@ -13,41 +21,49 @@ t1 = [
 ("markdown", """
 # Table 1 for a lymph-node cohort
 
-This notebook builds the cohort statistics of `analysis` step by step on the synthetic demo
-cohort (586 patients; metastatic / lymphoma / benign). Replace `simulate_cohort()` with
-`read_table("your_cohort.xlsx")` and the schema with your own `cohort_schema.yaml`.
-Everything here is what `python -m analysis.table1` does in one command.
+This notebook builds the cohort statistics of `analysis` on the synthetic demo cohort
+(586 patients; metastatic / lymphoma / benign) with one call, `analysis.table1(...)`, which
+takes a file, a DataFrame or a validated cohort. For your own data:
+
+```python
+result = analysis.table1("your_cohort.xlsx", group="diagnosis",
+                         group_labels={1: "metastatic", 2: "lymphoma", 3: "benign"},
+                         reference="benign")
+```
+
+Everything here is what `python -m analysis.table1` does on the command line.
 """),
 ("code", """
+%matplotlib inline
 import warnings
 import pandas as pd
-from analysis import (load_schema, simulate_cohort, validate_cohort, build_table1,
-                      write_all, methods_text)
+import analysis
 
-schema = load_schema()            # the packaged lymph-node schema (cohort_schema.yaml)
-raw = simulate_cohort(n=586, seed=0)
-cohort = validate_cohort(raw, schema, source="demo cohort")
-print(cohort.summary())
+raw = analysis.simulate_cohort(n=586, seed=0)   # or: analysis.read_table("your_cohort.xlsx")
+schema = analysis.load_schema()                 # the packaged lymph-node schema (cohort_schema.yaml)
+raw.head()
 """),
 ("markdown", """
 ## Validation
 Bad input stops with one line naming the file, the spreadsheet row and the column:
 """),
 ("code", """
-from analysis import CohortError
 bad = raw.copy()
 bad.loc[bad.index[12], "margin"] = "irregullar"
 try:
-    validate_cohort(bad, schema, source="cohort.xlsx")
-except CohortError as err:
+    analysis.table1(bad, schema=schema)
+except analysis.CohortError as err:
     print(err)
 """),
-("markdown", "## Table 1, with the test chosen for each variable and why"),
+("markdown", "## Table 1, with the test chosen for each variable (the letters name the tests)"),
 ("code", """
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    result = build_table1(cohort, seed=0, n_boot=500)
-result.display.head(12)
+    result = analysis.table1(raw, schema=schema, seed=0, n_boot=500)
+result
+"""),
+("markdown", """
+The same numbers at full precision, one row per variable, and why each test was chosen:
 """),
 ("code", """
 result.stats[["variable", "test", "statistic", "df", "p_value", "q_value",
@@ -56,76 +72,104 @@ result.stats[["variable", "test", "statistic", "df", "p_value", "q_value",
 ("code", """
 pd.concat([c.to_frame().assign(variable=name) for name, c in result.decisions.items()], ignore_index=True)
 """),
+("markdown", """
+## Coded groups, types inferred
+Without a schema, `group=` names the group column and the variable types are inferred; coded
+groups get names with `group_labels`, and the reference group is matched ignoring case.
+"""),
+("code", """
+coded = raw.assign(group=raw["group"].map({"metastatic": 1, "lymphoma": 2, "benign": 3}))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    quick = analysis.table1(coded, group="group", reference="Benign", regression=False, n_boot=200,
+                            group_labels={1: "metastatic", 2: "lymphoma", 3: "benign"})
+quick
+"""),
 ("markdown", "## Post hoc comparisons (Holm-adjusted within each variable)"),
 ("code", "result.posthoc.head(10)"),
 ("markdown", "## Multinomial odds ratios against the benign group"),
 ("code", """
 from analysis.figures import forest_plot, group_distribution_plot
-fig = forest_plot(result.regression)
-fig
+forest_plot(result.regression)
 """),
 ("code", """
-fig = group_distribution_plot(cohort, ["age", "short_axis_mm", "hilum", "cdfi_pattern", "elasticity_score", "shape"])
-fig
+cohort = analysis.validate_cohort(raw, schema, source="demo cohort")
+group_distribution_plot(cohort, ["age", "short_axis_mm", "hilum", "cdfi_pattern", "elasticity_score", "shape"])
 """),
-("markdown", "## Export (Excel, LaTeX, Markdown, tidy CSV, methods paragraph)"),
+("markdown", "## Export (Excel, Word, LaTeX, Markdown, tidy CSV, methods paragraph)"),
 ("code", """
 from pathlib import Path
-written = write_all(result, Path("reports") / "notebook_table1")
+written = result.write_all(Path("reports") / "notebook_table1")   # or result.to_docx("table1.docx"), ...
 print(*written, sep="\\n")
-print(methods_text(result)[:600], "...")
+print(result.methods_text[:600], "...")
 """),
 ]
 
 t2 = [
 ("markdown", """
-# Per-modality CNNs with honest, patient-level evaluation
+# Per-modality CNNs and their fusion, with honest, patient-level evaluation
 
-A small version of the demo's deep-learning half: synthetic B-mode, CDFI and elastography
-images for a subset of the demo cohort, one ResNet18 per modality, patient-grouped stratified
-cross-validation with an inner validation split (training patients only) for early stopping,
-out-of-fold predictions, and metrics with patient-level bootstrap 95 % CIs.
-The sizes are tiny so that it runs on a laptop CPU in about a minute; raise `N`, `SIZE`,
+A small version of the demo's deep-learning half, through the Python API (`fusion.cross_validate`):
+synthetic B-mode, CDFI and elastography images for a subset of the demo cohort, one ResNet18 per
+modality, a texture-feature baseline per modality, and two fusions of the three modalities with the
+clinical variables (late: stacked probabilities; embedding: the CNNs' embeddings), all on the same
+patient-grouped folds with an inner validation split (training patients only) for early stopping.
+Every AUC carries its patient-level bootstrap 95 % CI, pooled and per fold.
+The sizes are tiny so that it runs on a laptop CPU in a few minutes; raise `N`, `SIZE`,
 `EPOCHS` and `FOLDS` for real work.
 """),
 ("code", """
 from pathlib import Path
 import pandas as pd
 import torch
-from analysis import simulate_cohort, load_schema
+from analysis import simulate_cohort
 from analysis.simulate import write_cohort
 from analysis.schema import default_schema_path
-from fusion import synthetic, train
+from fusion import cross_validate, synthetic
 
 torch.set_num_threads(1)
 N, SIZE, EPOCHS, FOLDS = 90, 32, 2, 3
 data = Path("reports/notebook_cnn/data"); data.mkdir(parents=True, exist_ok=True)
 cohort = simulate_cohort(n=586, seed=0).groupby("group", observed=True).head(N // 3)
 write_cohort(cohort, data / "cohort.csv")
-synthetic.main([str(data / "cohort.csv"), "--size", "64", "--no-progress"])
+synthetic.write_synthetic_images(cohort, root=data, size=64, progress=False)
 """),
 ("code", """
-out = Path("reports/notebook_cnn/cv")
-train.main([str(data / "cohort.csv"), "--schema", str(default_schema_path()),
-            "--folds", str(FOLDS), "--epochs", str(EPOCHS), "--size", str(SIZE),
-            "--n-boot", "200", "--out", str(out)])
+result = cross_validate(data / "cohort.csv", schema=str(default_schema_path()), fusion=("late", "embedding"),
+                        folds=FOLDS, epochs=EPOCHS, size=SIZE, n_boot=200, out="reports/notebook_cnn/cv",
+                        progress=False)
+result.results_table()
 """),
-("markdown", "## Out-of-fold metrics (every estimate with its patient-level bootstrap 95 % CI)"),
+("markdown", "## Paired comparisons against the best single modality (Holm-adjusted)"),
 ("code", """
-metrics = pd.read_csv(out / "metrics.csv")
-metrics[metrics["metric"].isin(["auc", "balanced_accuracy"]) & metrics["class"].isna()]
+cmp = result.compare()
+cmp[cmp["class"] == ""][["model_a", "modality_a", "model_b", "modality_b", "auc_a", "auc_b", "p_value", "p_holm"]]
 """),
-("markdown", "## Do the modalities differ? Paired DeLong / bootstrap comparisons on the same patients"),
+("markdown", "## How much each source moved each patient's fused prediction (exact Shapley values)"),
 ("code", """
-from fusion.evaluate import compare_models_delong
-pred = pd.read_csv(out / "oof_predictions.csv")
-classes = ["metastatic", "lymphoma", "benign"]
-compare_models_delong(pred, classes, n_boot=200)[["split", "modality_a", "modality_b", "class", "auc_a", "auc_b", "p_value"]]
+c = result.contributions
+c = c[(c["model"] == "late_fusion") & (c["modality"] == "fusion_images_clinical")]
+c.assign(size=c["contribution"].abs()).groupby("source")["size"].mean().sort_values()
+"""),
+("markdown", "## No patient on both sides of a split: the fold assignments say so"),
+("code", """
+from fusion.provenance import check_fold_assignments
+assert check_fold_assignments(result.fold_assignments).empty
+result.fold_assignments.groupby(["fold", "role"])["patient_id"].nunique().unstack()
 """),
 ("code", """
 from fusion.figures import roc_curves
-roc_curves(pred, classes, metrics=metrics)
+fig = roc_curves(result.predictions, result.classes, metrics=result.metrics())
+fig
+"""),
+("code", """
+written = result.save("reports/notebook_cnn/cv")
+print(len(written), "files written, e.g.", *[p.name for p in written[:6]])
 """),
 ]
-json.dump(nb(t1), open("/work/main/notebooks/01_table1.ipynb", "w"), indent=1)
-json.dump(nb(t2), open("/work/main/notebooks/02_cnn_cross_validation.ipynb", "w"), indent=1)
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+    for name, cells in (("01_table1.ipynb", t1), ("02_cnn_cross_validation.ipynb", t2)):
+        text = json.dumps(nb(cells), indent=1, ensure_ascii=False) + "\n"
+        (out / name).write_text(text, encoding="utf-8")
+

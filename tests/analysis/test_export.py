@@ -135,9 +135,9 @@ def test_xlsx_bytes_do_not_depend_on_the_clock(tmp_path):
 
 def test_latex_escapes_special_characters(tmp_path):
     text = export.write_latex(small_result(), tmp_path / "t.tex", standalone=False).read_text()
-    assert r"\begin{tabular}" in text and r"\toprule" in text and r"\bottomrule" in text
+    assert r"\begin{longtable}" in text and r"\toprule" in text and r"\bottomrule" in text
     assert r"\documentclass" not in text
-    assert r"c\&d (n=4)" in text
+    assert r"\textbf{c\&d}\\\textbf{(n=4)}" in text  # header stacked: name over (n=)
     assert r"Margin 100\%" in text and r"smooth\_ish" in text
     assert r"$\pm$" in text and "\u00b1" not in text
     assert r"\textless{}0.001\textsuperscript{b}" in text
@@ -150,6 +150,9 @@ def test_latex_escapes_special_characters(tmp_path):
     ("a_b", r"a\_b"), ("50%", r"50\%"), ("x & y", r"x \& y"), ("<0.001", r"\textless{}0.001"),
     ("#1 $", r"\#1 \$"), ("~^", r"\textasciitilde{}\textasciicircum{}"), ("a\\b", r"a\textbackslash{}b"),
     ("\u03c7\u00b2", r"$\chi$\textsuperscript{2}"), ("Cram\u00e9r", "Cram\u00e9r"),
+    ("\u8f6c\u79fb (n=3)", "\\othertext{\u8f6c\u79fb} (n=3)"),
+    ("\u0421\u0430\u0448\u0430 & \u826f\u6027", "\\othertext{\u0421\u0430\u0448\u0430} \\& \\othertext{\u826f\u6027}"),
+    ("\u0142\u00fc", "\u0142\u00fc"), ("a\nb", "a b"), ("--predictors", "-{}-predictors"),
 ])
 def test_latex_escape(raw, expected):
     assert export.latex_escape(raw) == expected
@@ -157,11 +160,95 @@ def test_latex_escape(raw, expected):
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_standalone_latex_compiles_with_pdflatex(tmp_path):
+    """A Latin-only table still compiles with pdflatex (the xelatex checks: test_latex_compile.py)."""
     path = export.write_latex(small_result(), tmp_path / "t.tex", standalone=True)
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", path.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "t.pdf").stat().st_size > 1000
+    if shutil.which("pdffonts"):
+        fonts = subprocess.run(["pdffonts", "t.pdf"], cwd=tmp_path, capture_output=True, text=True).stdout
+        assert "Type 3" not in fonts, fonts
+
+
+def test_latex_captions_are_not_doubled_and_tables_are_longtables(tmp_path):
+    text = export.latex_text(small_result())
+    assert "Table 1." not in text and "Table 2." not in text  # LaTeX numbers the captions itself
+    assert r"\caption{Characteristics of 10 patients by group (a\_b, c\&d)}" in text
+    assert r"\caption*{Post hoc pairwise comparisons" in text
+    assert r"\begin{table}" not in text and r"\resizebox" not in text
+    assert text.count(r"\begin{longtable}") == 3 and r"\endhead" in text and r"\endlastfoot" in text
+    assert r"\usepackage{longtable}" in text and r"\usepackage{fontspec}" in text
+    assert r"\IfFileExists{lmodern.sty}{\usepackage[T1]{fontenc}\usepackage{lmodern}}{}" in text  # no Type 3
+    assert text == export.write_latex(small_result(), tmp_path / "t.tex").read_text(encoding="utf-8")
+    assert small_result().to_latex() == text
+    assert small_result().to_latex(standalone=False) == export.latex_text(small_result(), standalone=False)
+
+
+def test_html_repr_is_a_formatted_table():
+    res = small_result()
+    html = res._repr_html_()
+    assert html == res.to_html()
+    assert html.startswith('<div class="analysis-table1">') and "<table" in html
+    assert "<caption" in html and "Table 1. Characteristics of 10 patients" in html
+    assert "c&amp;d (n=6)" not in html and "c&amp;d (n=4)" in html and "c&d" not in html  # escaped
+    assert html.count("<tr>") == 1 + len(res.display) + 1  # header, rows, footnotes
+    assert "padding-left:2em" in html and html.count("padding-left:2em") == 2  # the two level rows
+    assert "font-weight:bold" in html  # the categorical variable's header row
+    assert "&lt;0.001<sup>b</sup>" in html and "0.043<sup>a</sup>" in html
+    assert "<tfoot>" in html and "<sup>a</sup> Welch&#x27;s ANOVA" in html
+
+
+def _docx_rows(table):
+    return [[cell.text for cell in row.cells] for row in table.rows]
+
+
+def test_docx_holds_every_row_title_and_footnotes(tmp_path):
+    docx = pytest.importorskip("docx")
+    res = small_result()
+    path = export.write_docx(res, tmp_path / "t.docx")
+    assert path == tmp_path / "t.docx"
+    doc = docx.Document(str(path))
+    assert len(doc.tables) == 3  # Table 1, post hoc, odds ratios
+    rows = _docx_rows(doc.tables[0])
+    assert rows[0] == [str(c) for c in res.display.columns]
+    markers = dict(zip(range(len(res.display)), res.row_info["marker"]))
+    for i, expected in enumerate(res.display.astype(str).values.tolist()):
+        if markers[i]:  # the p-value carries the test letter as a superscript run
+            expected[expected.__len__() - 4] += markers[i]
+        assert rows[i + 1] == expected
+    paragraphs = [p.text for p in doc.paragraphs]
+    assert "Table 1. Characteristics of 10 patients by group (a_b, c&d)" in paragraphs
+    assert "a Welch's ANOVA (unequal variances)." in paragraphs
+    assert any(p.startswith("Table 2. Multinomial logistic regression") for p in paragraphs)
+    assert _docx_rows(doc.tables[1])[1] == ["margin", "a_b vs c&d", "Fisher exact", "0.01", "0.01"]
+    assert ["Age (per year)", "1.05 (0.90\u20131.20)", "0.30"] in _docx_rows(doc.tables[2])
+    # one table per page section, landscape
+    assert len(doc.sections) == 3 and all(s.page_width > s.page_height for s in doc.sections)
+    # three-line table: rules above and below the header and below the last row, nothing vertical
+    xml = doc.tables[0]._tbl.xml
+    assert xml.count("<w:top ") == len(res.display.columns)
+    assert xml.count("<w:bottom ") == 2 * len(res.display.columns)
+    assert "<w:left " not in xml and "<w:insideV" not in xml
+    sup = [r for r in doc.tables[0].rows[1].cells[5].paragraphs[0].runs if r.font.superscript]
+    assert [r.text for r in sup] == ["a"]
+    level = doc.tables[0].rows[3].cells[0].paragraphs[0]
+    assert level.paragraph_format.left_indent is not None and level.paragraph_format.left_indent > 0
+    widths = [c.width for c in doc.tables[0].columns]  # the page's text width, by longest text
+    assert abs(sum(widths) - docx.shared.Cm(26.7)) < docx.shared.Cm(0.01)
+    assert widths[0] > 2 * widths[list(res.display.columns).index("p")]
+    assert res.to_docx(tmp_path / "u.docx").read_bytes() == path.read_bytes()  # clock-independent
+
+
+def test_result_writer_methods(tmp_path):
+    res = small_result()
+    assert res.to_markdown() == export.write_markdown(res, tmp_path / "t.md").read_text(encoding="utf-8")
+    assert res.to_markdown(tmp_path / "m.md").read_text(encoding="utf-8") == res.to_markdown()
+    assert res.to_excel(tmp_path / "t.xlsx").stat().st_size > 0
+    assert res.to_latex(tmp_path / "t.tex").read_text(encoding="utf-8") == res.to_latex()
+    written = res.write_all(tmp_path / "all")
+    assert [p.name for p in written] == list(export.OUTPUT_FILES)
+    assert "table1.docx" in export.OUTPUT_FILES
 
 
 def test_markdown_pipe_table_with_footnotes(tmp_path):
@@ -200,3 +287,21 @@ def test_odds_ratios_csv_and_empty_regression(tmp_path):
     assert "Not computed: perfect separation on margin." in md
     export.write_xlsx(empty, tmp_path / "e.xlsx")
     export.write_latex(empty, tmp_path / "e.tex")
+
+
+def test_latex_wide_odds_table_is_split_into_chunks_that_keep_or_and_p_together():
+    comps = [f"group {i} vs reference group" for i in range(1, 9)]
+    cols = ["Variable"] + [f"Univariable {c}: {w}" for c in comps for w in ("OR (95% CI)", "p")]
+    odds = pd.DataFrame([["Age, per unit"] + ["12.14 (5.95\u201324.78)", "<0.001"] * 8], columns=cols)
+    levels = tuple(f"group {i}" for i in range(1, 9)) + ("reference group",)
+    res = small_result(odds_display=odds, group_levels=levels, reference_group="reference group")
+    text = export.latex_text(res, standalone=False)
+    odds_part = "\n\n".join(b for b in text.split("\n\n") if "Multinomial" in b)  # the odds tables
+    n_tables = odds_part.count(r"\begin{longtable}")
+    assert n_tables >= 2  # too wide for one page
+    assert odds_part.count(r"\addtocounter{table}{-1}") == n_tables - 1  # all under Table 2
+    for c in comps:  # every comparison in one chunk (first and repeated header), spanning OR and p
+        assert odds_part.count(rf"\multicolumn{{2}}{{c}}{{\textbf{{{c}}}}}") == 2
+    size, chunks = export._latex_fit(export._split_odds(odds)[0][1], keep_together=2)
+    assert all(len(ch) % 2 == 1 and ch[0] == 0 for ch in chunks)  # Variable + (OR, p) pairs
+    assert sorted(j for ch in chunks for j in ch[1:]) == list(range(1, 17))

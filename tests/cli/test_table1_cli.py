@@ -40,7 +40,7 @@ def test_stats_csv_byte_identical_on_two_runs(demo_xlsx, tmp_path, capsys):
     assert _run([demo_xlsx, "--out", a, *FAST], capsys)[0] == 0
     assert _run([demo_xlsx, "--out", b, *FAST], capsys)[0] == 0
     for name in ("table1_stats.csv", "odds_ratios.csv", "table1.md", "table1.tex", "methods.md",
-                 "table1.xlsx"):
+                 "table1.xlsx", "table1.docx"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
@@ -62,6 +62,73 @@ def test_flags_reach_the_result(demo_xlsx, tmp_path, capsys):
     methods = (out_dir / "methods.md").read_text(encoding="utf-8")
     assert "seed 3" in methods and "p < 0.01" in methods
     assert "post hoc" not in (out_dir / "table1.md").read_text(encoding="utf-8").lower()
+
+
+def test_docx_beside_the_other_exports_holds_every_row(demo_xlsx, tmp_path, capsys):
+    docx = pytest.importorskip("docx")
+    import warnings
+
+    import analysis
+
+    out_dir = tmp_path / "o"
+    code, out, err = _run([demo_xlsx, "--out", out_dir, *FAST], capsys)
+    assert code == 0, err
+    assert str(out_dir / "table1.docx") in out.strip().splitlines()[-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = analysis.table1(demo_xlsx, n_boot=50)
+    doc = docx.Document(str(out_dir / "table1.docx"))
+    rows = [[c.text for c in r.cells] for r in doc.tables[0].rows]
+    assert rows[0] == list(res.display.columns)
+    assert len(rows) == len(res.display) + 1
+    p_col = list(res.display.columns).index("p")
+    for got, (i, want) in zip(rows[1:], res.display.iterrows()):
+        want = [str(v) for v in want]
+        want[p_col] += str(res.row_info.loc[i, "marker"] or "")
+        assert got == want
+    titles = [p.text for p in doc.paragraphs if p.text.startswith(("Table", "Post hoc"))]
+    assert titles[0].startswith("Table 1. Characteristics of 60 patients")
+    assert any(t.startswith("Post hoc") for t in titles)
+    assert sum(t.startswith("Table 2.") for t in titles) == 2  # univariable, multivariable
+    assert len(doc.sections) == len(doc.tables) == 4
+
+
+def _coded_csv(demo_xlsx, tmp_path):
+    df = pd.read_excel(demo_xlsx)
+    df["group"] = df["group"].map({"metastatic": 1, "lymphoma": 2, "benign": 3})
+    csv = tmp_path / "coded" / "cohort.csv"
+    csv.parent.mkdir()
+    df.rename(columns={"group": "diagnosis"}).to_csv(csv, index=False)
+    return csv
+
+
+def test_group_labels_and_reference_any_case(demo_xlsx, tmp_path, capsys):
+    csv = _coded_csv(demo_xlsx, tmp_path)
+    out_dir = tmp_path / "o"
+    code, out, err = _run([csv, "--group", "diagnosis", "--group-labels", "1=metastatic", "2=lymphoma",
+                           "3=benign", "--reference", "Benign", "--no-posthoc", "--out", out_dir, *FAST], capsys)
+    assert code == 0, err
+    assert set(pd.read_csv(out_dir / "odds_ratios.csv")["reference"]) == {"benign"}
+    md = (out_dir / "table1.md").read_text(encoding="utf-8")
+    assert "| metastatic (n=" in md and "| benign (n=" in md and "| 1 (n=" not in md
+    assert "against benign" in md
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--group-labels", "1=metastatic", "4=other"], "'4' is not a group of column 'diagnosis' (groups: 1, 2, 3)"),
+    (["--group-labels", "1:metastatic"], "'1:metastatic' is not CODE=LABEL"),
+    (["--group-labels", "1=benign", "2=benign"], "would both be called 'benign'"),
+    (["--group-labels", "1=metastatic", "--reference", "Benignn"], "is not a group level"),
+    (["--group-labels", "1=metastatic", "--write-schema", "SCHEMA"], "--group-labels is not stored by --write-schema"),
+])
+def test_bad_group_labels_exit_2_one_line(extra, expected, demo_xlsx, tmp_path, capsys):
+    csv = _coded_csv(demo_xlsx, tmp_path)
+    extra = [tmp_path / "s.yaml" if a == "SCHEMA" else a for a in extra]
+    code, out, err = _run([csv, "--group", "diagnosis", "--out", tmp_path / "o", *extra, *FAST], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert not (tmp_path / "o" / "table1_stats.csv").exists() and not (tmp_path / "s.yaml").exists()
 
 
 def test_group_without_schema_infers_types_and_write_schema(demo_xlsx, tmp_path, capsys):
@@ -136,7 +203,8 @@ def test_parser_help_has_examples():
     parser = build_parser()
     text = parser.format_help()
     assert "python -m analysis.table1 demo_data/cohort.xlsx" in text
-    for flag in ("--out", "--schema", "--seed", "--group", "--reference", "--write-schema", "--sheet"):
+    for flag in ("--out", "--schema", "--seed", "--group", "--reference", "--write-schema", "--sheet",
+                 "--group-labels"):
         assert flag in text
     assert build_parser(add_help=False).parse_args(["x.xlsx"]).out == "reports"
 

@@ -26,7 +26,7 @@ def test_train_writes_oof_predictions_metrics_checkpoints_and_manifest(tiny_coho
     out = tmp_path / "run"
     out.mkdir()
     (out / "late_fusion_comparison.csv").write_text("stale, from an earlier run with --late-fusion\n")
-    assert main([str(tiny_cohort), *TINY_ARGS, "--modalities", "2d", "--out", str(out)]) == 0
+    assert main([str(tiny_cohort), *TINY_ARGS, "--modalities", "2d", "--baseline", "--out", str(out)]) == 0
     assert not (out / "late_fusion_comparison.csv").exists()  # no stale output of another run is left
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("wrote: ") and "oof_predictions.csv" in last
@@ -34,8 +34,11 @@ def test_train_writes_oof_predictions_metrics_checkpoints_and_manifest(tiny_coho
     assert list(oof.columns) == ["patient_id", "fold", "split", "y_true", "model", "modality",
                                  "p_metastatic", "p_lymphoma", "p_benign"]
     cohort = pd.read_csv(tiny_cohort, dtype={"patient_id": str})
-    # every patient predicted exactly once, by the model of the fold that did not train on it
-    assert sorted(oof["patient_id"]) == sorted(cohort["patient_id"])
+    # the CNN and, on the same folds, the texture baseline (on by default)
+    assert set(oof["model"]) == {"resnet18", "texture_lr"}
+    for _, rows in oof.groupby("model"):
+        # every patient predicted exactly once, by the model of the fold that did not train on it
+        assert sorted(rows["patient_id"]) == sorted(cohort["patient_id"])
     assert set(oof["split"]) == {"test"} and set(oof["fold"]) == {0, 1}
     assert oof[["p_metastatic", "p_lymphoma", "p_benign"]].sum(axis=1).sub(1).abs().max() < 1e-5
     for fold in (0, 1):
@@ -90,7 +93,7 @@ def test_errors_are_one_line_with_exit_2(tiny_cohort, tmp_path, capsys):
 def test_holdout_hospital_is_predicted_by_the_mean_of_the_fold_models(tiny_cohort, tmp_path):
     out = tmp_path / "ext"
     args = [str(tiny_cohort), *TINY_ARGS, "--epochs", "1", "--modalities", "2d", "--holdout-hospital",
-            "Hospital C", "--out", str(out)]
+            "Hospital C", "--baseline", "--out", str(out)]
     assert main(args) == 0
     oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
     cohort = pd.read_csv(tiny_cohort, dtype={"patient_id": str}).set_index("patient_id")
@@ -98,7 +101,9 @@ def test_holdout_hospital_is_predicted_by_the_mean_of_the_fold_models(tiny_cohor
     test = oof[oof["split"] == "test"]
     assert set(cohort.loc[ext["patient_id"], "hospital"]) == {"Hospital C"}
     assert "Hospital C" not in set(cohort.loc[test["patient_id"], "hospital"])
-    assert (ext["fold"] == -1).all() and ext["patient_id"].is_unique
+    assert (ext["fold"] == -1).all()
+    assert set(ext["model"]) == {"resnet18", "texture_lr"}  # the texture baseline is predicted the same way
+    assert all(rows["patient_id"].is_unique for _, rows in ext.groupby("model"))
     metrics = pd.read_csv(out / "metrics.csv")
     assert {"test", "external"} <= set(metrics["split"])
 

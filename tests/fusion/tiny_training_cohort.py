@@ -45,4 +45,4 @@ def write_class_folders(root: Path, n_per_class: int = 10) -> Path:
 
 
 TINY_ARGS = ["--size", "16", "--folds", "2", "--epochs", "2", "--patience", "5", "--batch-size", "8",
-             "--n-boot", "20", "--device", "cpu", "--threads", "1", "--augment", "light"]
+             "--n-boot", "20", "--device", "cpu", "--threads", "1", "--augment", "light", "--no-baseline"]

@@ -1,0 +1,90 @@
+"""Model bundles: fit on all patients, save -> load -> identical probabilities, predict new patients."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tiny_training_cohort import TINY_ARGS, write_tiny_cohort
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from fusion.train import main
+
+    root = tmp_path_factory.mktemp("bundle")
+    cohort = write_tiny_cohort(root / "tiny", n=36)
+    out = root / "run"
+    assert main([str(cohort), *TINY_ARGS, "--modalities", "2d", "elastography", "--final", "--out", str(out)]) == 0
+    return cohort, out
+
+
+def test_bundle_loads_with_weights_only_and_reproduces_its_probabilities(trained, tmp_path):
+    from fusion.bundle import load_bundle
+
+    cohort, out = trained
+    path = out / "model_bundle.pt"
+    raw = torch.load(path, map_location="cpu", weights_only=True)   # no pickled code
+    assert raw["format"] == 1 and raw["fusion"] == "late"
+    model = load_bundle(path)
+    assert model.classes == ["metastatic", "lymphoma", "benign"] and model.modalities == ["2d", "elastography"]
+    perf = model.cv_performance
+    perf = perf[perf["metric"] == "auc"]
+    assert len(perf) == 1 and perf["ci_low"].iloc[0] <= perf["estimate"].iloc[0] <= perf["ci_high"].iloc[0]
+    assert len(model.meta["training_data_sha256"]) == 64 and model.meta["versions"]["torch"]
+    a, problems = model.predict_table(cohort)
+    copy = tmp_path / "copy.pt"
+    model.save(copy)
+    b, _ = load_bundle(copy).predict_table(cohort)
+    pcols = [c for c in a.columns if c.startswith("p_")]
+    assert np.array_equal(a[pcols].to_numpy(), b[pcols].to_numpy())
+    assert len(a) == 36 and np.allclose(a[pcols].sum(axis=1), 1)
+    # the patients whose elastography cell is empty are predicted, and say so
+    table = pd.read_csv(cohort, dtype={"patient_id": str})
+    empty = table.loc[table["image_elastography"].isna(), "patient_id"]
+    assert set(a.loc[a["missing"] == "elastography", "patient_id"]) == set(empty)
+    # contributions add up to prediction - reference for the predicted class
+    contrib = a[[c for c in a.columns if c.startswith("contribution_")]].sum(axis=1)
+    assert set(c.split("_", 1)[1] for c in a.columns if c.startswith("contribution_")) == {"2d", "elastography",
+                                                                                          "clinical"}
+    assert np.isfinite(contrib).all()
+
+
+def test_bad_rows_and_images_are_reported_and_the_others_predicted(trained, tmp_path):
+    from fusion.bundle import load_bundle
+
+    cohort, out = trained
+    model = load_bundle(out / "model_bundle.pt")
+    folder = tmp_path / "new"
+    shutil.copytree(cohort.parent, folder)
+    table = pd.read_csv(folder / "cohort.csv", dtype=str).drop(columns=["group"])
+    table.loc[1, "margin"] = "irreglar"                     # bad clinical value -> row left out
+    table.loc[2, "patient_id"] = ""                         # no id -> left out
+    (folder / table.loc[3, "image_2d"]).write_bytes(b"not a png")   # unreadable -> predicted without 2d
+    table.to_csv(folder / "new.csv", index=False)
+    preds, problems = model.predict_table(folder / "new.csv")
+    assert len(preds) == len(table) - 2
+    assert set(problems["row"]) == {3, 4, 5}
+    assert any("did you mean 'irregular'" in p for p in problems["problem"])
+    row = preds[preds["patient_id"] == table.loc[3, "patient_id"]]
+    assert "2d" in row["missing"].iloc[0]
+
+
+def test_predict_cli_one_patient_by_option_and_refusals(trained, tmp_path, capsys):
+    from fusion.predict import main
+
+    cohort, out = trained
+    table = pd.read_csv(cohort, dtype=str)
+    img = cohort.parent / table.loc[0, "image_2d"]
+    rc = main([str(out / "model_bundle.pt"), "--image", f"2d={img}", "--clinical", "age=54", "--out",
+               str(tmp_path / "one")])
+    assert rc == 0
+    pred = pd.read_csv(tmp_path / "one" / "predictions.csv")
+    assert len(pred) == 1 and pred["missing"].iloc[0] == "elastography"
+    assert main([str(out / "model_bundle.pt"), "--image", "elasto=x.png"]) == 2
+    assert "did you mean 'elastography'" in capsys.readouterr().err
+    # a training checkpoint is not a bundle
+    ckpt = next((out / "checkpoints").rglob("model.pt"))
+    assert main([str(ckpt), str(cohort)]) == 2
+    assert "not a model bundle" in capsys.readouterr().err

@@ -752,6 +752,9 @@ _ORDERED_SCALES = (
 _MAX_LEVELS = 15
 _DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
                         r"([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+#: A column whose values are all number-like labels (none a plain number) with at most this many
+#: distinct values is categorical ('<6m' / '>6m'); more is a column of unreadable numbers.
+_MAX_LABEL_LEVELS = 6
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 #: Text that is a number in disguise: decimal comma, ``<5``, ``>100``, ``45%``, ``12 mm``.
 _NUMBER_LIKE = re.compile(r"^\s*([<>\u2264\u2265]=?\s*)?[-+]?\d+([.,]\d+)?\s*(%|[a-zA-Z/]{1,6})?\s*$")
@@ -810,6 +813,11 @@ _IDENTIFIER_NAMES = {"id", "case", "case_id", "caseid", "case_no", "case_number"
                      "image_id", "accession", "study_no", "study_nr", "study_number", "no", "nr", "number",
                      "serial", "serial_no", "pid", "uid", "name", "patient_name", "initials",
                      "hospital_number", "hospital_no", "lab_no", "lab_number", "accession_number"}
+
+
+#: Identifier names that are also ordinary words for a count ("number of polyps"): such a column is
+#: an identifier only when its values are unique.
+_GENERIC_NUMBER_NAMES = {"number", "no", "nr"}
 
 
 def _name_key(name) -> str:
@@ -915,7 +923,10 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None, or_
         consecutive whole numbers such as a study number), dates, free text and multi-select
         answers (more than 15 distinct values, or most values unique), columns with every
         value missing or a single value, and columns of numbers that could not be read
-        (decimal commas in a comma-separated file, ``<5``), naming the first such cell.  A
+        (decimal commas in a comma-separated file, ``<5``), naming the first such cell; a
+        column of at most six such labels and no plain number (``<6m`` / ``>6m``, ``<=2 cm`` /
+        ``>2 cm``) is categorical, with a note.  A column named ``number``/``no``/``nr`` is an
+        identifier only if its values are unique (else a count, analysed, with a note).  A
         column named ``hospital``/``centre``/``center`` becomes the hospital column; one
         named ``site`` stays a variable (an anatomical site is as likely) with a note; columns
         named ``image_<modality>`` are the image columns.  A numeric local missing code (99,
@@ -984,8 +995,13 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None, or_
             continue
         raw = column(name)
         if _looks_like_identifier(name):
-            excluded.append((name, "identifier-like (by its name)"))
-            continue
+            vals = present(raw)
+            if _name_key(name) in _GENERIC_NUMBER_NAMES and len({_norm(v) for v in vals}) < len(vals):
+                notes.append(f"'{name}' is named like an identifier but its values repeat: analysed as a variable "
+                             f"(a count, e.g. 'number of nodes'); if it identifies patients, set 'id_column: {name}'")
+            else:
+                excluded.append((name, "identifier-like (by its name)"))
+                continue
         dash_level = any(_norm(v) == "+" for v in raw.tolist())
         values = present(raw, keep={"-"} if dash_level else ())
         if not values:
@@ -1037,7 +1053,12 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None, or_
             variables.append(Variable(name=name, type="ordinal", levels=tuple(str(x) for x in ordered)))
             continue
         numeric_like = sum(x is not None or bool(_NUMBER_LIKE.match(str(v))) for v, x in zip(values, numbers))
-        if numeric_like >= 0.5 * len(values):
+        # a few labels such as '<6m' / '>6m' or '<=2 cm' / '>2 cm', none a plain number: categories
+        labels_only = (n_numeric == 0 and len(levels) <= _MAX_LABEL_LEVELS
+                       and not any(_DECIMAL_COMMA.match(str(lv)) for lv in levels))
+        if labels_only and numeric_like:
+            notes.append(f"'{name}': values such as {_cell(levels[0])} (none a plain number) read as categories")
+        if numeric_like >= 0.5 * len(values) and not labels_only:
             bad = next(((r, v) for r, v in zip(row_numbers, raw.tolist()) if _norm(v) is not None
                         and _norm(v) not in codes and _as_number(v) is None), None)
             if n_numeric >= 0.9 * len(values):  # a few bad cells: validate_cohort names each one

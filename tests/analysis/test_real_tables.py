@@ -1,6 +1,7 @@
 """Real, public clinical tables (tests/fixtures/real_tables, from Debian's R packages) through
 ``python -m analysis.table1 FILE --group COL``: exit 0 without a traceback, and every p-value
-equal to R's for the test our tool chose, on the same complete cases.
+equal to R's for the test our tool chose, on the same complete cases; every input column in the
+column account once, and every column R tested analysed (none left out by the schema inference).
 
 The files and R's p-values come from ``tests/fixtures/real_tables/make_real_tables.R`` (R 4.2:
 ``chisq.test(correct = FALSE)``, ``fisher.test``, ``oneway.test(var.equal = TRUE / FALSE)``,
@@ -87,6 +88,15 @@ def test_real_table_runs_and_p_values_equal_r(rec, tmp_path, capsys):
                                                                                  row.test)
         compared += 1
     assert compared >= 1
+    # every input column accounted for once, and no column R tested silently dropped by the inference
+    from analysis.readers import read_table
+
+    account = pd.read_excel(tmp_path / "table1.xlsx", sheet_name="Variables")
+    assert sorted(account["column"].astype(str)) == sorted(str(c) for c in read_table(HERE / rec["file"]).columns)
+    analysed = set(account.loc[account["role"] == "variable", "column"].astype(str))
+    left_out = dict(zip(account["column"].astype(str), account["reason"]))
+    for var in ref.index:
+        assert var in analysed, f"{rec['name']}: '{var}' (tested in R) not analysed: {left_out.get(var)}"
 
 
 def test_real_table_through_python_dash_m(tmp_path):

@@ -28,6 +28,7 @@ _EXPORTS = {
     "TestResult": "_results", "EffectSize": "_results",
     # schema, reading, validation, demo data
     "Schema": "schema", "Variable": "schema", "load_schema": "schema", "infer_schema": "schema",
+    "with_columns": "schema",
     "read_table": "readers",
     "Cohort": "cohort", "validate_cohort": "cohort", "load_cohort": "cohort",
     "simulate_cohort": "simulate",

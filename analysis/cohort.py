@@ -45,7 +45,7 @@ import pandas as pd
 
 from analysis.errors import CohortError, CohortValidationError, SchemaError, did_you_mean
 from analysis.readers import read_table
-from analysis.schema import Schema, Variable, infer_schema, load_schema, normalize_value
+from analysis.schema import Schema, Variable, infer_schema, load_schema, normalize_value, with_columns
 
 __all__ = ["Cohort", "validate_cohort", "load_cohort", "parse_variables", "account_lines", "reportable_notes",
            "ACCOUNT_COLUMNS"]
@@ -157,7 +157,8 @@ def account_lines(account: pd.DataFrame, width: int = 100) -> list:
     return lines
 
 
-def load_cohort(path, schema=None, group: str | None = None, sheet=None) -> Cohort:
+def load_cohort(path, schema=None, group: str | None = None, sheet=None, *, id_column: str | None = None,
+                hospital_column: str | None = None, image_columns=None) -> Cohort:
     """Read a spreadsheet and validate it: :func:`read_table` + :func:`validate_cohort`.
 
     Parameters
@@ -169,9 +170,15 @@ def load_cohort(path, schema=None, group: str | None = None, sheet=None) -> Coho
         it exists; otherwise, if ``group`` is given, a schema inferred with
         :func:`analysis.schema.infer_schema`.
     group : str, optional
-        Group column, used only when the schema is inferred.
+        Group column: the schema is then inferred (even when a ``cohort_schema.yaml`` lies
+        beside the table); with ``schema`` given it must be the schema's group column.
     sheet : str or int, optional
         Excel sheet (default: the first).
+    id_column, hospital_column : str, optional
+        Patient-id and hospital columns, overriding the schema's
+        (:func:`analysis.schema.with_columns`).
+    image_columns : mapping or sequence of 'MODALITY=COLUMN', optional
+        Image columns added to the schema's (e.g. ``["bmode=Bmode_file"]``).
 
     Returns
     -------
@@ -189,12 +196,15 @@ def load_cohort(path, schema=None, group: str | None = None, sheet=None) -> Coho
         if beside.exists() and group is None:
             schema = load_schema(beside)
         elif group is not None:
-            schema = infer_schema(df, group)
+            schema = infer_schema(df, group, id_column=id_column)
         else:
-            raise SchemaError("no schema given and no cohort_schema.yaml next to the table; pass a "
-                              "schema file, or the group column to infer one", file=str(path))
+            raise SchemaError("no schema given and no cohort_schema.yaml next to the table; pass a schema "
+                              "(--schema FILE), or the group column (--group COLUMN) to infer one", file=str(path))
     elif not isinstance(schema, Schema):
         schema = load_schema(schema)
+    if any(v is not None for v in (group, id_column, hospital_column, image_columns)):
+        schema = with_columns(schema, id_column=id_column, group_column=group, hospital_column=hospital_column,
+                              image_columns=image_columns, columns=df.columns, source=path)
     _check_layout(df, schema, path, sheet)
     return validate_cohort(df, schema, source=str(path))
 

@@ -37,6 +37,8 @@ __all__ = [
     "default_schema_path",
     "load_schema",
     "infer_schema",
+    "with_columns",
+    "image_column_map",
     "normalize_value",
 ]
 
@@ -1198,3 +1200,143 @@ def _levels(values) -> list:
         spellings[key][v] += 1
     chosen = [max(c.items(), key=lambda kv: (kv[1], str(kv[0])))[0] for c in spellings.values()]
     return sorted(chosen, key=_natural_key)
+
+
+# --------------------------------------------------------------------------- column roles by name
+
+_MODALITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def image_column_map(value) -> dict:
+    """Modality -> image column from ``'MODALITY=COLUMN'`` strings, pairs or a mapping.
+
+    Parameters
+    ----------
+    value : None, mapping, or sequence of str / (modality, column) pairs
+        E.g. ``["bmode=Bmode_file", "cdfi=Doppler_file"]`` (what ``--image-column`` collects)
+        or ``{"bmode": "Bmode_file"}`` (a YAML run config).
+
+    Returns
+    -------
+    dict
+        ``{}`` for None. Whitespace around names is removed; the order is kept.
+
+    Raises
+    ------
+    ConfigError
+        An item without ``=``, an empty name, a modality name that is not a plain word
+        (letters, digits, ``_ . -``: it names output folders), or one modality given twice.
+    """
+    from analysis.errors import ConfigError
+
+    if value is None:
+        return {}
+    items = list(value.items()) if isinstance(value, Mapping) else list(value)
+    out: dict = {}
+    for item in items:
+        if isinstance(item, str):
+            modality, sep, column = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--image-column {item!r}: expected MODALITY=COLUMN, e.g. bmode=Bmode_file")
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            modality, column = item
+        else:
+            raise ConfigError(f"--image-column {item!r}: expected MODALITY=COLUMN, e.g. bmode=Bmode_file")
+        modality, column = str(modality).strip(), str(column).strip()
+        if not modality or not column:
+            raise ConfigError(f"--image-column {modality}={column}: both the modality and the column must be named")
+        if not _MODALITY_NAME.match(modality):
+            raise ConfigError(f"--image-column {modality}={column}: modality names are letters, digits, '_', '.' "
+                              f"or '-' (they name output folders), got {modality!r}")
+        if modality in out:
+            raise ConfigError(f"--image-column: modality {modality!r} given twice ({out[modality]!r} and {column!r})")
+        out[modality] = column
+    return out
+
+
+def with_columns(schema: Schema, *, id_column: str | None = None, group_column: str | None = None,
+                 hospital_column: str | None = None, image_columns=None, columns=None, source=None) -> Schema:
+    """The schema with its id, hospital and image columns named by the caller.
+
+    For cohort tables whose columns are named freely (``PatientID``, ``Bmode_file`` ...):
+    what is given overrides (id, hospital) or completes (images) the schema; a column that
+    becomes one of these roles stops being an analysed variable.
+
+    Parameters
+    ----------
+    schema : Schema
+        Loaded (:func:`load_schema`) or inferred (:func:`infer_schema`).
+    id_column, hospital_column : str, optional
+        Patient-id and hospital columns (default: the schema's).
+    group_column : str, optional
+        Checked only: it must be the schema's group column, since the group levels are the
+        schema's (infer a schema with this group column instead).
+    image_columns : mapping or sequence, optional
+        Modality -> column, in any form :func:`image_column_map` reads; added to the
+        schema's image columns, replacing a modality of the same name.
+    columns : sequence of str, optional
+        The table's columns: when given, every named column must be one of them.
+    source : str or Path, optional
+        The table's file, named in errors.
+
+    Returns
+    -------
+    Schema
+        A new schema; ``schema`` is not modified.
+
+    Raises
+    ------
+    CohortError
+        A named column that the table does not have (file, column, did-you-mean).
+    ConfigError
+        A group column other than the schema's; one column given two roles; see
+        :func:`image_column_map`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"PatientID": ["a", "b", "c", "d"], "Diagnosis": ["x", "y", "x", "y"],
+    ...                    "Age": [50, 61, 42, 70], "Bmode_file": ["a.png", "b.png", "c.png", "d.png"]})
+    >>> schema = with_columns(infer_schema(df, "Diagnosis"), image_columns=["bmode=Bmode_file"], columns=df.columns)
+    >>> schema.id_column, schema.image_columns, schema.variable_names
+    ('PatientID', {'bmode': 'Bmode_file'}, ('Age',))
+    """
+    from dataclasses import replace
+
+    from analysis.errors import CohortError, ConfigError
+
+    file = None if source is None else str(source)
+    images = image_column_map(image_columns)
+    if group_column is not None and group_column != schema.group_column:
+        raise ConfigError(f"group column '{group_column}' differs from the schema's group column "
+                          f"'{schema.group_column}' (the group levels are the schema's); edit the schema, or "
+                          "infer one from the table with this group column", file=file)
+    named = [("id column", id_column), ("hospital column", hospital_column)]
+    named += [(f"image column of modality '{m}'", c) for m, c in images.items()]
+    if columns is not None:
+        present = [str(c) for c in columns]
+        for role, col in named:
+            if col is not None and col not in present:
+                raise CohortError(f"{role} '{col}' not found (columns: {', '.join(present)})"
+                                  f"{did_you_mean(col, present)}", file=file, column=col)
+    id_col = schema.id_column if id_column is None else id_column
+    hospital = schema.hospital_column if hospital_column is None else hospital_column
+    merged = {m: c for m, c in schema.image_columns.items() if m not in images}
+    merged.update(images)
+    roles: dict = {}
+    for role, col in [("group column", schema.group_column), ("id column", id_col), ("hospital column", hospital)]:
+        if col is not None:
+            roles.setdefault(col, []).append(role)
+    for m, col in merged.items():
+        roles.setdefault(col, []).append(f"image column of modality '{m}'")
+    for col, given in roles.items():
+        if len(given) > 1:
+            raise ConfigError(f"column '{col}' cannot be both the {' and the '.join(given)}", file=file, column=col)
+    taken = set(roles)
+    variables = tuple(v for v in schema.variables if v.name not in taken)
+    excluded = [(c, r) for c, r in schema.excluded if c not in taken]
+    for role, old, new in (("id", schema.id_column, id_col), ("hospital", schema.hospital_column, hospital)):
+        if old is not None and old != new and old not in taken:  # the former column stays accounted for
+            excluded.append((old, f"was the schema's {role} column; '{new}' was named instead"))
+    return replace(schema, id_column=id_col, hospital_column=hospital, image_columns=merged, variables=variables,
+                   excluded=tuple(excluded))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One prepared GPU session (issue 3): throughput + correctness bench, the CUDA-only tests,
-# and the demo trained end to end on the GPU.  Writes logs under $1 (default: gpu_out).
+# One prepared GPU session (issue 3): throughput + correctness bench, joint-fusion training
+# throughput (issue 8), the CUDA-only tests, and the demo trained end to end on the GPU.
+# Writes logs under $1 (default: gpu_out).
 #   bash bench/run_gpu_checks.sh OUTDIR            # everything (about 4 min on an H200)
 #   bash bench/run_gpu_checks.sh OUTDIR no-bench   # tests and demo only
 #   bash bench/run_gpu_checks.sh OUTDIR no-demo    # bench and tests only
@@ -17,12 +18,17 @@ if [ -d .whl ]; then
 fi
 if [ "$2" = quick ]; then
   bench_args="--device cpu --quick"; demo_args="--device cpu --n 60 --epochs 1 --size 32"
+  joint_args="--device cpu --quick"
 else
   bench_args="--compile"; demo_args="--device cuda --size 128 --epochs 6"
+  joint_args="--device cuda --size 224 --amp --batch-size 128 --steps 30 --warmup 5"
 fi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true) | tee "$out/smi.txt"
 python3 -c "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.is_available())"
 [ "$2" = no-bench ] || timeout 330 python3 bench/bench_gpu.py $bench_args --json "$out/gpu.json" 2>&1 | tee "$out/gpu.log"
+# joint fusion (3 ResNet18 branches + clinical, concat and gated heads): training throughput, bf16, 224 px
+[ "$2" = no-bench ] || timeout 150 python3 bench/bench_joint.py --throughput $joint_args --json "$out/joint.json" \
+  2>&1 | tee "$out/joint.log"
 timeout 120 python3 -m pytest -q -p no:cacheprovider -rs tests/fusion/test_cuda.py \
   tests/fusion/test_transforms.py tests/fusion/test_runtime.py > "$out/pytest.log" 2>&1
 grep -E "^(FAILED|ERROR|SKIPPED)|passed|failed" "$out/pytest.log"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +289,9 @@ class CVResult:
                     encoding="utf-8")
                 written.append(out / "ablation.md")
                 csv(table, "ablation.csv")
+        from fusion.checklist import write_checklist  # TRIPOD+AI / CLAIM, from the files just written
+
+        written.extend(write_checklist(out))
         if (out / "checkpoints").is_dir():
             written.append(out / "checkpoints")
         return written
@@ -361,6 +365,9 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
         if dist.distributed and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
         main_proc = runtime.is_main_process()
+        if dist.distributed and main_proc:
+            print(f"DDP: {dist.world_size} processes x --batch-size {cfg.batch_size} per process = global batch "
+                  f"{cfg.batch_size * dist.world_size}", file=sys.stderr)
         out = Path(cfg.out)
         if main_proc:
             out.mkdir(parents=True, exist_ok=True)
@@ -466,13 +473,9 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             timings["embedding"] = time.perf_counter() - clock
             clock = time.perf_counter()
         if "joint" in cfg.fusion:
-            from fusion.joint import joint_fusion_predictions
-
-            joint = joint_fusion_predictions(dataset, folds, cfg=cfg, device=device, progress=show)
-            extra.append(joint.predictions)
-            models["joint"] = joint.models
-            if joint.contributions is not None:
-                contrib.append(joint.contributions)
+            joint_rows, joint_contrib = _joint(cfg, dataset, folds, device, show)
+            extra.append(joint_rows)
+            contrib.append(joint_contrib)
             timings["joint"] = time.perf_counter() - clock
             clock = time.perf_counter()
         ablation = None
@@ -496,6 +499,44 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             nested_predictions=nested, temperatures=temperatures, ablation=ablation)
     finally:
         runtime.cleanup_distributed()
+
+
+def _joint(cfg, dataset, folds, device, progress):
+    """Joint-fusion rows (concatenation and gated-attention heads) and their exact Shapley contributions."""
+    import numpy as np
+
+    from fusion.contributions import CONTRIBUTION_COLUMNS, shapley_values
+    from fusion.joint import JointOptions, joint_fusion_predictions
+
+    opts = JointOptions(backbone=cfg.backbones[0], weights=cfg.weights, epochs=cfg.epochs, patience=cfg.patience,
+                        min_epochs=cfg.min_epochs,
+                        batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, augment=cfg.augment,
+                        amp=cfg.amp, channels_last=cfg.channels_last, class_weights=cfg.class_weights)
+    ids = pd.Series(np.asarray(dataset.patient_ids, dtype=object)).astype(str).to_numpy()
+    classes = list(dataset.class_names)
+    frames = []
+
+    def on_model(split, fusion, model):
+        idx = np.asarray(split.test_idx, dtype=np.int64)
+        if not len(idx):
+            return
+        sources = list(model.sources)
+        phi = shapley_values(lambda c: model.predict_proba(idx, np.array([s in c for s in sources])), sources)
+        full = model.predict_proba(idx, np.ones(len(sources), bool))
+        base = model.predict_proba(idx, np.zeros(len(sources), bool))
+        for src in sources:
+            for k, c in enumerate(classes):
+                frames.append(pd.DataFrame({
+                    "patient_id": ids[idx], "fold": split.fold,
+                    "split": "external" if split.kind == "hospital" else "test", "model": f"joint_{fusion}",
+                    "modality": "fusion_images_clinical" if "clinical" in sources else "fusion_images",
+                    "source": src, "class": c, "contribution": phi[src][:, k], "reference": base[:, k],
+                    "prediction": full[:, k]}))
+
+    rows = joint_fusion_predictions(dataset, folds, fusion=("concat", "gated"), clinical=True, options=opts,
+                                    device=device, seed=cfg.seed, progress=progress, on_model=on_model)
+    contrib = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
+    return rows, contrib
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -23,6 +23,10 @@ class TrainConfig:
 
     cohort: str | None = None
     schema: str | None = None
+    group: str | None = None                # group column; without a schema file, the schema is inferred
+    id_column: str | None = None            # these three override / complete the schema's columns
+    hospital_column: str | None = None
+    image_columns: dict | None = None       # modality -> column (--image-column MODALITY=COLUMN)
     modalities: list | None = None          # None: every image column of the schema
     backbones: list = field(default_factory=lambda: ["resnet18"])
     weights: str = "none"                   # none | imagenet | PATH
@@ -31,8 +35,9 @@ class TrainConfig:
     holdout_hospital: str | None = None
     external_hospital: bool = False         # leave-one-hospital-out instead of k-fold
     test_fraction: float | None = None
-    epochs: int = 8
-    patience: int = 3
+    epochs: int = 15
+    patience: int = 5
+    min_epochs: int = 5                     # early stopping never before this many epochs
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -70,6 +75,7 @@ class PretrainConfig:
     size: int = 64
     epochs: int = 5
     patience: int = 3
+    min_epochs: int = 0
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4

@@ -143,7 +143,10 @@ class MultimodalDataset(torch.utils.data.Dataset):
             modalities = list(available)
         modalities = tuple(modalities)
         if not modalities:
-            raise CohortError("no image modalities to load (schema 'images:' is empty)", file=file)
+            paths = _image_path_columns(table)
+            seen = f" (columns holding image paths: {', '.join(paths)})" if paths else ""
+            raise CohortError("no image modalities to load: the schema names no image columns; name each one with "
+                              f"--image-column MODALITY=COLUMN (or in the schema's 'images:'){seen}", file=file)
         for mod in modalities:
             if mod not in available:
                 raise CohortError(f"unknown modality '{mod}' (schema images: {', '.join(available) or 'none'})"
@@ -389,6 +392,19 @@ class MultimodalDataset(torch.utils.data.Dataset):
         s = self._store
         return {"images": {m: s.images[m][k] for m in self.modalities}, "mask": s.mask[k],
                 "label": s.labels[k], "index": k}
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".npy")
+
+
+def _image_path_columns(table) -> list:
+    """Columns whose filled cells are mostly file names with an image suffix (for a hint)."""
+    out = []
+    for col in getattr(table, "columns", []):
+        values = [str(v).strip().lower() for v in table[col].tolist() if isinstance(v, str) and v.strip()]
+        if values and sum(v.endswith(_IMAGE_SUFFIXES) for v in values) >= 0.5 * len(values):
+            out.append(str(col))
+    return out
 
 
 def _looks_like_rows(index: pd.Index) -> bool:

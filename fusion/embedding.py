@@ -58,17 +58,18 @@ MODEL_COLUMNS = ["fold", "split", "model", "modality", "fit_on", "chosen", "n_tr
 def extract_embeddings(model, images: torch.Tensor, positions, transform, *, batch_size: int = 64, device=None,
                        amp=None, channels_last: bool = True) -> np.ndarray:
     """Penultimate embeddings ``(len(positions), D)`` (float32) of ``images[positions]`` in eval mode."""
-    from fusion.engine import _prepare  # the same batch preparation as predict_proba
+    from fusion.engine import ImageData  # the same batch preparation as predict_proba
     from fusion.runtime import autocast, unwrap
 
     net = unwrap(model)
     device = device or next(net.parameters()).device
     net.eval()
     positions = np.asarray(positions, dtype=np.int64)
+    data = images if hasattr(images, "inputs") else ImageData(images, np.zeros(images.shape[0], dtype=np.int64))
     out = []
     for start in range(0, len(positions), batch_size):
         idx = positions[start:start + batch_size]
-        x = _prepare(images, idx, transform, device, channels_last)
+        x = data.inputs(idx, transform, device, channels_last)
         with autocast(device, amp):
             emb = net.forward_features(x)
         out.append(emb.float().cpu())

@@ -10,7 +10,11 @@ logit ``y_c`` and the activations ``A^k`` (channel ``k``) of a spatial layer,
 ``L_c`` is upsampled bilinearly to the input size and divided by its maximum, so each map
 lies in [0, 1] (a map that is zero everywhere stays zero). The layer is the backbone's
 registered :attr:`fusion.backbones.BackboneInfo.gradcam_layer` (the last spatial block) unless
-another is named. The study we reproduce (Jiang et al. 2025, doi:10.3389/fonc.2025.1542265)
+another is named. For a vision transformer the layer outputs tokens ``(B, N, C)``: its patch
+tokens are put back on their ``h x w`` grid (:meth:`fusion.backbones.Backbone.tokens_to_grid`,
+class token dropped) and the same formula applies, as ``pytorch-grad-cam``'s ``reshape_transform``
+does; the registered layer is the first norm of the last block (the last block's own patch
+outputs never reach the class token that is classified, so their gradients are zero). The study we reproduce (Jiang et al. 2025, doi:10.3389/fonc.2025.1542265)
 used the ``pytorch-grad-cam`` package on the last block; this is a small implementation of
 the same method with torch hooks (no extra dependency). Gradients are taken with
 :func:`torch.autograd.grad`, so no parameter's ``.grad`` is touched, and the hook is removed
@@ -43,10 +47,65 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.errors import ConfigError, did_you_mean
+from analysis.errors import AnalysisWarning, CohortError, ConfigError, did_you_mean
 
 __all__ = ["grad_cam", "cam_inside_mask", "overlay", "overlay_panel", "load_gradcam_model",
-           "explain_test_patients", "fold_role", "build_parser", "main"]
+           "explain_test_patients", "fold_role", "image_patients", "degenerate_reasons", "DegenerateHeatmapWarning",
+           "MIN_FEATURE_SIDE", "UNIFORM_RANGE", "build_parser", "main"]
+
+#: A last feature map with a side shorter than this many cells gives a heat map that is a bilinear
+#: blow-up of a handful of numbers (ResNet-18 at 64 px: 2 x 2): it cannot localise anything.
+MIN_FEATURE_SIDE = 3
+#: A normalised map (maximum 1) whose minimum is within this of its maximum is uniform: it says
+#: "everywhere", i.e. nothing (the mask share of a uniform map is the mask's area share).
+UNIFORM_RANGE = 0.05
+
+
+class DegenerateHeatmapWarning(AnalysisWarning):
+    """A Grad-CAM map that cannot localise: a tiny last feature map, an all-zero or a uniform map."""
+
+
+def degenerate_reasons(cams, feature_hw) -> list:
+    """Why each map is degenerate (``''`` when it is not).
+
+    Parameters
+    ----------
+    cams : torch.Tensor
+        ``(B, H, W)`` maps of :func:`grad_cam` (each divided by its maximum).
+    feature_hw : (int, int)
+        Height and width of the Grad-CAM layer's feature map.
+
+    Returns
+    -------
+    list of str
+        Per map, ``''`` or a reason: the feature map is smaller than :data:`MIN_FEATURE_SIDE`
+        cells on a side; the map is zero everywhere (no positive class evidence); or its
+        range (maximum - minimum) is below :data:`UNIFORM_RANGE` (uniform).
+    """
+    h, w = (int(v) for v in feature_hw)
+    small = (f"last feature map is {h} x {w} (fewer than {MIN_FEATURE_SIDE} cells a side): the map is an "
+             "interpolation of a few numbers; use larger images or an earlier layer (--layer)"
+             if min(h, w) < MIN_FEATURE_SIDE else "")
+    out = []
+    for cam in cams:
+        peak, low = float(cam.max()), float(cam.min())
+        if peak <= 0:
+            why = "zero map (no positive evidence for the class)"
+        elif peak - low < UNIFORM_RANGE:
+            why = f"uniform map (range {peak - low:.3f} < {UNIFORM_RANGE})"
+        else:
+            why = ""
+        out.append("; ".join(t for t in (small, why) if t))
+    return out
+
+
+def _warn_degenerate(reasons) -> None:
+    bad = [r for r in reasons if r]
+    if bad:
+        import warnings
+
+        warnings.warn(f"{len(bad)} of {len(reasons)} Grad-CAM map(s) are degenerate ({bad[0]}); they do not show "
+                      "where the model looks", DegenerateHeatmapWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- core
@@ -92,8 +151,8 @@ def _grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=N
     store: dict = {}
 
     def hook(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ValueError(f"Grad-CAM layer must output a (B, C, h, w) tensor, got "
+        if not isinstance(output, torch.Tensor) or output.dim() not in (3, 4):
+            raise ValueError(f"Grad-CAM layer must output a (B, C, h, w) map or (B, N, C) tokens, got "
                              f"{type(output).__name__} {tuple(getattr(output, 'shape', ()))}")
         store["act"] = output
         # later in-place ops (e.g. DenseNet's ReLU after norm5) act on a copy, so the
@@ -117,13 +176,37 @@ def _grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=N
         handle.remove()
         model.train(was_training)
     act, grads = act.detach().float(), grads.detach().float()
+    if act.dim() == 3:  # a vision transformer's tokens: arrange the patch tokens on their grid
+        to_grid = getattr(model, "tokens_to_grid", None)
+        if to_grid is None:
+            raise ValueError(f"the Grad-CAM layer outputs tokens {tuple(act.shape)} and the model cannot arrange "
+                             "them on a patch grid (no tokens_to_grid); pass a spatial layer")
+        act, grads = to_grid(act, images.shape[-2:]), to_grid(grads, images.shape[-2:])
+    height, width = images.shape[-2:]
+    extent = _patch_extent(model, act.shape[-2:], (height, width))
+    feature_hw = tuple(act.shape[-2:])
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    # upsample over the area the grid covers (a ViT pads the input to a multiple of its patch), then crop
+    cam = F.interpolate(cam, size=extent, mode="bilinear", align_corners=False)[:, 0, :height, :width]
     cam = cam.clamp_min(0)
     peak = cam.amax(dim=(1, 2), keepdim=True)
     cam = torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
-    return cam, logits.detach()
+    reasons = degenerate_reasons(cam, feature_hw)
+    _warn_degenerate(reasons)
+    return cam, logits.detach(), reasons
+
+
+def _patch_extent(model: nn.Module, grid, image_size) -> tuple:
+    """Pixels covered by a transformer's patch grid (input padded to a multiple of the patch
+    size), else the image size."""
+    patch = getattr(getattr(getattr(model, "body", None), "patch_embed", None), "patch_size", None)
+    if patch is None:
+        return tuple(int(v) for v in image_size)
+    extent = (int(grid[0]) * int(patch[0]), int(grid[1]) * int(patch[1]))
+    if extent[0] < image_size[0] or extent[1] < image_size[1]:  # a grid that drops edge pixels
+        return tuple(int(v) for v in image_size)
+    return extent
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=None) -> torch.Tensor:
@@ -160,6 +243,13 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=No
     TypeError
         ``uint8`` images (not yet normalised).
 
+    Warns
+    -----
+    DegenerateHeatmapWarning
+        A map that cannot localise (:func:`degenerate_reasons`): the layer's feature map has
+        fewer than :data:`MIN_FEATURE_SIDE` cells a side (ResNet-18's last block at 64 px is
+        2 x 2), or the map is zero or uniform.
+
     Notes
     -----
     Same method as ``pytorch-grad-cam``'s ``GradCAM`` (which the study used), except the
@@ -172,8 +262,8 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target_class=None, layer=No
     >>> import torch
     >>> from fusion.backbones import create_backbone
     >>> model = create_backbone("resnet18", "none", in_chans=1, num_classes=3)
-    >>> grad_cam(model, torch.randn(2, 1, 32, 32)).shape
-    torch.Size([2, 32, 32])
+    >>> grad_cam(model, torch.randn(2, 1, 128, 128)).shape
+    torch.Size([2, 128, 128])
     """
     return _grad_cam(model, images, target_class, layer)[0]
 
@@ -429,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
       --mask ../shared/data/bus_bra/masks/mask_0001-l.png --out gradcam_busbra
 
 writes <out>/<image>_gradcam.png per image, <out>/gradcam_panel.png and <out>/gradcam.csv
-(image, predicted_class, p_<class>..., target_class[, cam_inside_mask], overlay).
+(image, patient_in_fold, heatmap_note, predicted_class, p_<class>..., target_class[, cam_inside_mask],
+overlay); patient_in_fold comes from the cohort table (--cohort, default the run's config.yaml).
 """)
     p.add_argument("checkpoint", nargs="?", help="model.pt written by fusion.train "
                    "(checkpoints/<modality>/<backbone>/fold<k>/); or use --run")
@@ -440,7 +531,8 @@ writes <out>/<image>_gradcam.png per image, <out>/gradcam_panel.png and <out>/gr
     r.add_argument("--modality", default=None, help="with --run: the modality to explain")
     r.add_argument("--per-class", type=int, default=2, help="with --run: patients per true class (default: 2)")
     r.add_argument("--patients", nargs="+", default=None, help="with --run: these patient ids instead")
-    r.add_argument("--cohort", default=None, help="with --run: the cohort table (default: the run's config.yaml)")
+    p.add_argument("--cohort", default=None, help="the cohort table that maps images to patients (default: the "
+                   "run's config.yaml); with CHECKPOINT, tells whether the fold model saw each image's patient")
     p.add_argument("--out", default="gradcam", help="output folder (default: gradcam)")
     p.add_argument("--target", metavar="CLASS", default=None,
                    help="class to explain (a class name of the checkpoint); default: each image's predicted class")
@@ -463,36 +555,117 @@ def _overlay_names(paths) -> list[str]:
     return names
 
 
-def fold_role(checkpoint, images) -> list:
-    """For each image, whether its patient was a test patient of the checkpoint's fold.
-
-    Looks for the run's ``oof_predictions.csv`` (``fusion.train`` layout:
-    ``RUN/checkpoints/<modality>/<backbone>/fold<k>/model.pt``) and matches each image's file
-    stem to a ``patient_id`` (the demo layout ``images/<modality>/<patient>.png``).  Returns one
-    of ``'test'`` (the fold model never saw the patient: an honest explanation),
-    ``'training (test fold j)'`` (the model was trained on it), ``'held out'`` (a patient of the
-    held-out test set, which no fold model saw) or ``''`` (not known) per image.
-    """
-    import pandas as pd
-
+def _run_of(checkpoint):
+    """``(run folder, fold)`` of a ``RUN/checkpoints/<modality>/<backbone>/fold<k>/model.pt``, or None."""
     ckpt = Path(checkpoint).resolve()
     try:
-        run = ckpt.parents[4]
-        fold = int(ckpt.parent.name.removeprefix("fold"))
+        return ckpt.parents[4], int(ckpt.parent.name.removeprefix("fold"))
     except (IndexError, ValueError):
-        return [""] * len(images)
-    oof = run / "oof_predictions.csv"
-    if not oof.is_file():
-        return [""] * len(images)
-    pred = pd.read_csv(oof, dtype={"patient_id": str}, usecols=["patient_id", "fold", "model"])
-    pred = pred[pred["model"] != "late_fusion"]
-    test_fold = pred.drop_duplicates("patient_id").set_index("patient_id")["fold"].to_dict()
-    roles = []
-    for img in images:
-        k = test_fold.get(Path(img).stem)
-        roles.append("" if k is None else "test" if int(k) == fold else "held out" if int(k) < 0
-                     else f"training (test fold {int(k)})")
-    return roles
+        return None
+
+
+def image_patients(images, cohort, schema=None, data_root=None) -> list:
+    """The patient id of each image file, looked up in the cohort table's image columns.
+
+    Parameters
+    ----------
+    images : sequence of str or Path
+        Image files (any working directory; compared as resolved absolute paths).
+    cohort : str or Path
+        What ``fusion.train`` accepts (a cohort table, ``busi``, ``bus_bra``, a manifest, a folder).
+    schema, data_root : optional
+
+    Returns
+    -------
+    list
+        The patient id (str) of each image, or None where no image cell of the table points to
+        the file. The file name is never used as an id: ``P0001_elasto.png`` is found as
+        patient ``P0001`` because the table says so, and ``P0002.png`` listed in patient
+        ``P0001``'s row is ``P0001``'s.
+    """
+    import warnings
+
+    from fusion.audit import image_table
+    from fusion.manifests import ImageLevelWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImageLevelWarning)
+        table, _ = image_table(cohort, schema, data_root=data_root)
+    lookup = {}
+    for path, pid in zip(table["path"], table["patient_id"]):
+        lookup.setdefault(str(Path(path).resolve()), str(pid))
+    return [lookup.get(str(Path(p).resolve())) for p in images]
+
+
+def fold_role(checkpoint, images, cohort=None, schema=None) -> list:
+    """For each image, whether this fold model saw its patient -- by patient id, not file name.
+
+    The image's patient comes from the cohort table (``cohort``, else the run's
+    ``config.yaml``; :func:`image_patients`); the patient's role in the checkpoint's fold comes
+    from the run's ``fold_assignments.csv`` (else ``oof_predictions.csv``), the run being
+    ``RUN`` of ``RUN/checkpoints/<modality>/<backbone>/fold<k>/model.pt``.
+
+    Returns
+    -------
+    list of str
+        Per image: ``'test'`` (the fold model never saw the patient: an honest explanation),
+        ``'validation (early stopping)'`` (not trained on, but it chose the model's epoch),
+        ``'training (test fold j)'`` (the model was trained on it), ``'held out'`` (a held-out
+        patient, which no fold model saw), or ``'unknown: <reason>'`` (not a run's checkpoint,
+        no cohort table, the image is not in it, or the patient is in no fold).
+    """
+    import pandas as pd
+    import yaml
+
+    n = len(images)
+    where = _run_of(checkpoint)
+    if where is None:
+        return ["unknown: the checkpoint is not in a run's checkpoints/<modality>/<backbone>/fold<k>/ folder"] * n
+    run, fold = where
+    if cohort is None and (run / "config.yaml").is_file():
+        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+        cohort, schema = cfg.get("cohort"), schema or cfg.get("schema")
+    if not cohort:
+        return [f"unknown: no cohort table to map images to patients ({run / 'config.yaml'} missing; pass "
+                "--cohort)"] * n
+    try:
+        patients = image_patients(images, cohort, schema)
+    except CohortError as exc:
+        return [f"unknown: cohort table {cohort} could not be read ({exc})"] * n
+    fa_path, oof = run / "fold_assignments.csv", run / "oof_predictions.csv"
+    role_of: dict = {}
+    if fa_path.is_file():
+        fa = pd.read_csv(fa_path, dtype={"patient_id": str})
+        mine = fa[fa["fold"] == fold]
+        test_fold = fa[fa["role"] == "test"].drop_duplicates("patient_id").set_index("patient_id")["fold"]
+        for pid, roles in mine.groupby("patient_id")["role"]:
+            roles = set(roles)
+            if "test" in roles:
+                role_of[pid] = "test"
+            elif "heldout" in roles:
+                role_of[pid] = "held out"
+            elif "train" in roles:
+                k = test_fold.get(pid)
+                role_of[pid] = "training" if k is None else f"training (test fold {int(k)})"
+            elif "validation" in roles:
+                role_of[pid] = "validation (early stopping)"
+        source = fa_path
+    elif oof.is_file():
+        pred = pd.read_csv(oof, dtype={"patient_id": str}, usecols=["patient_id", "fold", "model"])
+        pred = pred[pred["model"] != "late_fusion"]
+        for pid, k in pred.drop_duplicates("patient_id").set_index("patient_id")["fold"].items():
+            role_of[pid] = ("test" if int(k) == fold else "held out" if int(k) < 0
+                            else f"training (test fold {int(k)})")
+        source = oof
+    else:
+        return [f"unknown: no fold_assignments.csv or oof_predictions.csv in {run}"] * n
+    out = []
+    for img, pid in zip(images, patients):
+        if pid is None:
+            out.append(f"unknown: {Path(img).name} is not an image of the cohort table {cohort}")
+        else:
+            out.append(role_of.get(pid, f"unknown: patient {pid} is in no fold of {source.name}"))
+    return out
 
 
 def _explain(model, meta, raw, target_idx, layer, dev):
@@ -500,15 +673,16 @@ def _explain(model, meta, raw, target_idx, layer, dev):
     from fusion.transforms import build_transform
 
     t_eval = build_transform("none", train=False, channels=meta["in_chans"]).to(dev)
-    cams, logits = _grad_cam(model, t_eval(torch.stack(raw).to(dev)), target_idx, layer)
-    return cams.cpu(), torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
+    cams, logits, reasons = _grad_cam(model, t_eval(torch.stack(raw).to(dev)), target_idx, layer)
+    return cams.cpu(), torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64), reasons
 
 
-def _cohort_images(cohort, schema, modality: str) -> tuple[dict, Path]:
-    """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort."""
+def _cohort_images(cohort, schema, modality: str, columns=None) -> tuple[dict, Path]:
+    """patient_id -> image path (relative to the returned root) of ``modality`` in a run's cohort
+    (``columns``: the run's ``group``, ``id_column``, ``hospital_column``, ``image_columns``)."""
     from fusion.train import load_table
 
-    table, schema, source = load_table(cohort, schema)
+    table, schema, source = load_table(cohort, schema, **(columns or {}))
     if hasattr(table, "data") and hasattr(table, "schema"):
         frame, root = table.data, Path(getattr(table, "source", None) or cohort).parent
     else:
@@ -573,6 +747,9 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     first = oof[(oof["model"] != "late_fusion") & (oof["modality"] == modality)
                 & oof["split"].isin(["test", "external"]) & (oof["fold"] >= 0)]
     if backbone is not None:
+        from fusion.backbones import resolve_backbone
+
+        backbone = resolve_backbone(backbone)  # 'ViT-small' -> the name the run's files use
         first = first[first["model"] == backbone]
     if first.empty:
         mods = sorted(set(oof.loc[oof["model"] != "late_fusion", "modality"]))
@@ -601,7 +778,8 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     if not cohort:
         raise ConfigError(f"--run {run}: {'no cohort in config.yaml' if has_cfg else 'no config.yaml'}; "
                           "pass --cohort")
-    paths, root = _cohort_images(cohort, cfg.get("schema"), modality)
+    columns = {k: cfg.get(k) for k in ("group", "id_column", "hospital_column", "image_columns")}
+    paths, root = _cohort_images(cohort, cfg.get("schema"), modality, columns)
     dev = runtime.pick_device(device)
     done = {}  # patient -> (table row, image, map); one batch per fold model
     for fold, group in chosen.groupby("fold", sort=True):
@@ -614,7 +792,7 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
             if pid not in paths:
                 raise ConfigError(f"patient {pid!r}: no {modality} image in {cohort}")
             raw.append(load_image(root / paths[pid], size=meta["size"], channels=meta["in_chans"]))
-        cams, proba = _explain(model, meta, raw, None, module, dev)
+        cams, proba, _ = _explain(model, meta, raw, None, module, dev)
         for i, (pid, y) in enumerate(zip(group["patient_id"], group["y_true"])):
             row = {"patient_id": pid, "fold": int(fold), "true_class": y,
                    "predicted_class": meta["classes"][int(proba[i].argmax())]}
@@ -634,8 +812,9 @@ def explain_test_patients(run, modality: str, *, per_class: int = 2, patients=No
     return table, [out / "gradcam_test_patients.png", out / "gradcam_test_patients.csv"]
 
 
-def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, layer=None, device="cpu"):
-    """What the CLI does; returns the list of files written."""
+def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, layer=None, device="cpu", cohort=None):
+    """What the CLI does; returns the list of files written (``cohort``: the table that maps each
+    image to its patient, default the run's ``config.yaml``; see :func:`fold_role`)."""
     import pandas as pd
 
     from fusion import runtime
@@ -643,8 +822,8 @@ def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, laye
 
     model, meta = load_gradcam_model(checkpoint)
     classes, size, chans = meta["classes"], meta["size"], meta["in_chans"]
-    roles = fold_role(checkpoint, images)
-    seen = [(Path(p).stem, r) for p, r in zip(images, roles) if r.startswith("training")]
+    roles = fold_role(checkpoint, images, cohort)
+    seen = [(Path(p).name, r) for p, r in zip(images, roles) if r.startswith("training")]
     if seen:
         import warnings
 
@@ -668,14 +847,15 @@ def run_gradcam(checkpoint, images, out="gradcam", target=None, masks=None, laye
     model.to(dev)
     raw = [load_image(p, size=size, channels=chans) for p in images]
     mask_t = None if masks is None else [load_image(m, size=size, channels=1)[0] > 127 for m in masks]
-    cams, proba = _explain(model, meta, raw, target_idx, layer, dev)
+    cams, proba, reasons = _explain(model, meta, raw, target_idx, layer, dev)
     pred = proba.argmax(axis=1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written, rows = [], []
     for i, (img_path, name) in enumerate(zip(images, _overlay_names(images))):
         tgt = classes[target_idx if target_idx is not None else pred[i]]
-        row = {"image": str(img_path), "patient_in_fold": roles[i], "predicted_class": classes[pred[i]]}
+        row = {"image": str(img_path), "patient_in_fold": roles[i], "heatmap_note": reasons[i],
+               "predicted_class": classes[pred[i]]}
         row.update({f"p_{c}": proba[i, k] for k, c in enumerate(classes)})
         row["target_class"] = tgt
         if mask_t is not None:
@@ -734,7 +914,7 @@ def _run(args) -> list:
     if not args.checkpoint or not args.images:
         raise ConfigError("give CHECKPOINT and at least one IMAGE, or --run RUN --modality MOD")
     return run_gradcam(args.checkpoint, args.images, out=args.out, target=args.target, masks=args.mask,
-                       layer=args.layer, device=args.device)
+                       layer=args.layer, device=args.device, cohort=args.cohort)
 
 
 if __name__ == "__main__":

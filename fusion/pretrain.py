@@ -40,10 +40,10 @@ import pandas as pd
 
 from analysis.errors import ConfigError, did_you_mean
 from fusion import runtime
-from fusion.backbones import list_backbones
+from fusion.backbones import list_backbones, resolve_backbone
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import PretrainConfig, resolve_config, save_config
-from fusion.engine import evaluate, fit, setup_training
+from fusion.engine import FitOptions, ImageData, evaluate, fit, setup_training
 
 __all__ = ["build_parser", "main", "load_pretraining_data", "pretraining_table",
            "run_pretraining"]
@@ -196,9 +196,10 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
     from fusion import splits as sp
     from fusion.dataset import MultimodalDataset
 
-    if cfg.backbone not in list_backbones():
-        raise ConfigError(f"--backbone: unknown backbone {cfg.backbone!r} (available: {', '.join(list_backbones())})"
-                          f"{did_you_mean(cfg.backbone, list_backbones())}")
+    try:
+        cfg.backbone = resolve_backbone(cfg.backbone)  # 'ViT-small' -> vit_small_patch16_224 (file names, checkpoint)
+    except ConfigError as exc:
+        raise ConfigError(f"--backbone: {exc}") from None
     runtime.set_threads(cfg.threads)
     device = runtime.pick_device(cfg.device)
     table, schema, data_source = load_pretraining_data(cfg.data, cfg.data_root)
@@ -228,7 +229,6 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
                            device=device, seed=cfg.seed, lr=cfg.lr, weight_decay=cfg.weight_decay,
                            epochs=cfg.epochs, channels_last=cfg.channels_last, augment=cfg.augment)
     model, optimizer, scheduler, generator = setup.model, setup.optimizer, setup.scheduler, setup.generator
-    t_train, t_eval = setup.transform_train, setup.transform_eval
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckdir = out / "checkpoints"
@@ -248,13 +248,14 @@ def run_pretraining(cfg: PretrainConfig, progress: bool = True) -> list[Path]:
             bar.update(1)
             bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{history[-1]['val_loss']:.3f}")
 
-    result = fit(model, optimizer, scheduler, images, labels, train_idx, val_idx, epochs=cfg.epochs,
-                 patience=cfg.patience, transform_train=t_train, transform_eval=t_eval, batch_size=cfg.batch_size,
-                 device=device, generator=generator, amp=cfg.amp, channels_last=cfg.channels_last,
-                 resume=resume, on_epoch_end=on_epoch_end)
+    data = ImageData(images, labels, train_idx, val_idx)
+    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, min_epochs=cfg.min_epochs,
+                         batch_size=cfg.batch_size, amp=cfg.amp,
+                         channels_last=cfg.channels_last, resume=resume)
+    result = fit(setup, data, options, on_epoch_end=on_epoch_end)
     if bar is not None:
         bar.close()
-    val_loss, proba = evaluate(model, images, labels, val_idx, transform=t_eval, batch_size=cfg.batch_size,
+    val_loss, proba = evaluate(model, data, val_idx, transform=setup.transform_eval, batch_size=cfg.batch_size,
                                device=device, amp=cfg.amp, channels_last=cfg.channels_last)
     val_acc = float((proba.argmax(1) == labels[val_idx]).mean())
     path = atomic_save({"model": runtime.unwrap(model).state_dict(), "backbone": cfg.backbone, "classes": classes,

@@ -44,7 +44,7 @@ def versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
+    for pkg in ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "scipy", "statsmodels"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -85,6 +85,7 @@ def run_manifest(cfg, dataset, splits, holdout, world_size: int, device, source=
         "git_commit": git_commit(),
         "device": str(device),
         "world_size": int(world_size),
+        "global_batch_size": int(cfg.batch_size) * int(world_size),  # config.batch_size is per process
         "command": " ".join(sys.argv),
         "data": data_hashes,
     }

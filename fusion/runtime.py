@@ -44,6 +44,8 @@ __all__ = [
     "barrier",
     "unwrap",
     "shard_indices",
+    "broadcast_buffers",
+    "mean_over_ranks",
 ]
 
 
@@ -273,3 +275,29 @@ def shard_indices(n: int, rank: int, world_size: int) -> np.ndarray:
     total = per_rank * world_size
     padded = np.concatenate([np.arange(n), np.arange(total - n) % max(n, 1)]) if n else np.arange(0)
     return padded[rank:total:world_size]
+
+
+def broadcast_buffers(model: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (e.g. batch-norm running statistics) to every rank.
+
+    Each DDP rank updates its buffers on its own shard during training, so without this the
+    ranks would evaluate different models. No-op when not distributed.
+    """
+    if not is_distributed():
+        return
+    import torch.distributed as dist
+
+    for buf in unwrap(model).buffers():
+        dist.broadcast(buf, src)
+
+
+def mean_over_ranks(value: float, device=None) -> float:
+    """``value`` averaged over all ranks (the same float on every rank); ``value`` itself when
+    not distributed. A NaN on any rank gives NaN everywhere."""
+    if not is_distributed():
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t[0]) / get_world_size()

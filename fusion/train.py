@@ -54,11 +54,12 @@ import pandas as pd
 import torch
 
 from analysis.errors import ConfigError, did_you_mean
+from analysis.schema import image_column_map
 from fusion import runtime
-from fusion.backbones import list_backbones
+from fusion.backbones import list_backbones, resolve_backbone
 from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import TrainConfig, resolve_config
-from fusion.engine import balanced_class_weights, fit, predict_proba, setup_training
+from fusion.engine import FitOptions, ImageData, balanced_class_weights, fit, predict_proba, setup_training
 from fusion.provenance import run_manifest  # noqa: F401 - re-exported
 from fusion.splits import make_splits, nested_splits  # noqa: F401 - re-exported
 
@@ -75,9 +76,13 @@ EPILOG = """\
 examples:
   # demo: three single-modality ResNet18s on the synthetic cohort (CPU, a few minutes)
   python -m fusion.train demo_data/cohort.xlsx --folds 3 --epochs 4 --size 64 --out runs/demo
-  # the study's design, honestly evaluated: four backbones on elastography, ImageNet weights (needs internet)
+  # the study's design, honestly evaluated: its four backbones on elastography, ImageNet weights
+  # (needs internet once; offline, the error says how to save them to a file for --weights FILE)
   python -m fusion.train demo_data/cohort.xlsx --modalities elastography \\
-      --backbones resnet18 densenet121 efficientnet_b0 convnext_tiny --weights imagenet
+      --backbones resnet18 efficientnet_b7 convnext_tiny vit_small --weights imagenet
+  # a cohort with its own column names and no schema file (types inferred from the table)
+  python -m fusion.train my_cohort.csv --group Diagnosis --id-column PatientID --hospital-column Hospital \\
+      --image-column bmode=Bmode_file --image-column cdfi=Doppler_file --image-column elastography=Elasto_file
   # fine-tune from a checkpoint of python -m fusion.pretrain (same backbone)
   python -m fusion.train demo_data/cohort.xlsx --weights runs/pretrain/pretrained_resnet18.pt
   # external validation on a held-out hospital; resume after a kill
@@ -109,13 +114,22 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--schema", help="cohort_schema.yaml (default: the one next to the cohort file; for a public "
                                     "set, the schema its manifest builds)")
+    g.add_argument("--group", metavar="COLUMN", help="group (diagnosis) column; without --schema the schema is "
+                                                     "inferred from the table (default: the schema's)")
+    g.add_argument("--id-column", metavar="COLUMN", help="patient id column (default: the schema's; inferred: a "
+                                                         "unique column named like PatientID, patient_id, ID, case)")
+    g.add_argument("--hospital-column", metavar="COLUMN", help="hospital column (default: the schema's)")
+    g.add_argument("--image-column", dest="image_columns", metavar="MODALITY=COLUMN", action="append",
+                   help="column holding one modality's image paths, e.g. bmode=Bmode_file; repeat per modality "
+                        "(default: the schema's images, or columns named image_<modality>)")
     g.add_argument("--modalities", nargs="+", help="modalities to train (default: every image column)")
     g.add_argument("--size", type=int, help=f"image size in pixels (default: {d.size})")
     g.add_argument("--cache", help="folder for the decoded-image cache (default: none)")
     g = p.add_argument_group("model")
     g.add_argument("--backbones", nargs="+", help=f"backbones (default: {' '.join(d.backbones)}; "
                                                   f"available: {', '.join(list_backbones())})")
-    g.add_argument("--weights", help="none, imagenet or a .pt/.pth file, e.g. from fusion.pretrain (default: none)")
+    g.add_argument("--weights", help="none, imagenet, or a local file: a torchvision/timm state dict (.pth, .pt, "
+                                     ".safetensors) or a fusion.pretrain checkpoint (default: none)")
     g = p.add_argument_group("validation")
     g.add_argument("--folds", type=int, help=f"cross-validation folds over patients (default: {d.folds})")
     g.add_argument("--inner-val", type=float, help=f"share of training patients for early stopping "
@@ -128,7 +142,10 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")
     g.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default: {d.patience})")
-    g.add_argument("--batch-size", type=int, help=f"batch size per process (default: {d.batch_size})")
+    g.add_argument("--min-epochs", type=int, help=f"early stopping never ends training before this many epochs "
+                                                  f"(default: {d.min_epochs})")
+    g.add_argument("--batch-size", type=int, help=f"batch size per process; under DDP (torchrun) the global batch is "
+                                                 f"this x the number of processes (default: {d.batch_size})")
     g.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {d.lr})")
     g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default: {d.weight_decay})")
     _bool_flag(g, "--class-weights", "balanced cross-entropy class weights (default: off)")
@@ -182,10 +199,11 @@ def config_from_args(argv=None) -> TrainConfig:
 def _check_config(cfg: TrainConfig) -> None:
     if not cfg.cohort:
         raise ConfigError("no cohort given (pass COHORT or set 'cohort' in --config)")
-    for name in cfg.backbones:
-        if name not in list_backbones():
-            raise ConfigError(f"--backbones: unknown backbone {name!r} (available: {', '.join(list_backbones())})"
-                              f"{did_you_mean(name, list_backbones())}")
+    cfg.image_columns = image_column_map(cfg.image_columns) or None  # 'M=C' strings -> {M: C}
+    try:  # registry names ('ViT-small' -> vit_small_patch16_224) name the checkpoint folders
+        cfg.backbones = [resolve_backbone(name) for name in cfg.backbones]
+    except ConfigError as exc:
+        raise ConfigError(f"--backbones: {exc}") from None
     for key in ("folds", "epochs", "patience", "batch_size", "size"):
         if int(getattr(cfg, key)) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {getattr(cfg, key)}")
@@ -253,7 +271,8 @@ def _image_level_note(kind: str) -> str:
             "is image-level; near-duplicate images on both sides of a split would make the estimates optimistic")
 
 
-def load_table(spec, schema=None, data_root=None):
+def load_table(spec, schema=None, data_root=None, *, group=None, id_column=None, hospital_column=None,
+               image_columns=None):
     """Resolve a ``COHORT`` argument to ``(table, schema, DataSource)``.
 
     Parameters
@@ -269,6 +288,11 @@ def load_table(spec, schema=None, data_root=None):
     data_root : str or Path, optional
         Folder holding ``busi/`` and ``bus_bra/`` (default: ``$LYMPH_SHARED_DATA`` or
         ``../shared/data``).
+    group, id_column, hospital_column, image_columns : optional
+        Columns named by the user (:func:`analysis.schema.with_columns`; ``image_columns``
+        as ``{modality: column}`` or ``'MODALITY=COLUMN'`` strings). A cohort table with
+        ``group`` and no ``schema`` gets a schema inferred from it
+        (:func:`analysis.schema.infer_schema`).
 
     Returns
     -------
@@ -288,7 +312,7 @@ def load_table(spec, schema=None, data_root=None):
     ImageLevelWarning
         Data without patient ids (BUSI, image folders): every image is its own patient.
     """
-    from analysis.schema import Schema, load_schema
+    from analysis.schema import Schema, load_schema, with_columns
     from fusion import manifests
 
     text = str(spec)
@@ -312,13 +336,23 @@ def load_table(spec, schema=None, data_root=None):
                               f"{' or '.join(PUBLIC_SETS)}, a manifest .yaml or a folder of class folders){hint}")
         from analysis.cohort import load_cohort
 
-        cohort = load_cohort(path, schema=schema)
+        beside = path.with_name("cohort_schema.yaml")
+        if group is not None and schema is None and beside.exists():
+            from analysis.errors import AnalysisWarning
+
+            warnings.warn(f"{path}: --group given, so the schema is inferred from the table and {beside} is not "
+                          f"used; pass --schema {beside} to use it", AnalysisWarning, stacklevel=2)
+        cohort = load_cohort(path, schema=schema, group=group, id_column=id_column,
+                             hospital_column=hospital_column, image_columns=image_columns)
         ids = cohort.data[cohort.schema.id_column] if cohort.schema.id_column else cohort.data.index
         source = DataSource("cohort", str(path), None, "patient", len(cohort.data), int(pd.Series(ids).nunique()),
                             tuple(cohort.notes))
         return cohort, cohort.schema, source
     if schema is not None:
         built = schema if isinstance(schema, Schema) else load_schema(schema)
+    if any(v is not None for v in (group, id_column, hospital_column, image_columns)):
+        built = with_columns(built, id_column=id_column, group_column=group, hospital_column=hospital_column,
+                             image_columns=image_columns, columns=table.columns, source=text)
     ids = table[built.id_column].astype(str)
     # BUSI says so itself (ImageLevelWarning); folders have no ids either (patient id = image path)
     image_level = flagged or (bool(ids.is_unique) and "image_id" not in table.columns)
@@ -353,7 +387,8 @@ def load_dataset(cfg: TrainConfig, progress: bool = True, data_root=None):
     """The training data as ``(MultimodalDataset, DataSource)`` (see :func:`load_table`)."""
     from fusion.dataset import MultimodalDataset
 
-    table, schema, source = load_table(cfg.cohort, cfg.schema, data_root)
+    table, schema, source = load_table(cfg.cohort, cfg.schema, data_root, group=cfg.group, id_column=cfg.id_column,
+                                       hospital_column=cfg.hospital_column, image_columns=cfg.image_columns)
     dataset = MultimodalDataset(table, schema, modalities=cfg.modalities, size=cfg.size, cache=cfg.cache,
                                 progress=progress)
     return dataset, source
@@ -418,13 +453,12 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
                            weight_decay=cfg.weight_decay, epochs=cfg.epochs, channels_last=cfg.channels_last,
                            augment=cfg.augment)
     model, optimizer, scheduler, generator = setup.model, setup.optimizer, setup.scheduler, setup.generator
-    t_train, t_eval = setup.transform_train, setup.transform_eval
-    net = model
+    t_eval = setup.transform_eval
     if runtime.is_distributed():
-        net = torch.nn.parallel.DistributedDataParallel(
+        setup.model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
+        setup.model = torch.compile(setup.model)
     weights = balanced_class_weights(labels[train_idx], len(classes)) if cfg.class_weights else None
     resume = None
     latest = unit_dir / "latest.pt"
@@ -449,11 +483,11 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
             bar.update(1)
             bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{history[-1]['val_loss']:.3f}")
 
-    result = fit(net, optimizer, scheduler, images, labels, train_idx, val_idx, epochs=cfg.epochs,
-                 patience=cfg.patience, transform_train=t_train, transform_eval=t_eval,
-                 batch_size=cfg.batch_size, device=device, generator=generator, amp=cfg.amp,
-                 channels_last=cfg.channels_last, class_weights=weights, resume=resume,
-                 on_epoch_end=on_epoch_end)
+    data = ImageData(images, labels, train_idx, val_idx)
+    options = FitOptions(epochs=cfg.epochs, patience=cfg.patience, min_epochs=cfg.min_epochs,
+                         batch_size=cfg.batch_size, amp=cfg.amp,
+                         channels_last=cfg.channels_last, class_weights=weights, resume=resume)
+    result = fit(setup, data, options, on_epoch_end=on_epoch_end)
     if bar is not None:
         bar.close()
 
@@ -461,8 +495,8 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     img_ids = image_ids(dataset)
 
     def rows_for(idx, split_label):
-        proba = predict_proba(model, images[torch.as_tensor(idx)], t_eval, cfg.batch_size, device, cfg.amp,
-                              cfg.channels_last)
+        proba = predict_proba(model, data, idx, transform=t_eval, batch_size=cfg.batch_size, device=device,
+                              amp=cfg.amp, channels_last=cfg.channels_last)
         return _prediction_frame(ids[idx], labels[idx], classes, proba, split.fold, split_label, backbone, modality,
                                  None if img_ids is None else img_ids[idx])
 

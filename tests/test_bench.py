@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,3 +46,35 @@ def test_throughput_bench_reports_the_cpu_bf16_instructions():
     info = _load("bench_throughput").cpu_info()
     assert set(info) == {"model", "bf16", "flags"}
     assert info["bf16"] in {"AMX", "AVX-512 BF16 (no AMX)", "none", "unknown"}
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_gradcam_mask_bench_writes_its_table(tmp_path, shared_data):
+    import os
+
+    out = tmp_path / "gc"
+    env = {**os.environ, "LYMPH_SHARED_DATA": str(shared_data), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_gradcam_masks.py"), "--size", "32",
+                           "--epochs", "1", "--max-train", "48", "--limit", "24", "--n-boot", "20",
+                           "--layers", "body.layer4", "body.layer2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    md = (tmp_path / "gc.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| body.")]
+    assert [r.split("|")[1].strip() for r in rows] == ["body.layer4 (1 x 1)", "body.layer2 (4 x 4)"]
+    assert rows[0].split("|")[-2].strip() == "24"  # every 1 x 1 map is flagged degenerate
+    import pandas as pd
+
+    images = pd.read_csv(tmp_path / "gc_images.csv")
+    assert len(images) == 48 and images["area"].between(0, 1).all()
+
+
+def test_joint_fusion_throughput_bench_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "joint.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_joint.py"), "--throughput", "--device", "cpu",
+                           "--quick", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert [r["fusion"] for r in res["throughput"]["rows"]] == ["concat", "gated"]
+    assert all(r["patients_per_s"] > 0 and r["images_per_s"] > r["patients_per_s"] for r in res["throughput"]["rows"])

@@ -39,12 +39,16 @@ def test_writes_overlays_panel_and_csv(trained, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("wrote: ") and "gradcam.csv" in last
     frame = pd.read_csv(out / "gradcam.csv")
-    assert list(frame.columns) == ["image", "patient_in_fold", "predicted_class", "p_metastatic", "p_lymphoma",
+    assert list(frame.columns) == ["image", "patient_in_fold", "heatmap_note", "predicted_class", "p_metastatic",
+                                   "p_lymphoma",
                                    "p_benign", "target_class", "mask", "cam_inside_mask", "mask_area_share", "overlay"]
-    oof = pd.read_csv(ckpt.parents[4] / "oof_predictions.csv", dtype={"patient_id": str})
-    fold_of = oof.drop_duplicates("patient_id").set_index("patient_id")["fold"]
-    expected = ["test" if fold_of[p.stem] == 0 else f"training (test fold {fold_of[p.stem]})" for p in images]
+    fa = pd.read_csv(ckpt.parents[4] / "fold_assignments.csv", dtype={"patient_id": str})
+    fold_of = fa[fa["role"] == "test"].set_index("patient_id")["fold"]
+    role0 = fa[fa["fold"] == 0].set_index("patient_id")["role"]
+    expected = ["test" if fold_of[p.stem] == 0 else "validation (early stopping)" if role0[p.stem] == "validation"
+                else f"training (test fold {fold_of[p.stem]})" for p in images]
     assert frame["patient_in_fold"].tolist() == expected
+    assert frame["heatmap_note"].str.contains("last feature map is 1 x 1").all()  # 16 px: ResNet-18 cannot localise
     assert len(frame) == 2
     assert frame[["p_metastatic", "p_lymphoma", "p_benign"]].sum(axis=1).sub(1).abs().max() < 1e-6
     assert (frame["predicted_class"] == frame["target_class"]).all()
@@ -125,13 +129,51 @@ def test_run_mode_explains_each_test_patient_with_its_own_fold_model(trained, tm
     assert "give CHECKPOINT and at least one IMAGE" in capsys.readouterr().err
 
 
-def test_fold_role_of_test_held_out_training_and_unknown_patients(tmp_path):
+def test_fold_role_without_a_cohort_table_is_unknown_with_the_reason(tmp_path):
     from fusion.gradcam import fold_role
 
     run = tmp_path / "run"
     run.mkdir()
-    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "fold": [0, -1, 1], "split": ["test", "external", "test"],
-                  "model": "resnet18"}).to_csv(run / "oof_predictions.csv", index=False)
+    pd.DataFrame({"patient_id": ["P1"], "fold": [0], "split": ["test"], "model": "resnet18"}).to_csv(
+        run / "oof_predictions.csv", index=False)
     ckpt = run / "checkpoints" / "2d" / "resnet18" / "fold0" / "model.pt"
-    roles = fold_role(ckpt, [tmp_path / f"{p}.png" for p in ("P1", "P2", "P3", "P9")])
-    assert roles == ["test", "held out", "training (test fold 1)", ""]
+    # the file is called P1.png, but a file name is not a patient id
+    assert fold_role(ckpt, [tmp_path / "P1.png"]) == [
+        f"unknown: no cohort table to map images to patients ({run / 'config.yaml'} missing; pass --cohort)"]
+    assert fold_role(tmp_path / "model.pt", [tmp_path / "P1.png"])[0].startswith("unknown: the checkpoint is not")
+
+
+def test_fold_role_finds_the_patient_through_the_cohort_table_not_the_file_name(tmp_path, monkeypatch):
+    from fusion.config import TrainConfig, save_config
+    from fusion.gradcam import fold_role
+
+    cohort = write_tiny_cohort(tmp_path / "tiny", n=24)
+    table = pd.read_csv(cohort, dtype={"patient_id": str})
+    folder = cohort.parent
+    # P0001's elastography image is called P0001_elasto.png; P0002's B-mode file is called P0003.png
+    # (P0003's own file moves to P0003_2d.png): only the table says whose image is whose
+    first = table.index[table["patient_id"] == "P0001"][0]
+    (folder / table.loc[first, "image_elastography"]).rename(folder / "images/elastography/P0001_elasto.png")
+    table.loc[first, "image_elastography"] = "images/elastography/P0001_elasto.png"
+    i2, i3 = (table.index[table["patient_id"] == p][0] for p in ("P0002", "P0003"))
+    (folder / "images/2d/P0003.png").rename(folder / "images/2d/P0003_2d.png")
+    (folder / "images/2d/P0002.png").rename(folder / "images/2d/P0003.png")
+    table.loc[i2, "image_2d"], table.loc[i3, "image_2d"] = "images/2d/P0003.png", "images/2d/P0003_2d.png"
+    table.to_csv(cohort, index=False)
+    run = tmp_path / "run"
+    save_config(TrainConfig(cohort=str(cohort)), run / "config.yaml")
+    rows = [(0, "P0001", "test"), (0, "P0002", "train"), (0, "P0003", "validation"), (0, "P0004", "heldout"),
+            (1, "P0001", "train"), (1, "P0002", "test"), (1, "P0003", "train"), (1, "P0004", "heldout")]
+    pd.DataFrame([{"fold": f, "kind": "kfold", "name": f"fold {f}", "patient_id": p, "image_id": p, "role": r}
+                  for f, p, r in rows]).to_csv(run / "fold_assignments.csv", index=False)
+    stray = tmp_path / "P0001.png"
+    stray.write_bytes(b"")
+    monkeypatch.chdir(folder)
+    images = ["images/elastography/P0001_elasto.png", folder / "images/2d/P0003.png",
+              folder / "images/2d/P0003_2d.png", folder / table.loc[table["patient_id"] == "P0004", "image_2d"].iloc[0],
+              stray, folder / table.loc[table["patient_id"] == "P0005", "image_2d"].iloc[0]]
+    ckpt = run / "checkpoints" / "elastography" / "resnet18" / "fold0" / "model.pt"
+    roles = fold_role(ckpt, images)
+    assert roles[:4] == ["test", "training (test fold 1)", "validation (early stopping)", "held out"]
+    assert roles[4] == f"unknown: P0001.png is not an image of the cohort table {cohort}"
+    assert roles[5] == "unknown: patient P0005 is in no fold of fold_assignments.csv"

@@ -55,6 +55,7 @@ def test_train_writes_oof_predictions_metrics_checkpoints_and_manifest(tiny_coho
     assert manifest["config"]["folds"] == 2 and manifest["seed"] == 0
     assert len(manifest["data"]["cohort_file_sha256"]) == 64 and "tensors_2d_sha256" in manifest["data"]
     assert manifest["versions"]["torch"]
+    assert manifest["world_size"] == 1 and manifest["global_batch_size"] == manifest["config"]["batch_size"] == 8
     # no test patient was in its fold's training or validation patients
     assert all(s["n_test"] > 0 and s["n_val"] > 0 for s in manifest["splits"])
     assert yaml.safe_load((out / "config.yaml").read_text())["modalities"] == ["2d"]

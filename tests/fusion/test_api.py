@@ -206,18 +206,29 @@ def test_cross_validate_late_and_embedding_fusion_one_results_table(tmp_path):
     from fusion.provenance import check_fold_assignments
 
     cohort = write_tiny_cohort(tmp_path / "tiny", n=36)
-    result = cross_validate(cohort, modalities=["2d", "elastography"], fusion=("late", "embedding"), baseline=False,
+    result = cross_validate(cohort, modalities=["2d", "elastography"], fusion=("late", "embedding", "joint"),
+                            baseline=True,
                             out=tmp_path / "run", size=16, folds=2, epochs=2, patience=5, batch_size=8, n_boot=20,
                             device="cpu", threads=1, progress=False)
     preds = result.predictions
-    assert {"resnet18", "late_fusion", "embedding_lr", "embedding_mlp"} <= set(preds["model"])
+    assert {"resnet18", "texture_lr", "late_fusion", "embedding_lr", "embedding_mlp", "joint_concat",
+            "joint_gated"} <= set(preds["model"])
+    # every fusion row's test patient is predicted once per model x variant
+    for _, g in preds.groupby(["model", "modality"]):
+        assert g["patient_id"].is_unique
     assert check_fold_assignments(result.fold_assignments).empty
     # every test patient of the fold assignments has exactly the fold its predictions say
     test = result.fold_assignments[result.fold_assignments["role"] == "test"].set_index("patient_id")["fold"]
     assert (preds["fold"].to_numpy() == test.reindex(preds["patient_id"]).to_numpy()).all()
     assert set(result.validation_predictions["split"]) == {"validation"}
     table = result.results_table()
-    assert {"late fusion", "embedding fusion", "CNN, one modality", "clinical only"} <= set(table["Kind"])
+    assert {"late fusion", "embedding fusion", "joint fusion", "CNN, one modality", "texture baseline",
+            "clinical only"} <= set(table["Kind"])
+    # Shapley contributions of the joint heads add up to prediction - reference
+    c = result.contributions[result.contributions["model"].str.startswith("joint")]
+    tot = c.groupby(["patient_id", "model", "class"]).agg(s=("contribution", "sum"), d=("prediction", "first"),
+                                                          r=("reference", "first"))
+    assert len(tot) and np.allclose(tot["s"], tot["d"] - tot["r"], atol=1e-6)
     assert {"Fold 0", "Fold 1"} <= set(table.columns)
     assert (table["Difference vs best single"] == "best single modality (reference)").sum() == 1
     written = {p.name for p in result.save(tmp_path / "run")}

@@ -8,6 +8,9 @@ from torch import nn
 
 from fusion.engine import (
     EarlyStopping,
+    FitOptions,
+    ImageData,
+    TrainingSetup,
     balanced_class_weights,
     batch_indices,
     evaluate,
@@ -61,27 +64,29 @@ def test_training_lowers_the_loss_and_predict_proba_sums_to_one():
     model = TinyNet()
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     idx = np.arange(len(y))
-    before, _ = evaluate(model, images, y, idx, transform=to_float, device=DEVICE)
+    data = ImageData(images, y, train_idx=idx)
+    before, _ = evaluate(model, data, idx, transform=to_float, device=DEVICE)
     for _ in range(15):
-        train_one_epoch(model, opt, images, y, idx, transform=to_float, batch_size=8, device=DEVICE,
-                        generator=torch.Generator().manual_seed(1))
-    after, proba = evaluate(model, images, y, idx, transform=to_float, device=DEVICE)
+        train_one_epoch(model, nn.functional.cross_entropy, opt, data, transform=to_float, batch_size=8,
+                        device=DEVICE, generator=torch.Generator().manual_seed(1))
+    after, proba = evaluate(model, data, idx, transform=to_float, device=DEVICE)
     assert after < before * 0.8
     assert proba.shape == (40, 2)
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
     assert (proba.argmax(1) == y).mean() > 0.8
-    np.testing.assert_allclose(predict_proba(model, images, to_float, batch_size=7), proba, rtol=1e-6)
+    np.testing.assert_allclose(predict_proba(model, images, transform=to_float, batch_size=7), proba, rtol=1e-6)
 
 
 def test_evaluate_loss_matches_cross_entropy_by_hand():
     set_seed(0)
     images, y = separable_images(10)
     model = TinyNet().eval()
-    loss, proba = evaluate(model, images, y, np.arange(10), transform=to_float, device=DEVICE)
+    data = ImageData(images, y)
+    loss, proba = evaluate(model, data, np.arange(10), transform=to_float, device=DEVICE)
     with torch.no_grad():
         ref = nn.functional.cross_entropy(model(to_float(images)), torch.as_tensor(y))
     assert loss == pytest.approx(float(ref), rel=1e-5)
-    assert math.isnan(evaluate(model, images, y, [], transform=to_float, device=DEVICE)[0])
+    assert math.isnan(evaluate(model, data, [], transform=to_float, device=DEVICE)[0])
 
 
 def test_balanced_class_weights_as_sklearn():
@@ -105,16 +110,20 @@ def test_early_stopping_keeps_the_best_weights_and_counts_patience():
     torch.testing.assert_close(stop.best_state["head.bias"], best["head.bias"])
 
 
-def _fit(images, y, epochs, resume=None, on_epoch_end=None):
+def _setup(epochs):
     set_seed(0)
     model = TinyNet()
     opt = torch.optim.AdamW(model.parameters(), lr=0.02)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     gen = torch.Generator().manual_seed(5)
-    res = fit(model, opt, sched, images, y, np.arange(30), np.arange(30, 40), epochs=epochs, patience=10,
-              transform_train=lambda x: to_float(x) + 0.05 * torch.randn(x.shape), transform_eval=to_float,
-              batch_size=8, device=DEVICE, generator=gen, resume=resume, on_epoch_end=on_epoch_end)
-    return model, opt, sched, gen, res
+    return TrainingSetup(model, opt, sched, gen, lambda x: to_float(x) + 0.05 * torch.randn(x.shape), to_float)
+
+
+def _fit(images, y, epochs, resume=None, on_epoch_end=None):
+    setup = _setup(epochs)
+    res = fit(setup, ImageData(images, y, np.arange(30), np.arange(30, 40)),
+              FitOptions(epochs=epochs, patience=10, batch_size=8, resume=resume), on_epoch_end=on_epoch_end)
+    return setup.model, setup.optimizer, setup.scheduler, setup.generator, res
 
 
 def test_fit_resumed_from_a_checkpoint_equals_an_uninterrupted_fit(tmp_path):
@@ -139,21 +148,15 @@ def test_fit_resumed_from_a_checkpoint_equals_an_uninterrupted_fit(tmp_path):
 
     real_fit = engine.fit
 
-    def capturing_fit(model, opt, sched, *a, generator, **k):
-        holder.update(model=model, opt=opt, sched=sched, gen=generator)
-        return real_fit(model, opt, sched, *a, generator=generator, **k)
+    def capturing_fit(setup, *a, **k):
+        holder.update(model=setup.model, opt=setup.optimizer, sched=setup.scheduler, gen=setup.generator)
+        return real_fit(setup, *a, **k)
 
     engine_fit, engine.fit = engine.fit, capturing_fit
     try:
         with pytest.raises(Killed):
-            set_seed(0)
-            model = TinyNet()
-            opt = torch.optim.AdamW(model.parameters(), lr=0.02)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 4)
-            engine.fit(model, opt, sched, images, y, np.arange(30), np.arange(30, 40), epochs=4, patience=10,
-                       transform_train=lambda x: to_float(x) + 0.05 * torch.randn(x.shape),
-                       transform_eval=to_float, batch_size=8, device=DEVICE,
-                       generator=torch.Generator().manual_seed(5), on_epoch_end=save_then_kill)
+            engine.fit(_setup(4), ImageData(images, y, np.arange(30), np.arange(30, 40)),
+                       FitOptions(epochs=4, patience=10, batch_size=8), on_epoch_end=save_then_kill)
     finally:
         engine.fit = engine_fit
     set_seed(123)  # a fresh process would not share the killed run's RNG state
@@ -161,3 +164,48 @@ def test_fit_resumed_from_a_checkpoint_equals_an_uninterrupted_fit(tmp_path):
     for k, v in full.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
     assert res.epochs_run == 4
+
+
+def test_fit_trains_with_an_injected_loss_and_early_stops_on_the_cross_entropy():
+    images, y = separable_images()
+    seen = []
+
+    def smoothed(logits, target):
+        seen.append((logits.dtype, tuple(logits.shape), target.dtype))
+        return nn.functional.cross_entropy(logits, target, label_smoothing=0.3)
+
+    default, smooth = _setup(3), _setup(3)
+    data = ImageData(images, y, np.arange(30), np.arange(30, 40))
+    res_default = fit(default, data, FitOptions(epochs=3, patience=10, batch_size=8))
+    res_smooth = fit(smooth, data, FitOptions(epochs=3, patience=10, batch_size=8), smoothed)
+    assert len(seen) == 3 * 4 and all(s == (torch.float32, s[1], torch.int64) for s in seen)
+    assert not torch.equal(default.model.head.weight, smooth.model.head.weight)
+    # the validation loss is evaluate()'s cross-entropy whatever the training loss
+    val, _ = evaluate(smooth.model, data, data.val_idx, transform=to_float, device=DEVICE)
+    assert res_smooth.history[res_smooth.best_epoch]["val_loss"] == pytest.approx(val, rel=1e-12)
+    assert res_default.epochs_run == res_smooth.epochs_run == 3
+
+
+def test_early_stopping_never_ends_training_before_min_epochs():
+    import torch
+
+    from fusion.engine import EarlyStopping
+
+    net = torch.nn.Linear(2, 2)
+    # a fresh network's validation loss: good at epoch 0, a jump to 6.6, then slow improvement
+    losses = [1.10, 6.6, 3.0, 1.6, 1.2, 1.05, 0.9, 0.8]
+    plain = EarlyStopping(patience=3)
+    for e, v in enumerate(losses):
+        if plain.step(v, e, net):
+            break
+    assert e == 3 and plain.best_epoch == 0        # would stop at epoch 3 and keep the epoch-0 model
+    guarded = EarlyStopping(patience=3, min_epochs=6)
+    stopped = [guarded.step(v, e, net) for e, v in enumerate(losses)]
+    assert True not in stopped and guarded.best_epoch == 7
+    # the state survives a checkpoint round trip (resume), also from checkpoints written before min_epochs
+    again = EarlyStopping()
+    again.load_state_dict(guarded.state_dict())
+    assert again.min_epochs == 6 and again.epochs_seen == 8
+    old = {k: v for k, v in plain.state_dict().items() if k not in ("min_epochs", "epochs_seen")}
+    again.load_state_dict(old)
+    assert again.min_epochs == 0 and again.epochs_seen == 4 and again.should_stop

@@ -65,7 +65,13 @@ def test_grad_cam_finds_the_only_evidence_in_a_known_quadrant():
     assert (pred == y).float().mean() > 0.85  # the task was learnt
     keep = (y == 1) & (pred == 1)
     assert keep.sum() >= 10
-    cams = grad_cam(model, x[keep], layer="features.7")
+    import warnings
+
+    from fusion.gradcam import DegenerateHeatmapWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateHeatmapWarning)  # learnt, 8 x 8 layer: not degenerate
+        cams = grad_cam(model, x[keep], layer="features.7")
     quadrant = torch.zeros(SIZE, SIZE, dtype=torch.bool)
     quadrant[: SIZE // 2, : SIZE // 2] = True
     share = np.array([cam_inside_mask(c, quadrant) for c in cams])
@@ -188,3 +194,36 @@ def test_bus_bra_masks_align_with_images_and_give_a_share(shared_data):
         assert content[mask].float().mean() > 0.95
         share = cam_inside_mask(cam, mask)
         assert 0.0 <= share <= 1.0  # an untrained model: no claim about localisation
+
+
+# ----------------------------------------------------------------------------- degenerate maps
+def test_degenerate_reasons_on_hand_made_maps():
+    from fusion.gradcam import UNIFORM_RANGE, degenerate_reasons
+
+    peaked = torch.zeros(1, 16, 16)
+    peaked[0, 4, 4] = 1.0
+    uniform = torch.full((1, 16, 16), 1.0)
+    uniform[0, 0, 0] = 1.0 - UNIFORM_RANGE / 2
+    zero = torch.zeros(1, 16, 16)
+    maps = torch.cat([peaked, uniform, zero])
+    assert degenerate_reasons(maps, (8, 8)) == ["", f"uniform map (range {UNIFORM_RANGE / 2:.3f} < {UNIFORM_RANGE})",
+                                                "zero map (no positive evidence for the class)"]
+    small = degenerate_reasons(peaked, (2, 2))[0]
+    assert small.startswith("last feature map is 2 x 2")
+
+
+def test_resnet18_at_64_px_warns_that_its_2x2_map_cannot_localise_and_128_px_does_not_say_so():
+    import warnings
+
+    from fusion.gradcam import DegenerateHeatmapWarning
+
+    torch.manual_seed(0)
+    model = create_backbone("resnet18", "none", in_chans=1, num_classes=2)
+    with pytest.warns(DegenerateHeatmapWarning, match=r"1 of 1 Grad-CAM map\(s\) are degenerate \(last feature map "
+                                                      r"is 2 x 2"):
+        grad_cam(model, torch.randn(1, 1, 64, 64))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grad_cam(model, torch.randn(1, 1, 128, 128))
+    assert not any("feature map is" in str(w.message) for w in caught)
+

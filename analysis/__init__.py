@@ -33,7 +33,7 @@ _EXPORTS = {
     "Cohort": "cohort", "validate_cohort": "cohort", "load_cohort": "cohort",
     "simulate_cohort": "simulate",
     # statistics
-    "describe": "describe",
+    "describe": "describe", "standardized_mean_difference": "describe",
     "chi_square": "contingency", "fisher_exact_rxc": "contingency",
     "linear_by_linear": "contingency",
     "anova_oneway": "location", "welch_anova": "location", "kruskal_wallis": "location",
@@ -41,7 +41,7 @@ _EXPORTS = {
     "pairwise_tests": "posthoc", "pairwise_contingency": "posthoc",
     "holm": "multiplicity", "benjamini_hochberg": "multiplicity",
     "TestChoice": "selection", "choose_test": "selection",
-    "multinomial_or_table": "regression",
+    "multinomial_or_table": "regression", "or_increment": "regression",
     "roc_auc": "roc", "roc_auc_ovr": "roc", "delong_ci": "roc", "delong_test": "roc",
     "cluster_bootstrap": "bootstrap",
     "classification_metrics": "metrics",

@@ -5,7 +5,21 @@ Internal module used by :func:`analysis.contingency.fisher_exact_rxc`.
 The conditional probability of a table ``x`` with fixed margins ``R`` (rows), ``C``
 (columns) and total ``N`` is ``P(x) = prod(R!) prod(C!) / (N! prod(x_ij!))``.  Writing
 ``f(x) = -sum log x_ij!`` the p-value is the total probability of the tables with
-``f(x) <= f(x_obs) + tol`` (``tol = 1e-7``, i.e. ``P <= P_obs (1 + 1e-7)`` as in R).
+``f(x) <= f(x_obs) + tol`` with ``tol = 1e-7``, i.e. ``P <= P_obs e^tol ≈ P_obs (1 + 1e-7)``.
+
+Tolerance, and how it differs from R.  Tables whose probability equals ``P_obs`` up to
+rounding (e.g. the observed table with two rows swapped when their margins are equal) must
+count, so the comparison needs a tolerance above the rounding error of sums of log
+factorials (about 1e-13 relative here).  R uses two: ``fisher.test`` on a 2 x 2 table counts
+``d <= d_obs * (1 + 10^-7)`` (``relErr`` in its R code), while its r x c engine FEXACT
+(``src/library/stats/src/fexact.c``, ACM TOMS 643) starts the observed path length at
+``obs = tol`` with ``tol = 3.45254e-7`` ("the square root of the smallest relative
+spacing"), i.e. counts ``log P <= log P_obs + 3.45254e-7``, a relative tolerance of about
+3.45e-7, and also merges past path lengths closer than ``tol``.  We use 1e-7 for every
+table: it is R's 2 x 2 rule (up to e^tol - 1 - tol = 5e-15), ~1e6 times the rounding error, and it
+counts fewer near-ties that are not true ties.  Our p-value can differ from R's r x c value
+only through tables whose probability lies within (1e-7, 3.45e-7] relative of ``P_obs``; the 43
+R reference p-values (tests/fixtures/r_reference) agree with ours to 1e-6 relative.
 
 Network (Mehta & Patel 1983, doi:10.1080/01621459.1983.10477989): the table is filled one
 column at a time; a node is the vector of row sums still to be filled (sorted, because the
@@ -47,14 +61,28 @@ from scipy.special import gammaln, logsumexp
 
 __all__ = ["fexact_pvalue", "BudgetExceeded", "TOL"]
 
-TOL = 1e-7            # log-space tolerance: P <= P_obs * (1 + 1e-7)
+TOL = 1e-7            # log-space tolerance: P <= P_obs * (1 + 1e-7) (module notes: R uses 3.45e-7 for r x c)
 _MERGE = 1e-9         # past values closer than this (same grid cell) are merged
 _CHUNK = 2_000_000    # max child entries materialised at once
-_MAX_ROWS = 25_000_000  # max transitions / entries held at once (~2-3 GB); beyond: BudgetExceeded
+# Max transitions / entries held at once (~1 GB); beyond: BudgetExceeded.  Deterministic (a
+# row count).  The 43 R reference tables need at most 9.2 million (3 x 4, n = 600); a 16 x 3
+# multi-select column (n = 256) asks for 17.5 million after ~1 s and 0.24 GB, where the former
+# cap of 25 million let it run ~25 s to 2.4 GB before giving up (tests/fixtures/clinical_workbook,
+# BENCHMARKS.md).
+_MAX_ROWS = 12_000_000
 
 
 class BudgetExceeded(RuntimeError):
-    """The exact computation ran past its time budget (or would exceed its memory cap)."""
+    """The exact computation would exceed its work budget or memory cap (or a caller's time limit).
+
+    ``kind`` is ``'work'``, ``'memory'`` or ``'time'`` and ``limit`` the limit that was hit
+    (see :func:`analysis.contingency.fallback_reason` for the sentence reported).
+    """
+
+    def __init__(self, message: str = "", kind: str = "time", limit=None):
+        super().__init__(message)
+        self.kind = kind
+        self.limit = limit
 
 
 _work = threading.local()  # per-call work counter (see fexact_pvalue's ``max_work``)
@@ -68,7 +96,8 @@ def _check_size(n: int) -> None:
     so a work budget makes the exact-or-Monte-Carlo decision reproducible.
     """
     if n > _MAX_ROWS:
-        raise BudgetExceeded(f"{n} network rows exceed the memory cap of {_MAX_ROWS}")
+        raise BudgetExceeded(f"{n} network rows exceed the memory cap of {_MAX_ROWS}", kind="memory",
+                             limit=_MAX_ROWS)
     _charge(n)
 
 
@@ -78,7 +107,7 @@ def _charge(n: int) -> None:
     if limit is not None:
         _work.used += n
         if _work.used > limit:
-            raise BudgetExceeded(f"work budget of {limit} network rows exceeded")
+            raise BudgetExceeded(f"work budget of {limit} network rows exceeded", kind="work", limit=limit)
 
 
 def _keys(states: np.ndarray, base: int) -> np.ndarray:
@@ -245,7 +274,7 @@ class _Net:
 
     def _check_time(self):
         if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise BudgetExceeded
+            raise BudgetExceeded("time budget exceeded", kind="time")
 
     # ---- bounds on the future value f = -sum log x! over completions of each state ----
     def _bounds(self, S: np.ndarray, rem_cols: np.ndarray):

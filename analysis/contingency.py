@@ -26,7 +26,7 @@ from analysis._fexact import TOL, BudgetExceeded, fexact_pvalue
 from analysis._results import TestResult
 from analysis.errors import CohortError, ExactTestFallbackWarning
 
-__all__ = ["crosstab", "chi_square", "fisher_exact_rxc", "linear_by_linear", "cmh_ordinal"]
+__all__ = ["crosstab", "chi_square", "fisher_exact_rxc", "fallback_reason", "linear_by_linear", "cmh_ordinal"]
 
 _NAN = math.nan
 
@@ -178,7 +178,25 @@ def _log_prob_kernel(tables: np.ndarray) -> np.ndarray:
 DEFAULT_WORK_BUDGET = 100_000_000
 
 
-def fisher_exact_rxc(table, *, time_budget: float | None = 30.0, work_budget: int | None = DEFAULT_WORK_BUDGET,
+def fallback_reason(kind: str, limit) -> str:
+    """The one sentence that says why the exact test gave way to Monte Carlo.
+
+    The same text goes into ``details['fallback_reason']``, the Table 1 footnote, the
+    methods paragraph and ``table1_stats.csv`` (``kind``: ``'work'``, ``'memory'``,
+    ``'time'`` or ``'forced'``).
+    """
+    if kind == "work":
+        return (f"the exact network algorithm would need more than its deterministic work budget of "
+                f"{int(limit):,} network rows")
+    if kind == "memory":
+        return (f"one stage of the exact network algorithm would hold more than {int(limit):,} rows "
+                "(its memory cap)")
+    if kind == "time":
+        return f"the exact computation ran past the time limit of {limit:g} s set by the caller"
+    return "Monte Carlo requested (time_budget=0)"
+
+
+def fisher_exact_rxc(table, *, time_budget: float | None = None, work_budget: int | None = DEFAULT_WORK_BUDGET,
                      mc_draws: int = 100_000, seed: int = 0) -> TestResult:
     """Fisher–Freeman–Halton exact test for an r x c table, with a seeded Monte Carlo fallback.
 
@@ -186,15 +204,16 @@ def fisher_exact_rxc(table, *, time_budget: float | None = 30.0, work_budget: in
     ----------
     table : array-like or pandas.DataFrame
         r x c non-negative integer counts; groups in rows or columns (symmetric).
-    time_budget : float or None, default 30.0
-        Seconds allowed for the exact network algorithm; beyond it a Monte Carlo estimate is
-        returned (``time_budget=0`` forces Monte Carlo).  A safety net: on a typical machine
-        the work budget below decides first.
+    time_budget : float or None, default None
+        Optional wall-clock limit in seconds (``0`` forces Monte Carlo).  Off by default,
+        and not used by Table 1: a clock makes the exact-or-Monte-Carlo decision depend on
+        the machine and its load.
     work_budget : int or None, default ``DEFAULT_WORK_BUDGET`` (1e8)
         Units of work (network rows materialised and binary-search queries) allowed for the
         exact computation.  Unlike seconds, this count is the same on every machine and run,
-        so whether a table gets an exact or a Monte Carlo p-value is reproducible.  ``None``:
-        no work limit.
+        so whether a table gets an exact or a Monte Carlo p-value is reproducible (as is the
+        memory cap of one stage, ``analysis._fexact._MAX_ROWS`` rows).  ``None``: no work
+        limit.
     mc_draws : int, default 100_000
         Tables drawn for the Monte Carlo estimate.
     seed : int, default 0
@@ -204,15 +223,18 @@ def fisher_exact_rxc(table, *, time_budget: float | None = 30.0, work_budget: in
     -------
     TestResult
         Exact: ``test='fisher_exact'``, ``statistic`` and ``df`` NaN.  Fallback:
-        ``test='fisher_monte_carlo'`` with ``details`` ``mc_draws``, ``mc_seed``, ``mc_se``.
+        ``test='fisher_monte_carlo'`` with ``details`` ``mc_draws``, ``mc_seed``, ``mc_se``,
+        ``mc_hits`` (simulated tables at least as extreme), ``p_upper_bound`` (True when
+        ``mc_hits == 0``: then ``p_value = 1/(B+1)`` is only an upper bound, to be reported
+        as ``p < 1/(B+1)``) and ``fallback_reason`` (:func:`fallback_reason`).
         Empty rows/columns are dropped (listed in ``details``); fewer than 2 non-empty rows
         or columns gives p NaN with ``details['reason']``.
 
     Warns
     -----
     ExactTestFallbackWarning
-        When the work or time budget (or the memory cap) is exceeded and Monte Carlo is used;
-        ``details['fallback_reason']`` says which.
+        When the work budget or the memory cap (or a caller's time budget) is exceeded and
+        Monte Carlo is used; the message and ``details['fallback_reason']`` say which.
 
     Raises
     ------
@@ -222,9 +244,10 @@ def fisher_exact_rxc(table, *, time_budget: float | None = 30.0, work_budget: in
     Notes
     -----
     p = sum of the hypergeometric probabilities ``P(x) = prod R_i! prod C_j! / (N! prod x_ij!)``
-    of all tables with the observed margins and ``P(x) <= P_obs (1 + 1e-7)`` (the relative
-    tolerance of R's ``fisher.test``).  Computed by a network algorithm (Mehta & Patel 1983)
-    described in :mod:`analysis._fexact`; deterministic.  Matches R 4.2
+    of all tables with the observed margins and ``P(x) <= P_obs (1 + 1e-7)`` (R's 2 x 2
+    ``fisher.test`` uses this relative tolerance; R's r x c FEXACT uses about 3.45e-7, see
+    :mod:`analysis._fexact` for why we keep 1e-7).  Computed by a network algorithm (Mehta &
+    Patel 1983) described in :mod:`analysis._fexact`; deterministic.  Matches R 4.2
     ``fisher.test(x, workspace = 2e8)`` and, for 2 x 2, ``scipy.stats.fisher_exact``
     (two-sided).  The Monte Carlo p-value is ``(1 + #{P(x*) <= P_obs}) / (B + 1)`` over ``B``
     tables drawn with fixed margins (``scipy.stats.random_table``), as R's
@@ -250,11 +273,12 @@ def fisher_exact_rxc(table, *, time_budget: float | None = 30.0, work_budget: in
         return TestResult("fisher_exact", _NAN, _NAN, _NAN, n, method=method, details=details)
     try:
         if time_budget is not None and time_budget <= 0:
-            raise BudgetExceeded(f"time budget of {time_budget} s")
+            raise BudgetExceeded("forced")
         p = fexact_pvalue(t, time_budget=time_budget, max_work=work_budget)
         return TestResult("fisher_exact", _NAN, _NAN, p, n, method=method, details=details)
     except BudgetExceeded as exc:
-        why = str(exc) or f"time budget of {time_budget} s exceeded"
+        kind = getattr(exc, "kind", "time") if str(exc) != "forced" else "forced"
+        why = fallback_reason(kind, time_budget if kind == "time" else exc.limit)
     rng = np.random.default_rng(seed)
     obs = float(_log_prob_kernel(t.astype(float)))
     dist = stats.random_table(t.sum(axis=1), t.sum(axis=0), seed=rng)
@@ -267,13 +291,12 @@ def fisher_exact_rxc(table, *, time_budget: float | None = 30.0, work_budget: in
         left -= b
     p = (1 + hits) / (mc_draws + 1)
     warnings.warn(
-        f"exact Fisher test stopped ({why}) for a "
-        f"{t.shape[0]} x {t.shape[1]} table (n = {n}); Monte Carlo estimate from "
-        f"{mc_draws} tables (seed {seed}) used instead",
+        f"exact Fisher test not completed for a {t.shape[0]} x {t.shape[1]} table (n = {n}): {why}; "
+        f"Monte Carlo estimate from {mc_draws} tables (seed {seed}) used instead",
         ExactTestFallbackWarning, stacklevel=2,
     )
     details.update(mc_draws=int(mc_draws), mc_seed=seed, mc_se=float(math.sqrt(p * (1 - p) / mc_draws)),
-                   fallback_reason=why)
+                   mc_hits=int(hits), p_upper_bound=bool(hits == 0), fallback_reason=why)
     return TestResult("fisher_monte_carlo", _NAN, _NAN, float(p), n,
                       method="Fisher-Freeman-Halton test, Monte Carlo p-value", details=details)
 

@@ -76,7 +76,14 @@ def _title(result) -> str:
 
 
 def _odds_caption(result) -> str:
-    return f"Multinomial logistic regression: odds ratios (95% CI) against {result.reference_group}"
+    kind = "Logistic regression" if len(_tested_levels(result)) == 2 else "Multinomial logistic regression"
+    return f"{kind}: odds ratios (95% CI) against {result.reference_group}"
+
+
+def _tested_levels(result) -> tuple:
+    """The groups the tests and odds ratios compared (groups too small to test left out)."""
+    skipped = (getattr(result, "settings", None) or {}).get("groups_not_tested") or {}
+    return tuple(g for g in result.group_levels if g not in skipped)
 
 
 def _odds_title(result) -> str:

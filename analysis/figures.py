@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .errors import CohortError, did_you_mean, require_columns
-from .formatting import format_number
+from .formatting import format_number, format_sig
 
 __all__ = ["PALETTE", "figure_style", "save_figure", "new_figure", "forest_plot", "group_distribution_plot",
            "decision_curve_plot", "centre_forest_plot"]
@@ -126,6 +126,23 @@ def _is_nan(x) -> bool:
         return x is None or (isinstance(x, float) and math.isnan(x))
 
 
+def _per_suffix(sub: pd.DataFrame) -> str:
+    """', per SD (15.4)' / ', per IQR (0.00071)' / ', per 10': what a continuous term's OR is per
+    (the ``per`` and ``increment`` columns of :func:`analysis.regression.multinomial_or_table`);
+    '' for per unit, per level, or a table without those columns."""
+    if "per" not in sub or not sub["per"].notna().any():
+        return ""
+    how = str(sub["per"].dropna().iloc[0])
+    inc = sub["increment"].dropna() if "increment" in sub else pd.Series(dtype=float)
+    if not len(inc):
+        return ""
+    if how in ("SD", "IQR"):
+        return f", per {how} ({format_sig(float(inc.iloc[0]))})"
+    if how == "given":
+        return f", per {format_sig(float(inc.iloc[0]), trim=True)}"
+    return ""
+
+
 def _forest_rows(table: pd.DataFrame, labels):
     """Display rows: (kind, variable, level, text) with kind 'header' or 'term', top to bottom."""
     rows = []
@@ -135,7 +152,7 @@ def _forest_rows(table: pd.DataFrame, labels):
         is_ref = sub.get("reason", pd.Series("", index=sub.index)).astype(str).eq("reference level")
         levels = [lv for lv in pd.unique(sub["level"]) if not _is_nan(lv)]
         if not levels:                                      # continuous / ordinal score: one row
-            rows.append(("term", var, None, label))
+            rows.append(("term", var, None, label + _per_suffix(sub)))
             continue
         refs = pd.unique(sub.loc[is_ref, "level"]) if is_ref.any() else pd.unique(
             sub.get("reference_level", pd.Series(dtype=object)).dropna())

@@ -14,7 +14,9 @@ most clinical journals apply):
   boundary is never hidden by rounding.
 * **n (%)**: whole counts and a percentage with one decimal, ``'12 (34.5)'``.
 * **mean ± SD** and **median [Q1, Q3]**: the same number of decimals for every number of
-  a row (:func:`choose_digits` picks 1 or 2 from the data unless given).
+  a row, chosen from the data by significant figures (:func:`choose_digits`: three
+  significant figures of the row's typical value and two of its smallest one, at least one
+  decimal), so a pixel spacing prints as ``0.00700 ± 0.00052``, not ``0.01 ± 0.00``.
 * **effect sizes**: ``'0.32 (0.25–0.39)'`` (two decimals, en dash between CI limits);
   **odds ratios**: ``'2.10 (1.30–3.40)'``.
 
@@ -47,6 +49,7 @@ __all__ = [
     "format_odds_ratio",
     "format_statistic",
     "choose_digits",
+    "format_sig",
 ]
 
 MISSING = "\u2014"       # em dash: value not computed / undefined
@@ -93,7 +96,7 @@ def format_number(x, digits: int = 2) -> str:
     return text
 
 
-def format_p(p, *, threshold: float = 0.001) -> str:
+def format_p(p, *, threshold: float = 0.001, upper_bound: bool = False) -> str:
     """Journal-style p-value (AMA): ``'<0.001'``, ``'0.004'``, ``'0.23'``, ``'>0.99'``.
 
     Parameters
@@ -102,6 +105,10 @@ def format_p(p, *, threshold: float = 0.001) -> str:
         A p-value (or q-value) in [0, 1]; NaN/None gives ``'—'``.
     threshold : float, default 0.001
         Smallest value printed; anything below is ``'<threshold'``.
+    upper_bound : bool, default False
+        ``p`` is only known to lie below the value given (a Monte Carlo p-value where no
+        simulated table was as extreme: ``p < 1/(B+1)``): printed as ``'<'`` and the bound,
+        rounded up so the printed bound is never below the true one.
 
     Returns
     -------
@@ -117,12 +124,23 @@ def format_p(p, *, threshold: float = 0.001) -> str:
     --------
     >>> [format_p(x) for x in (0.0004, 0.0042, 0.00989, 0.0109, 0.0496, 0.051, 0.2349, 0.999)]
     ['<0.001', '0.004', '0.01', '0.01', '0.050', '0.051', '0.23', '>0.99']
+    >>> format_p(1 / 1000, upper_bound=True), format_p(1 / 100_001, upper_bound=True)
+    ('<0.001', '<0.001')
+    >>> format_p(1 / 200, upper_bound=True)
+    '<0.0050'
     """
     if _is_missing(p):
         return MISSING
     p = float(p)
     if p < 0 or p > 1:
         raise ValueError(f"p-value must lie in [0, 1], got {p!r}")
+    if upper_bound:
+        if p <= threshold:
+            return f"<{threshold:g}" if threshold >= 1e-4 else f"<{threshold:.0e}"
+        digits = max(2, 1 - math.floor(math.log10(p)))
+        step = 10.0 ** -digits
+        bound = math.ceil(p / step - 1e-9) * step
+        return f"<{format_number(bound, digits)}"
     if p < threshold:
         return f"<{threshold:g}" if threshold >= 1e-4 else f"<{threshold:.0e}"
     if p > 0.99:
@@ -158,22 +176,63 @@ def format_n_pct(n, total=None, *, pct=None, digits: int = 1) -> str:
     return f"{count} ({format_number(pct, digits)})"
 
 
-def choose_digits(values: Iterable[float]) -> int:
-    """Decimals for a continuous row: 2 when its typical magnitude is below 10, else 1.
+def choose_digits(values: Iterable[float], *, max_digits: int = 12) -> int:
+    """Decimals for a continuous row, from significant figures of its own numbers.
 
-    ``values`` are the row's summary numbers (e.g. mean and SD of every group); NaNs are
-    ignored.  An L/S ratio of 2.31 ± 0.58 keeps two decimals, an age of 54.2 ± 12.8 one.
+    ``values`` are the row's summary numbers (e.g. mean and SD, or median, Q1 and Q3, of
+    every group); NaNs, infinities and zeros are ignored.  The decimals are the fewest that
+    give the row's typical value (median magnitude) three significant figures and its
+    smallest value two, and at least one:
+    ``max(1, 2 - floor(log10(typical)), 1 - floor(log10(smallest)))``.
+
+    Like R's ``summary()`` / ``format(x, digits = )``, which choose decimals so that the
+    numbers keep a number of significant digits, this never prints small measurements as
+    ``0.01 [0.01, 0.01]``; for values from 1 to 1000 with spreads of at least a tenth of
+    them it gives the usual 2 decimals below 10 and 1 above.
 
     Examples
     --------
     >>> choose_digits([2.31, 0.58]), choose_digits([54.2, 12.8])
     (2, 1)
+    >>> choose_digits([0.0070, 0.00052])
+    5
+    >>> choose_digits([0.0102, 0.0094, 0.0111])
+    4
     """
     arr = np.asarray([float(v) for v in values if not _is_missing(v)], dtype=float)
-    arr = arr[np.isfinite(arr)]
+    arr = np.abs(arr[np.isfinite(arr)])
+    arr = arr[arr > 0]
     if arr.size == 0:
         return 1
-    return 2 if float(np.median(np.abs(arr))) < 10 else 1
+    typical = 2 - math.floor(math.log10(float(np.median(arr))))
+    smallest = 1 - math.floor(math.log10(float(arr.min())))
+    return int(min(max(1, typical, smallest), max_digits))
+
+
+def format_sig(x, sig: int = 3, *, trim: bool = False) -> str:
+    """``x`` with ``sig`` significant figures (at least), never in scientific notation.
+
+    For increments and other single numbers whose size is not known in advance
+    (``'12.3'``, ``'0.000523'``, ``'1500'``); ``'—'`` for NaN/None.  ``trim=True`` drops
+    trailing zeros (for a number the user typed, e.g. "per 10 years").
+
+    Examples
+    --------
+    >>> [format_sig(x) for x in (12.3456, 0.00052345, 1523.7, 1.0)]
+    ['12.3', '0.000523', '1524', '1.00']
+    >>> format_sig(10.0, trim=True), format_sig(0.5, trim=True)
+    ('10', '0.5')
+    """
+    if _is_missing(x):
+        return MISSING
+    x = float(x)
+    if x == 0 or math.isinf(x):
+        return format_number(x, 0)
+    digits = max(0, sig - 1 - math.floor(math.log10(abs(x))))
+    text = format_number(x, digits)
+    if trim and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def format_mean_sd(mean, sd, digits: int = 1) -> str:

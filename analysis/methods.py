@@ -7,12 +7,10 @@ gives byte-identical text.  Numbers in the text are formatted by :mod:`analysis.
 """
 from __future__ import annotations
 
-import math
 import re
 
 import pandas as pd
 
-from . import formatting as fmt
 
 __all__ = ["methods_text", "SOFTWARE_PACKAGES"]
 
@@ -37,6 +35,9 @@ _TEST_PHRASES = {
     "welch_anova": "Welch's ANOVA",
     "kruskal_wallis": "the Kruskal\u2013Wallis test",
     "linear_by_linear": "the linear-by-linear association test",
+    "t_test": "Student's t-test",
+    "welch_t_test": "Welch's t-test",
+    "mann_whitney": "the Mann\u2013Whitney U test (normal approximation, no continuity correction)",
 }
 
 
@@ -44,6 +45,28 @@ def epv_phrase(epv) -> str:
     """'114 lymphoma patients for 26 parameters per equation (4.4 events per parameter, fewer than 10)'."""
     return (f"{epv['n']} {epv['group']} patients for {epv['parameters']} parameters per equation "
             f"({epv['n'] / epv['parameters']:.1f} events per parameter, fewer than 10)")
+
+
+def or_unit_sentence(result) -> str:
+    """What the odds ratios of continuous variables are per (from ``regression['per']``)."""
+    reg = result.regression
+    if reg is None or not len(reg) or "per" not in reg:
+        return ""
+    per = reg.dropna(subset=["increment"]).drop_duplicates("variable")
+    if not len(per):
+        return ""
+    seen = set(per["per"].astype(str))
+    kinds = [k for k in ("SD", "IQR", "unit", "given") if k in seen] + sorted(
+        seen - {"SD", "IQR", "unit", "given"})
+    words = {"SD": "one standard deviation", "IQR": "one interquartile range (Q3 \u2212 Q1)",
+             "unit": "one unit of the variable", "given": "the increment given in the schema"}
+    text = ("Odds ratios of continuous variables are per " + _join(words.get(k, k) for k in kinds)
+            + " (computed on the analysed patients and stated in the odds-ratio table)")
+    if "SD" in kinds or "IQR" in kinds:
+        text += ", so that they do not depend on the unit of measurement"
+    if (reg["per"].astype(str) == "level").any():
+        text += "; ordinal variables enter as level scores (odds ratio per level)"
+    return text + "."
 
 
 def _join(items) -> str:
@@ -117,6 +140,8 @@ def methods_text(result) -> str:
     settings = dict(result.settings)
     alpha = settings.get("alpha", 0.05)
     groups = list(result.group_levels)
+    not_tested = settings.get("groups_not_tested") or {}
+    compared = [g for g in groups if g not in not_tested]  # the groups tests and odds ratios compared
     tested = stats[stats["p_value"].notna()] if len(stats) else stats
     parts = []
 
@@ -158,20 +183,28 @@ def methods_text(result) -> str:
             rules.append("for continuous variables the Shapiro\u2013Wilk test in each group and the "
                          "Brown\u2013Forsythe test of equal variances chose between one-way ANOVA, "
                          "Welch's ANOVA and the Kruskal\u2013Wallis test")
+        if {"t_test", "welch_t_test", "mann_whitney"} & set(used):
+            rules.append("for continuous variables the Shapiro\u2013Wilk test in each group and the "
+                         "Brown\u2013Forsythe test of equal variances chose between Student's t-test, "
+                         "Welch's t-test and the Mann\u2013Whitney U test")
         if (tested["type"] == "ordinal").any():
             rules.append("ordinal variables were compared on their level scores")
         if rules:
             parts.append("The test for each variable was chosen from the data: " + "; ".join(rules) + ".")
     mc = tested[tested["test"] == "fisher_monte_carlo"] if len(tested) else tested
     if len(mc):
-        detail = _join(
-            f"{r.variable} ({int(r.mc_draws) if 'mc_draws' in mc and not pd.isna(r.mc_draws) else '?'} "
-            f"draws, seed {int(r.mc_seed) if 'mc_seed' in mc and not pd.isna(r.mc_seed) else '?'}, "
-            f"Monte Carlo SE {fmt.format_number(getattr(r, 'mc_se', math.nan), 5)})"
-            for r in mc.itertuples(index=False))
-        parts.append("Where the exact computation exceeded its time budget of "
-                     f"{fmt.format_number(settings.get('fisher_time_budget', math.nan), 0)} s, a seeded "
-                     f"Monte Carlo estimate of the exact p-value was used: {detail}.")
+        from .table1 import monte_carlo_text
+
+        labels = dict(zip(stats["variable"], stats["label"])) if "label" in stats else {}
+        detail = monte_carlo_text(
+            (labels.get(r["variable"], r["variable"]),
+             {"fallback_reason": r.get("fallback_reason", ""), "mc_draws": r.get("mc_draws"),
+              "mc_seed": int(r["mc_seed"]) if not pd.isna(r.get("mc_seed")) else "?",
+              "mc_se": r.get("mc_se"), "p_upper_bound": bool(r.get("p_value_upper_bound"))})
+            for _, r in mc.iterrows())
+        parts.append("Where the exact Fisher\u2013Freeman\u2013Halton computation could not be completed "
+                     "within its deterministic work budget or memory cap, a seeded Monte Carlo estimate of "
+                     f"the exact p-value was used (Hope 1968): {detail}.")
     names = {("cramers_v" if str(n).startswith("cramers_v") else str(n))
              for n in stats["effect_size_name"]} if len(stats) else set()
     eff = []
@@ -182,8 +215,9 @@ def methods_text(result) -> str:
         eff.append("\u03b5\u00b2 for rank-based comparisons, with a seeded percentile bootstrap CI "
                    f"({settings.get('n_boot', 2000)} resamples within groups)")
     if "eta_squared" in names:
-        eff.append("\u03b7\u00b2 for ANOVA, with a CI from the noncentral F distribution "
-                   "(bootstrap for Welch's ANOVA)")
+        two = len(compared) == 2
+        eff.append(f"\u03b7\u00b2 for {'t-tests' if two else 'ANOVA'}, with a CI from the noncentral F "
+                   f"distribution (bootstrap for Welch's {'t-test' if two else 'ANOVA'})")
     if eff:
         parts.append(f"Effect sizes were {'; '.join(eff)}; all intervals are 95% confidence intervals.")
         if names & {"epsilon_squared", "eta_squared"}:
@@ -206,9 +240,18 @@ def methods_text(result) -> str:
                      f"pairwise with {how}{contingency_rule}, with Holm's adjustment within the "
                      f"variable ({_plural(n_ph, 'variable')}).")
     if result.regression is not None and len(result.regression):
-        parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
-                     f"MNLogit) estimated odds ratios with 95% Wald confidence intervals for each "
-                     f"group against {result.reference_group}.")
+        if len(compared) == 2:
+            other = next((g for g in compared if str(g) != str(result.reference_group)), compared[-1])
+            parts.append("Univariable and multivariable binary logistic regression (statsmodels; the "
+                         "two-outcome case of MNLogit) estimated odds ratios of being "
+                         f"{other} rather than {result.reference_group}, with 95% Wald confidence "
+                         "intervals.")
+        else:
+            parts.append("Univariable and multivariable multinomial logistic regression (statsmodels "
+                         f"MNLogit) estimated odds ratios with 95% Wald confidence intervals for each "
+                         f"group against {result.reference_group}.")
+        if or_unit_sentence(result):
+            parts.append(or_unit_sentence(result))
         chosen = settings.get("predictors")
         if chosen:
             labels = dict(zip(stats["variable"], stats["label"])) if "label" in stats else {}
@@ -251,12 +294,17 @@ def methods_text(result) -> str:
                          f"{models} model), L2-penalized (ridge) point estimates are shown without "
                          "confidence intervals or p-values, because the penalty shrinks them towards an "
                          "odds ratio of 1.")
+        if (fits == "not_converged").any():
+            models = _join(sorted(set(reg.loc[fits == "not_converged", "model"].astype(str))))
+            parts.append(f"Where neither Firth's nor the L2-penalized fit converged ({models} model), no "
+                         "odds ratio is reported.")
         epv = settings.get("multivariable_epv")
         if epv:
             parts.append(f"The multivariable model had {epv_phrase(epv)}, so its estimates may be unstable "
                          "and over-fitted.")
     elif settings.get("regression", True) and result.regression_note:
-        parts.append(f"Multinomial logistic regression was not reported: {result.regression_note}.")
+        kind = "Logistic regression" if len(compared) == 2 else "Multinomial logistic regression"
+        parts.append(f"{kind} was not reported: {result.regression_note}.")
     parts.append(f"Two-sided p < {alpha:g} was considered significant; random procedures used "
                  f"seed {settings.get('seed', 0)}.")
     sw = result.software or {}

@@ -102,12 +102,50 @@ def read_table(path, sheet=None) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- Excel
 
+def _without_dangling_relationships(path: Path):
+    """An in-memory copy of the workbook without relationships to parts it does not contain.
+
+    R's openxlsx 4.2 (Debian's r-cran-openxlsx) writes ``xl/worksheets/_rels/sheet1.xml.rels``
+    pointing at ``../drawings/drawing1.xml`` without writing that part; Excel and LibreOffice
+    ignore the dangling link, openpyxl raises ``KeyError``.  Dropping such relationships (and
+    nothing else) gives the workbook Excel shows.
+    """
+    import io
+    import posixpath
+    import re
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zout:
+        names = set(zin.namelist())
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith(".rels"):
+                base = posixpath.dirname(posixpath.dirname(item.filename))  # folder of the owning part
+
+                def keep(match, base=base):
+                    tag = match.group(0)
+                    target = re.search(r'Target="([^"]*)"', tag)
+                    if target is None or 'TargetMode="External"' in tag:
+                        return tag
+                    ref = target.group(1)
+                    full = ref.lstrip("/") if ref.startswith("/") else posixpath.normpath(posixpath.join(base, ref))
+                    return tag if full in names else ""
+
+                data = re.sub(r"<Relationship\b[^>]*?/>", keep, data.decode("utf-8")).encode("utf-8")
+            zout.writestr(item, data)
+    buf.seek(0)
+    return buf
+
+
 def _read_excel_rows(path: Path, sheet):
     import openpyxl  # imported lazily: only needed for Excel files
 
     file = str(path)
     try:
-        wb = openpyxl.load_workbook(path, data_only=True)
+        try:
+            wb = openpyxl.load_workbook(path, data_only=True)
+        except KeyError:  # a relationship to a part the archive lacks (R openxlsx 4.2 writes these)
+            wb = openpyxl.load_workbook(_without_dangling_relationships(path), data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
         raise CohortError(f"not a readable Excel workbook ({type(exc).__name__}); open it in Excel "
                           f"and save it again as .xlsx", file=file) from None

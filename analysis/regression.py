@@ -8,13 +8,18 @@ tidy row per model x outcome level x predictor term.
 Coding: the outcome's ``reference`` level is the baseline category; categorical and
 binary predictors are dummy-coded against their first level (schema order); ordinal
 predictors enter as a score (0, 1, 2, ... = position in the level order, OR per
-one-level step) unless ``ordinal_as='categorical'``; continuous predictors enter as
-they are (OR per unit).
+one-level step) unless ``ordinal_as='categorical'``; continuous predictors enter divided by
+an increment chosen by ``or_per`` (OR per SD, per IQR, per unit or per a given amount of
+the variable's own unit; the ``per`` and ``increment`` columns say which), so an OR of a
+measurement on a small scale (a pixel spacing of 0.007 mm) is not an OR per millimetre.
 
 Separation and other failures (never a crash, never a silent absurd OR): a fit counts
 as failed when statsmodels reports non-convergence, perfect separation or a singular
 information matrix, or when a slope has ``|coef| > coef_limit`` (default 10, an OR of
-e^10 ≈ 22 000) or a standard error ``> se_limit`` (default 10) or non-finite.  Then the
+e^10 ≈ 22 000) or a standard error ``> se_limit`` (default 10) or non-finite.  These
+limits are on a scale that does not depend on the unit of measurement: per one-level step
+for dummies and ordinal scores, per standard deviation (in the rows of that model) for
+continuous predictors, whatever ``or_per`` is shown.  Then the
 model is refitted with Firth's bias reduction (the likelihood penalized by Jeffreys' prior,
 ``l(B) + 1/2 log det I(B)``; Firth 1993, for the multinomial logit as in R ``brglm2::brmultinom``),
 which gives finite estimates under separation; Wald CIs come from the Fisher information at
@@ -23,8 +28,10 @@ design, e.g. collinear predictors) or does not converge, an L2 (ridge) penalty
 ``penalty / 2 * sum(slope²)`` is used instead (intercepts unpenalized; ``fit ==
 'l2_penalized'``).  Ridge estimates are biased towards OR 1 by construction, so no Wald
 CI, standard error or p-value is reported for them (NaN): they are a last-resort point
-estimate, and the ``reason`` says so.  Either way an :class:`analysis.errors.SeparationWarning`
-names the variables, and the ``fit`` and ``reason`` columns say what was done.
+estimate, and the ``reason`` says so.  When the penalized fit itself did not converge no
+estimate is reported at all (``fit == 'not_converged'``, OR NaN, with the reason).  Either
+way an :class:`analysis.errors.SeparationWarning` names the variables, and the ``fit`` and
+``reason`` columns say what was done.
 """
 from __future__ import annotations
 
@@ -39,12 +46,74 @@ from scipy import optimize, stats
 from ._groups import default_levels
 from .errors import CohortError, SeparationWarning, did_you_mean
 
-__all__ = ["multinomial_or_table", "REGRESSION_COLUMNS"]
+__all__ = ["multinomial_or_table", "or_increment", "REGRESSION_COLUMNS", "OR_PER"]
 
 REGRESSION_COLUMNS = ["model", "outcome_level", "reference", "variable", "level", "reference_level",
-                      "odds_ratio", "ci_low", "ci_high", "p_value", "coef", "std_error", "n_used",
-                      "fit", "reason"]
+                      "per", "increment", "odds_ratio", "ci_low", "ci_high", "p_value", "coef",
+                      "std_error", "n_used", "fit", "reason"]
 _TYPES = ("continuous", "categorical", "ordinal", "binary")
+#: Spellings of ``or_per`` (besides a positive number: per that many units).
+OR_PER = ("sd", "iqr", "unit")
+
+
+def _exp(x: float) -> float:
+    """``exp(x)`` that gives ``inf`` (or 0) instead of raising ``OverflowError``."""
+    if not np.isfinite(x):
+        return math.nan if np.isnan(x) else (math.inf if x > 0 else 0.0)
+    return math.exp(x) if x < 709.0 else math.inf
+
+
+def or_increment(values, per="sd") -> tuple:
+    """The increment of a continuous predictor that its odds ratio is expressed per.
+
+    Parameters
+    ----------
+    values : array-like
+        The predictor's values (NaN ignored).
+    per : {'sd', 'iqr', 'unit'} or positive float, default 'sd'
+        ``'sd'``: one sample standard deviation (``ddof=1``); ``'iqr'``: the interquartile
+        range (Q3 - Q1, linear interpolation as R ``quantile(type = 7)``, as R ``rms``'s
+        ``summary()`` reports inter-quartile-range odds ratios), or the SD when the IQR is 0;
+        ``'unit'``: 1 (OR per unit, what R ``glm``/``nnet::multinom`` print); a number: per
+        that many units (e.g. ``10`` for "per 10 years", or ``0.001`` for a spacing in mm).
+
+    Returns
+    -------
+    (float, str)
+        The increment (in the variable's own unit) and how it was chosen: ``'SD'``,
+        ``'IQR'``, ``'unit'`` or ``'given'``.
+
+    Raises
+    ------
+    ValueError
+        If ``per`` is none of the above.
+
+    Examples
+    --------
+    >>> or_increment([1.0, 2.0, 3.0, 4.0], "iqr")
+    (1.5, 'IQR')
+    >>> or_increment([1.0, 2.0, 3.0, 4.0], 10)
+    (10.0, 'given')
+    """
+    x = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
+    x = x[np.isfinite(x)]
+    if isinstance(per, str) and per.strip().lower() in OR_PER:
+        per = per.strip().lower()
+        if per == "unit":
+            return 1.0, "unit"
+        sd = float(np.std(x, ddof=1)) if len(x) > 1 else math.nan
+        if per == "iqr":
+            q1, q3 = np.percentile(x, [25, 75]) if len(x) else (math.nan, math.nan)
+            if q3 - q1 > 0:
+                return float(q3 - q1), "IQR"
+        return (sd, "SD") if sd > 0 else (1.0, "unit")
+    try:
+        inc = float(per)
+    except (TypeError, ValueError):
+        inc = math.nan
+    if not (math.isfinite(inc) and inc > 0):
+        raise ValueError(f"or_per must be 'sd', 'iqr', 'unit' or a positive number, got {per!r}")
+    return inc, "given"
 
 
 def _levels_of(series, given):
@@ -59,16 +128,19 @@ def _match(series, level):
 class _Design:
     """Design matrix for some predictors on the given rows, plus the term bookkeeping."""
 
-    def __init__(self, data, predictors, types, levels, ordinal_as):
+    def __init__(self, data, predictors, types, levels, ordinal_as, increments=None):
+        increments = increments or {}
         self.columns = {"const": np.ones(len(data))}
         self.terms = []          # (variable, level, reference_level, column name)
         self.notes = []          # rows without a column: reference levels, dropped levels
+        self.check_scale = []    # per term: multiplier putting its slope on a unit-free scale
         for var in predictors:
             vtype = types[var]
             col = data[var]
             if vtype == "continuous" or (vtype == "ordinal" and ordinal_as == "score"):
                 if vtype == "continuous":
                     x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+                    x = x / increments.get(var, 1.0)
                 else:
                     lev = _levels_of(col, levels.get(var))
                     x = np.full(len(col), np.nan)
@@ -80,6 +152,8 @@ class _Design:
                 name = f"{var}"
                 self.columns[name] = x
                 self.terms.append((var, None, None, name))
+                # continuous: judge the slope per SD of the rows used (unit-free); scores: per level
+                self.check_scale.append(float(np.nanstd(x)) if vtype == "continuous" else 1.0)
                 continue
             lev = _levels_of(col, levels.get(var))
             ref = lev[0]
@@ -95,6 +169,7 @@ class _Design:
                 name = f"{var}[{lv}]"
                 self.columns[name] = x
                 self.terms.append((var, str(lv), str(ref), name))
+                self.check_scale.append(1.0)
 
     def matrix(self):
         return np.column_stack(list(self.columns.values()))
@@ -158,6 +233,24 @@ def _penalized(y, X, penalty):
     return out.x.reshape(k, j, order="F"), bse.reshape(k, j, order="F"), bool(out.success)
 
 
+def _blocks(W, X):
+    """``sum_i W[i, j, l] x_i x_i'`` as an ``(m k) x (m k)`` matrix, block (j, l) (class-major).
+
+    The same numbers as ``np.einsum("ijl,ia,ib->jalb", W, X, X)``, by ``m²`` BLAS products
+    instead of one loop over ``n m² k²`` terms (which made Firth's fit of a 100-level free-text
+    column take ~10 s per model).
+    """
+    n, m, _ = W.shape
+    k = X.shape[1]
+    out = np.empty((m, k, m, k))
+    for j in range(m):
+        for l_ in range(j, m):
+            block = X.T @ (W[:, j, l_, None] * X)
+            out[j, :, l_, :] = block
+            out[l_, :, j, :] = block.T
+    return out.reshape(m * k, m * k)
+
+
 def _firth(y, X, maxiter: int = 100, tol: float = 1e-9):
     """Firth's bias-reduced multinomial logit (reference class = code 0).
 
@@ -192,7 +285,7 @@ def _firth(y, X, maxiter: int = 100, tol: float = 1e-9):
         loglik = float((Y * eta).sum() - (top[:, 0] + np.log(den[:, 0])).sum())
         W = -P[:, :, None] * P[:, None, :]
         W[:, eye, eye] += P
-        info = np.einsum("ijl,ia,ib->jalb", W, X, X).reshape(m * k, m * k)  # class-major
+        info = _blocks(W, X)  # class-major (m k) x (m k): block (j, l) = X' diag(W_jl) X
         sign, logdet = np.linalg.slogdet(info)
         return (loglik + 0.5 * logdet if sign > 0 else -np.inf), P, info
 
@@ -203,7 +296,11 @@ def _firth(y, X, maxiter: int = 100, tol: float = 1e-9):
     converged = False
     for _ in range(maxiter):
         cov = np.linalg.inv(info)
-        H = np.einsum("ia,lajb,ib->ilj", X, cov.reshape(m, k, m, k), X)  # x_i' C_lj x_i
+        C = cov.reshape(m, k, m, k)
+        H = np.empty((n, m, m))
+        for l_ in range(m):  # x_i' C_lj x_i, one BLAS product per (l, j) block
+            for j_ in range(m):
+                H[:, l_, j_] = np.einsum("ia,ia->i", X @ C[l_, :, j_, :], X)
         diag_h = np.einsum("ijj->ij", H)
         hp = np.einsum("ijl,il->ij", H, P)
         G = np.empty((n, m))
@@ -242,25 +339,36 @@ def _fallback(y, X, penalty):
     else:
         note = "rank-deficient design (collinear terms), no Firth fit: "
     params, bse, ok = _penalized(y, X, penalty)
+    if not ok:  # a non-converged optimum is no estimate at all: report none
+        return (np.full_like(params, np.nan), np.full_like(bse, np.nan), "not_converged",
+                note + f"the L2-penalized (ridge, penalty {penalty:g}) fit did not converge either: "
+                       "no estimate")
     reason = note + f"L2-penalized (ridge) estimates (penalty {penalty:g}), shrunk towards OR 1: no CI or p-value"
-    if not ok:
-        reason += "; penalized fit did not converge"
     return params, bse, "l2_penalized", reason
 
 
 def _fit_rows(model_name, data, outcome, reference, outcome_levels, predictors, types, levels,
-              ordinal_as, ci, penalty, coef_limit, se_limit):
+              ordinal_as, ci, penalty, coef_limit, se_limit, increments):
     used = data.dropna(subset=[outcome] + list(predictors))
     n_used = int(len(used))
     y_raw = used[outcome]
     observed = [lv for lv in outcome_levels if _match(y_raw, lv).any()]
     base = {"model": model_name, "reference": str(reference), "n_used": n_used}
-    design = _Design(used, predictors, types, levels, ordinal_as)
+    design = _Design(used, predictors, types, levels, ordinal_as,
+                     {v: inc for v, (inc, _) in increments.items()})
     rows = []
 
+    def per_of(var, level):
+        if level is not None or var not in increments:
+            return ("level" if types.get(var) == "ordinal" and level is None else ""), math.nan
+        inc, how = increments[var]
+        return how, inc
+
     def blank(lv, var, level, ref_level, reason, odds=math.nan):
+        per, inc = per_of(var, level)
         return {**base, "outcome_level": str(lv), "variable": var, "level": level,
-                "reference_level": ref_level, "odds_ratio": odds, "ci_low": math.nan,
+                "reference_level": ref_level, "per": per, "increment": inc,
+                "odds_ratio": odds, "ci_low": math.nan,
                 "ci_high": math.nan, "p_value": math.nan, "coef": math.nan, "std_error": math.nan,
                 "fit": "", "reason": reason}
 
@@ -288,8 +396,9 @@ def _fit_rows(model_name, data, outcome, reference, outcome_levels, predictors, 
     params, bse, problems = _mle(y, X)
     flagged = []
     if params is not None:
-        slopes = np.abs(params[1:]) > coef_limit
-        big_se = ~np.isfinite(bse[1:]) | (bse[1:] > se_limit)
+        scale = np.asarray(design.check_scale, dtype=float)[:, None]  # unit-free slopes (module notes)
+        slopes = ~np.isfinite(params[1:]) | (np.abs(params[1:]) * scale > coef_limit)
+        big_se = ~np.isfinite(bse[1:]) | (bse[1:] * scale > se_limit)
         for t, (var, level, _, _) in enumerate(design.terms):
             if slopes[t].any() or big_se[t].any():
                 flagged.append(var if level is None else f"{var}={level}")
@@ -317,13 +426,14 @@ def _fit_rows(model_name, data, outcome, reference, outcome_levels, predictors, 
         term_rows = {}
         for t, (var, level, ref_level, _) in enumerate(design.terms):
             b, se = float(params[t + 1, jcol]), float(bse[t + 1, jcol])
-            if fit_kind == "l2_penalized":
+            if fit_kind in ("l2_penalized", "not_converged"):
                 se = math.nan  # a ridge estimate is shrunk towards 0: no valid Wald CI or p-value
             p = float(2 * stats.norm.sf(abs(b / se))) if se > 0 and np.isfinite(se) else math.nan
+            ok_se = np.isfinite(se) and np.isfinite(b)
             term_rows[(var, level)] = {**blank(lv, var, level, ref_level, fit_reason),
-                                       "odds_ratio": math.exp(b),
-                                       "ci_low": math.exp(b - z * se) if np.isfinite(se) else math.nan,
-                                       "ci_high": math.exp(b + z * se) if np.isfinite(se) else math.nan,
+                                       "odds_ratio": _exp(b),
+                                       "ci_low": _exp(b - z * se) if ok_se else math.nan,
+                                       "ci_high": _exp(b + z * se) if ok_se else math.nan,
                                        "p_value": p, "coef": b, "std_error": se, "fit": fit_kind}
         for var, level, ref_level, note in design.notes:
             term_rows[(var, level)] = blank(lv, var, level, ref_level, note,
@@ -348,7 +458,8 @@ def multinomial_or_table(data: pd.DataFrame, outcome: str, predictors: Sequence[
                          types: Mapping[str, str], *, levels: Mapping[str, Sequence] | None = None,
                          outcome_levels: Sequence | None = None, models=("univariable", "multivariable"),
                          ordinal_as: str = "score", ci: float = 0.95, penalty: float = 1.0,
-                         coef_limit: float = 10.0, se_limit: float = 10.0) -> pd.DataFrame:
+                         coef_limit: float = 10.0, se_limit: float = 10.0,
+                         or_per="unit") -> pd.DataFrame:
     """Univariable and multivariable multinomial logistic regression odds ratios.
 
     Parameters
@@ -377,7 +488,15 @@ def multinomial_or_table(data: pd.DataFrame, outcome: str, predictors: Sequence[
     penalty : float, default 1.0
         L2 penalty of the last-resort fallback (rank-deficient design or no Firth convergence).
     coef_limit, se_limit : float, default 10
-        A slope beyond these (log-odds scale) marks the fit as failed.
+        A slope or standard error beyond these (log-odds scale; per SD of a continuous
+        predictor, per step of a dummy or score, whatever ``or_per`` is) marks the fit as
+        failed.
+    or_per : {'sd', 'iqr', 'unit'}, positive float, or mapping, default 'unit'
+        What the OR of a continuous predictor is per (:func:`or_increment`): one SD, one
+        IQR, one unit (as R prints it), or a given amount; a mapping gives it per variable
+        (missing variables: ``'unit'``).  The increment is computed once per variable from
+        all rows with a recorded outcome, so univariable and multivariable ORs share it.
+        :func:`analysis.table1.build_table1` uses ``'sd'``.
 
     Returns
     -------
@@ -386,8 +505,11 @@ def multinomial_or_table(data: pd.DataFrame, outcome: str, predictors: Sequence[
         ``outcome_level`` (vs ``reference``), ``variable``, ``level`` (dummy level; NaN for
         continuous/score terms), ``reference_level`` of the predictor, ``odds_ratio``,
         ``ci_low``, ``ci_high``, Wald ``p_value``, ``coef`` (log-odds), ``std_error``,
-        ``n_used`` (rows in that model), ``fit`` (``mle`` | ``firth`` | ``l2_penalized`` | empty
-        when not fitted), ``reason``.  Reference levels appear as a row with OR 1 and reason
+        ``per`` (``SD`` | ``IQR`` | ``unit`` | ``given`` for continuous terms, ``level`` for
+        ordinal scores, empty for dummies) and ``increment`` (the step in the variable's own
+        unit; ``coef`` and ``std_error`` are per that step), ``n_used`` (rows in that model),
+        ``fit`` (``mle`` | ``firth`` | ``l2_penalized`` | ``not_converged`` (no estimate) |
+        empty when not fitted), ``reason``.  Reference levels appear as a row with OR 1 and reason
         ``'reference level'``.
 
     Raises
@@ -450,10 +572,20 @@ def multinomial_or_table(data: pd.DataFrame, outcome: str, predictors: Sequence[
     for var in predictors:
         if types[var] == "continuous":
             data[var] = pd.to_numeric(data[var], errors="coerce")
+    per_map = dict(or_per) if isinstance(or_per, Mapping) else {}
+    increments = {}
+    with_outcome = data[data[outcome].notna()]
+    for var in predictors:
+        if types[var] == "continuous":
+            per = per_map.get(var, "unit") if isinstance(or_per, Mapping) else or_per
+            try:
+                increments[var] = or_increment(with_outcome[var], "unit" if per is None else per)
+            except ValueError as err:
+                raise CohortError(str(err), column=var) from None
     rows = []
     common = dict(outcome=outcome, reference=reference, outcome_levels=out_levels, types=types,
                   levels=levels, ordinal_as=ordinal_as, ci=ci, penalty=penalty,
-                  coef_limit=coef_limit, se_limit=se_limit)
+                  coef_limit=coef_limit, se_limit=se_limit, increments=increments)
     if "univariable" in models:
         for var in predictors:
             rows += _fit_rows("univariable", data, predictors=[var], **common)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -119,6 +119,10 @@ class Variable:
         Whether the default multivariable odds-ratio model includes it (default True); set
         False for a variable derived from others (e.g. a ratio of two measured ones), which
         would make the model collinear.  Its univariable model is fitted either way.
+    or_per : str, float or None
+        Continuous variables: what the odds ratio is per (``'sd'``, ``'iqr'``, ``'unit'`` or
+        a positive number of units, e.g. ``10`` for "per 10 years"); ``None``: the table's
+        default (per SD).  See :func:`analysis.regression.or_increment`.
     recode : tuple of (spelling, level) pairs
         Other spellings of a level (e.g. ``('Y', 'yes'), ('1', 'yes')``), read as that level;
         written in YAML as ``recode: {Y: yes, '1': yes}``.
@@ -135,6 +139,7 @@ class Variable:
     test: str = "auto"
     summary: str = "auto"
     multivariable: bool = True
+    or_per: str | float | None = None
     recode: tuple = ()
 
     def __post_init__(self):
@@ -176,6 +181,8 @@ class Variable:
             out["summary"] = self.summary
         if not self.multivariable:
             out["multivariable"] = False
+        if self.or_per is not None:
+            out["or_per"] = self.or_per
         if self.recode:
             out["recode"] = {str(k): v for k, v in self.recode}
         return out
@@ -305,6 +312,9 @@ class Schema:
         if self.excluded:
             text += ("# Columns under 'excluded:' (at the end) are left out of Table 1, each with the reason;\n"
                      "# to analyse one, delete it there and add it under 'variables:'.\n")
+        if any(v.or_per is not None for v in self.variables):
+            text += ("# or_per: what a continuous variable's odds ratio is per (sd, iqr, unit, or a number of its\n"
+                     "# units, e.g. 10 for 'per 10 years'); it overrides --or-per for that variable.\n")
         for note in self.notes:
             text += "# check: " + " ".join(str(note).split()) + "\n"
         text += yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
@@ -366,7 +376,7 @@ _TOP_KEYS = ("id_column", "group", "hospital_column", "images", "missing_codes",
              "schema_version", "title", "excluded")
 _GROUP_KEYS = ("column", "label", "levels", "reference", "ordered")
 _VARIABLE_KEYS = ("name", "label", "type", "levels", "missing_codes", "unit", "min", "max", "multivariable",
-                  "test", "summary", "description", "recode")
+                  "test", "summary", "description", "or_per", "recode")
 
 
 def default_schema_path() -> Path:
@@ -674,12 +684,21 @@ def _schema_from_mapping(raw, file: str) -> Schema:
         if summary != "auto" and vtype not in ("continuous", "ordinal"):
             ck.fail(where, f"summary '{summary}' applies to continuous or ordinal variables only",
                     _line(item, "summary"))
+        or_per = item.get("or_per")
+        if or_per is not None:
+            ok = (isinstance(or_per, str) and or_per.strip().lower() in ("sd", "iqr", "unit")) or (
+                isinstance(or_per, (int, float)) and not isinstance(or_per, bool) and or_per > 0)
+            if not ok or vtype != "continuous":
+                ck.fail(where, ("'or_per' applies to continuous variables only" if ok else
+                                f"'or_per' must be sd, iqr, unit or a positive number, got {_describe(or_per)}"),
+                        _line(item, "or_per"))
+            or_per = or_per.strip().lower() if isinstance(or_per, str) else float(or_per)
         variables.append(Variable(
             name=name, label=ck.text(item, "label", where) or name, type=vtype, levels=levels,
             missing_codes=ck.codes(item, "missing_codes", where), unit=ck.text(item, "unit", where),
             min=vmin, max=vmax, test=test, summary=summary,
             multivariable=ck.flag(item, "multivariable", where, default=True),
-            recode=ck.recode(item, "recode", levels, where)))
+            recode=ck.recode(item, "recode", levels, where), or_per=or_per))
 
     excluded = ck.excluded(raw)
     taken = {c: "id_column" for c in [id_column] if c}
@@ -735,6 +754,9 @@ _ORDERED_SCALES = (
 _MAX_LEVELS = 15
 _DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
                         r"([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+#: A column whose values are all number-like labels (none a plain number) with at most this many
+#: distinct values is categorical ('<6m' / '>6m'); more is a column of unreadable numbers.
+_MAX_LABEL_LEVELS = 6
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 #: Text that is a number in disguise: decimal comma, ``<5``, ``>100``, ``45%``, ``12 mm``.
 _NUMBER_LIKE = re.compile(r"^\s*([<>\u2264\u2265]=?\s*)?[-+]?\d+([.,]\d+)?\s*(%|[a-zA-Z/]{1,6})?\s*$")
@@ -793,6 +815,11 @@ _IDENTIFIER_NAMES = {"id", "case", "case_id", "caseid", "case_no", "case_number"
                      "image_id", "accession", "study_no", "study_nr", "study_number", "no", "nr", "number",
                      "serial", "serial_no", "pid", "uid", "name", "patient_name", "initials",
                      "hospital_number", "hospital_no", "lab_no", "lab_number", "accession_number"}
+
+
+#: Identifier names that are also ordinary words for a count ("number of polyps"): such a column is
+#: an identifier only when its values are unique.
+_GENERIC_NUMBER_NAMES = {"number", "no", "nr"}
 
 
 def _name_key(name) -> str:
@@ -860,7 +887,7 @@ def _merge_spellings(values: list, family: int):
     return tuple(levels), tuple(recode)
 
 
-def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> Schema:
+def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None, or_per=None) -> Schema:
     """Guess a schema from a table, for cohorts that have no YAML schema yet.
 
     Every column ends in exactly one role: patient id, group, hospital, image path, an
@@ -879,6 +906,11 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
         (even when its values repeat: :func:`analysis.cohort.validate_cohort` then names the
         duplicate rows), else the first identifier-like column (``MRN``, ``Study No.``,
         ``*_id``) whose values are unique, else none.
+    or_per : {'sd', 'iqr', 'unit'}, positive float or None
+        Written as ``or_per`` of every continuous variable (what its odds ratio is per), so
+        that a schema saved with :meth:`Schema.to_yaml` records the unit of the odds ratios
+        and the user can edit it per variable (e.g. ``10`` for "per 10 years"); ``None``
+        (default): left to :func:`analysis.table1.build_table1`'s ``or_per``.
 
     Returns
     -------
@@ -893,7 +925,10 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
         consecutive whole numbers such as a study number), dates, free text and multi-select
         answers (more than 15 distinct values, or most values unique), columns with every
         value missing or a single value, and columns of numbers that could not be read
-        (decimal commas in a comma-separated file, ``<5``), naming the first such cell.  A
+        (decimal commas in a comma-separated file, ``<5``), naming the first such cell; a
+        column of at most six such labels and no plain number (``<6m`` / ``>6m``, ``<=2 cm`` /
+        ``>2 cm``) is categorical, with a note.  A column named ``number``/``no``/``nr`` is an
+        identifier only if its values are unique (else a count, analysed, with a note).  A
         column named ``hospital``/``centre``/``center`` becomes the hospital column; one
         named ``site`` stays a variable (an anatomical site is as likely) with a note; columns
         named ``image_<modality>`` are the image columns.  A numeric local missing code (99,
@@ -962,8 +997,13 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
             continue
         raw = column(name)
         if _looks_like_identifier(name):
-            excluded.append((name, "identifier-like (by its name)"))
-            continue
+            vals = present(raw)
+            if _name_key(name) in _GENERIC_NUMBER_NAMES and len({_norm(v) for v in vals}) < len(vals):
+                notes.append(f"'{name}' is named like an identifier but its values repeat: analysed as a variable "
+                             f"(a count, e.g. 'number of nodes'); if it identifies patients, set 'id_column: {name}'")
+            else:
+                excluded.append((name, "identifier-like (by its name)"))
+                continue
         dash_level = any(_norm(v) == "+" for v in raw.tolist())
         values = present(raw, keep={"-"} if dash_level else ())
         if not values:
@@ -1015,7 +1055,12 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
             variables.append(Variable(name=name, type="ordinal", levels=tuple(str(x) for x in ordered)))
             continue
         numeric_like = sum(x is not None or bool(_NUMBER_LIKE.match(str(v))) for v, x in zip(values, numbers))
-        if numeric_like >= 0.5 * len(values):
+        # a few labels such as '<6m' / '>6m' or '<=2 cm' / '>2 cm', none a plain number: categories
+        labels_only = (n_numeric == 0 and len(levels) <= _MAX_LABEL_LEVELS
+                       and not any(_DECIMAL_COMMA.match(str(lv)) for lv in levels))
+        if labels_only and numeric_like:
+            notes.append(f"'{name}': values such as {_cell(levels[0])} (none a plain number) read as categories")
+        if numeric_like >= 0.5 * len(values) and not labels_only:
             bad = next(((r, v) for r, v in zip(row_numbers, raw.tolist()) if _norm(v) is not None
                         and _norm(v) not in codes and _as_number(v) is None), None)
             if n_numeric >= 0.9 * len(values):  # a few bad cells: validate_cohort names each one
@@ -1054,6 +1099,15 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None) -> 
                 name not in {v.name for v in variables} and name not in taken:
             notes.append(f"'{name}' is not used as the hospital column; if it names the recruiting hospital, "
                          f"set 'hospital_column: {name}' in the schema")
+    if or_per is not None:
+        if isinstance(or_per, str) and or_per.strip().lower() in ("sd", "iqr", "unit"):
+            or_per = or_per.strip().lower()
+        elif isinstance(or_per, (int, float)) and not isinstance(or_per, bool) and math.isfinite(or_per) \
+                and or_per > 0:
+            or_per = float(or_per)
+        else:
+            raise SchemaError(f"or_per must be sd, iqr, unit or a positive number, got {or_per!r}", file=source)
+        variables = [replace(v, or_per=or_per) if v.type == "continuous" else v for v in variables]
     return Schema(id_column=id_column, group_column=group, group_levels=group_levels,
                   group_label=group, hospital_column=hospital, image_columns=images,
                   variables=tuple(variables), reference_group=reference, excluded=tuple(excluded),

@@ -39,13 +39,15 @@ class Table1Result:
     ----------
     display : pandas.DataFrame
         The human table, all strings: one header row per variable followed (for
-        categorical, binary and ordinal variables) by one row per level.  Columns:
-        ``Variable``, ``Overall (n=N)`` (when requested), one ``<group> (n=n)`` per group,
-        ``Missing``, ``p``, ``q``, ``Effect size (95% CI)``, ``Test``.
+        categorical and ordinal variables, and binary ones with ``binary_one_row=False``) by
+        one row per level.  Columns: ``Variable``, ``Overall (n=N)`` (when requested), one
+        ``<group> (n=n)`` per group, ``Missing``, ``p``, ``q``, ``Effect size (95% CI)``,
+        ``SMD`` (with ``smd=True``), ``Test``.
     stats : pandas.DataFrame
         Tidy, one row per variable, full precision: :data:`STATS_COLUMNS` first, then
         ``ci_low, ci_high, ci_level, df2, method, reason`` and test details (e.g.
-        ``mc_draws, mc_seed, mc_se``).
+        ``mc_draws, mc_seed, mc_se, mc_hits``, ``p_value_upper_bound`` (True: p < p_value,
+        no simulated table as extreme), ``fallback_reason``), ``smd`` and ``smd_max``.
     decisions : Mapping[str, TestChoice]
         The test chosen for each variable and why (from :func:`analysis.selection.choose_test`).
     posthoc : pandas.DataFrame
@@ -63,6 +65,8 @@ class Table1Result:
         for the footnote of a test, referenced from the p-value of every variable row.
     row_info : pandas.DataFrame
         Aligned with ``display``: ``variable, level, kind ('variable' | 'level'), marker``.
+        A binary variable shown on one row (the default) is one ``'variable'`` row whose
+        ``level`` is the level shown (e.g. ``present``).
     odds_display : pandas.DataFrame
         The human odds-ratio table (strings) built from ``regression``.
     variables : pandas.DataFrame
@@ -171,19 +175,28 @@ TEST_LABELS = {
     "welch_anova": "Welch ANOVA",
     "kruskal_wallis": "Kruskal\u2013Wallis",
     "linear_by_linear": "Linear-by-linear",
+    "t_test": "t-test",
+    "welch_t_test": "Welch t-test",
+    "mann_whitney": "Mann\u2013Whitney U",
 }
 #: Full test descriptions for the footnotes.
 TEST_DESCRIPTIONS = {
     "chi_square": "Pearson's \u03c7\u00b2 test of independence without continuity correction "
                   "(every expected count \u2265 5)",
     "fisher_exact": "Fisher\u2013Freeman\u2013Halton exact test (an expected count < 5)",
-    "fisher_monte_carlo": "Fisher\u2013Freeman\u2013Halton test, seeded Monte Carlo estimate "
-                          "(the exact computation exceeded its work budget)",
+    "fisher_monte_carlo": "Fisher\u2013Freeman\u2013Halton test, seeded Monte Carlo estimate of the "
+                          "exact p-value",
     "anova": "one-way ANOVA (normal data, equal variances)",
     "welch_anova": "Welch's ANOVA (normal data, unequal variances)",
     "kruskal_wallis": "Kruskal\u2013Wallis rank-sum test",
     "linear_by_linear": "linear-by-linear association (trend) test on the level scores",
+    "t_test": "Student's t-test (normal data, equal variances)",
+    "welch_t_test": "Welch's t-test (normal data, unequal variances)",
+    "mann_whitney": "Mann\u2013Whitney U test (Wilcoxon rank-sum; normal approximation with tie "
+                    "correction, no continuity correction)",
 }
+#: With two groups the omnibus tests are the two-sample tests readers know (same p-values).
+TWO_GROUP_TESTS = {"anova": "t_test", "welch_anova": "welch_t_test", "kruskal_wallis": "mann_whitney"}
 _MARKERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -199,6 +212,7 @@ class _VariableOutcome:
     samples: Any = None      # list of arrays per group (continuous / ordinal scores)
     posthoc: pd.DataFrame | None = None
     note: str = ""
+    smd: Any = None          # {'smd', 'smd_max', 'pairs'} (analysis.describe.standardized_mean_difference)
 
 
 def _summary_label(var, summary: str) -> str:
@@ -258,7 +272,7 @@ def _not_computed(test: str, n_used: int, reason: str, method: str = ""):
                       details={"reason": reason})
 
 
-def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_budget: float):
+def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_budget):
     """Run the chosen omnibus test; the statistical modules do the work."""
     from . import contingency, location
 
@@ -269,6 +283,8 @@ def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_bud
     if test == "linear_by_linear":
         return contingency.linear_by_linear(table)
     names = [str(g) for g in group_levels]
+    if test in TWO_GROUP_TESTS.values():
+        return _two_sample(test, samples)
     if test == "anova":
         return location.anova_oneway(samples, names=names)
     if test == "welch_anova":
@@ -278,24 +294,52 @@ def _omnibus(test: str, table, samples, group_levels, seed: int, fisher_time_bud
     raise ValueError(f"unknown test {test!r}")  # pragma: no cover - selection guarantees the set
 
 
+def _two_sample(test: str, samples) -> Any:
+    """The two-group form of ANOVA, Welch's ANOVA and Kruskal–Wallis (same p-values).
+
+    ``t_test``: Student's t (pooled variance), ``t² = F`` of the one-way ANOVA, matches R
+    ``t.test(var.equal = TRUE)``.  ``welch_t_test``: Welch's t with Satterthwaite df,
+    matches R ``t.test()`` (and ``oneway.test(var.equal = FALSE)``).  ``mann_whitney``: the
+    Wilcoxon–Mann–Whitney U of the first group, normal approximation with the tie-corrected
+    variance and without continuity correction, so ``z² = H`` of Kruskal–Wallis; matches R
+    ``wilcox.test(exact = FALSE, correct = FALSE)`` (R's default ``correct = TRUE`` would
+    give a slightly larger p).  Statistic: t (first minus second group) or U; df: n - 2 or
+    Welch's df (NaN for U).
+    """
+    from scipy import stats as sps
+
+    from ._results import TestResult
+
+    a, b = (np.asarray(x, dtype=float) for x in samples)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    n = int(len(a) + len(b))
+    if test == "mann_whitney":
+        res = sps.mannwhitneyu(a, b, use_continuity=False, alternative="two-sided", method="asymptotic")
+        return TestResult(test, float(res.statistic), math.nan, float(res.pvalue), n,
+                          method="Mann-Whitney U test (normal approximation, no continuity correction)")
+    res = sps.ttest_ind(a, b, equal_var=(test == "t_test"))
+    return TestResult(test, float(res.statistic), float(res.df), float(res.pvalue), n,
+                      method="Student's t-test" if test == "t_test" else "Welch's t-test")
+
+
 def _effect(test: str, table, samples, seed: int, n_boot: int):
     """Effect size matching the test (None when it cannot be computed)."""
     from . import effect_sizes
 
     if test in ("chi_square", "fisher_exact", "fisher_monte_carlo"):
         return effect_sizes.cramers_v(table, bias_corrected=True, ci=0.95)
-    if test in ("kruskal_wallis", "linear_by_linear"):
+    if test in ("kruskal_wallis", "linear_by_linear", "mann_whitney"):
         return effect_sizes.epsilon_squared(samples, ci=0.95, n_boot=n_boot, seed=seed)
-    if test == "anova":
+    if test in ("anova", "t_test"):
         return effect_sizes.eta_squared(samples, ci=0.95, ci_method="noncentral_f", seed=seed)
-    if test == "welch_anova":
+    if test in ("welch_anova", "welch_t_test"):
         return effect_sizes.eta_squared(samples, ci=0.95, ci_method="bootstrap", n_boot=n_boot,
                                          seed=seed)
     return None
 
 
 def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha: float,
-                      posthoc: bool, seed: int, fisher_time_budget: float,
+                      posthoc: bool, seed: int, fisher_time_budget,
                       n_boot: int, tested_levels=None) -> _VariableOutcome:
     from .describe import summarize_categorical, summarize_continuous
     from .selection import choose_test
@@ -318,6 +362,8 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
                          group_levels=group_levels, trend=(var.test == "trend"),
                          summary=summary_override, variable=var.name)
     test = {"fisher": "fisher_exact"}.get(choice.test, choice.test)
+    if len(group_levels) == 2:
+        test = TWO_GROUP_TESTS.get(test, test)
     table = _contingency(col, groups, var.levels, group_levels) if is_cat else None
     if is_cat:
         samples = _samples(_scores(col, var.levels), groups, group_levels) if var.type == "ordinal" else None
@@ -331,15 +377,27 @@ def _analyse_variable(data: pd.DataFrame, var, gcol: str, group_levels, *, alpha
         result = _not_computed(test, n_used, "a single observed level")
     else:
         result = _omnibus(test, table, samples, group_levels, seed, fisher_time_budget)
-    effect = None
+    effect, notes = None, []
+    # Effect sizes and post hoc comparisons are optional: whatever goes wrong in them costs only
+    # that cell or table, named in a footnote, never the run (issue 9).
     if not math.isnan(result.p_value):
-        effect = _effect(result.test, table, samples, seed, n_boot)
-    ph = None
-    if posthoc and not math.isnan(result.p_value) and result.p_value < alpha:
-        ph = _pairwise(result.test, var, col, groups, group_levels, table)
+        try:
+            effect = _effect(result.test, table, samples, seed, n_boot)
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"effect size not computed ({type(exc).__name__}: {exc})")
+    ph = None  # with two groups the test itself is the pairwise comparison: nothing post hoc
+    if posthoc and len(group_levels) > 2 and not math.isnan(result.p_value) and result.p_value < alpha:
+        try:
+            ph = _pairwise(result.test, var, col, groups, group_levels, table)
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"post hoc comparisons not computed ({type(exc).__name__}: {exc})")
+    from .describe import standardized_mean_difference
+
+    smd = standardized_mean_difference(col, groups, var.type, levels=var.levels,
+                                       group_levels=list(group_levels))
     return _VariableOutcome(var=var, choice=choice, result=result, effect=effect,
                             summary_frame=summary, n_missing=n_missing, table=table,
-                            samples=samples, posthoc=ph)
+                            samples=samples, posthoc=ph, smd=smd, note="; ".join(notes))
 
 
 def _pairwise(test: str, var, col, groups, group_levels, table):
@@ -370,8 +428,15 @@ def _group_header(name: str, n: int) -> str:
 
 
 def _display_rows(out: _VariableOutcome, group_levels, overall: bool, n_total: int,
-                  p_text: str, q_text: str, effect_text: str, test_text: str, marker: str):
-    """(display rows, row_info rows) of one variable."""
+                  p_text: str, q_text: str, effect_text: str, test_text: str, marker: str,
+                  smd_text: str | None = None, binary_one_row: bool = False):
+    """(display rows, row_info rows) of one variable.
+
+    ``smd_text``: the SMD cell (None: no SMD column).  ``binary_one_row``: a binary
+    variable is one row, ``'<label>, <second level>: n (%)'`` (the level schema lists
+    second, e.g. ``present``/``yes``/``1``), as gtsummary's ``dichotomous`` rows and
+    tableone's ``'sex = M'`` rows; ``row_info`` then has kind ``'variable'`` and the level.
+    """
     from . import formatting as fmt
     from .describe import OVERALL
 
@@ -379,7 +444,18 @@ def _display_rows(out: _VariableOutcome, group_levels, overall: bool, n_total: i
     cols = ([OVERALL] if overall else []) + [str(g) for g in group_levels]
     label = _summary_label(var, out.choice.summary)
     missing = fmt.format_n_pct(out.n_missing, n_total) if n_total else str(out.n_missing)
+    tail = [] if smd_text is None else [smd_text]
+    blank_tail = [] if smd_text is None else [""]
     rows, info = [], []
+    if var.type == "binary" and binary_one_row and var.levels and len(var.levels) == 2:
+        shown = var.levels[1]
+        sub = frame[frame["level"].astype(str) == str(shown)].set_index("group")
+        cells = [fmt.format_n_pct(sub.loc[c, "count"], pct=sub.loc[c, "percent"]) for c in cols]
+        unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
+        rows.append([f"{var.label}{unit}, {shown}: n (%)", *cells, missing, p_text, q_text, effect_text,
+                     *tail, test_text])
+        info.append((var.name, str(shown), "variable", marker))
+        return rows, info
     if var.type == "continuous":
         by = frame.set_index("group")
         if out.choice.summary == "median_iqr":
@@ -389,15 +465,15 @@ def _display_rows(out: _VariableOutcome, group_levels, overall: bool, n_total: i
         else:
             digits = fmt.choose_digits(by[["mean", "sd"]].to_numpy().ravel())
             cells = [fmt.format_mean_sd(by.loc[c, "mean"], by.loc[c, "sd"], digits) for c in cols]
-        rows.append([label, *cells, missing, p_text, q_text, effect_text, test_text])
+        rows.append([label, *cells, missing, p_text, q_text, effect_text, *tail, test_text])
         info.append((var.name, None, "variable", marker))
         return rows, info
-    rows.append([label, *([""] * len(cols)), missing, p_text, q_text, effect_text, test_text])
+    rows.append([label, *([""] * len(cols)), missing, p_text, q_text, effect_text, *tail, test_text])
     info.append((var.name, None, "variable", marker))
     for lev in var.levels:
         sub = frame[frame["level"].astype(str) == str(lev)].set_index("group")
         cells = [fmt.format_n_pct(sub.loc[c, "count"], pct=sub.loc[c, "percent"]) for c in cols]
-        rows.append([str(lev), *cells, "", "", "", "", ""])
+        rows.append([str(lev), *cells, "", "", "", "", *blank_tail, ""])
         info.append((var.name, str(lev), "level", ""))
     return rows, info
 
@@ -422,9 +498,13 @@ def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
         "posthoc": out.posthoc is not None,
     }
     # The same columns on every run: NaN where a fact does not apply (e.g. no Monte Carlo).
-    for key in ("mc_draws", "mc_seed", "mc_se"):
+    for key in ("mc_draws", "mc_seed", "mc_se", "mc_hits"):
         row[key] = details.get(key, math.nan)
+    # True: p_value is 1/(B+1) and only an upper bound (no simulated table as extreme): p < p_value
+    row["p_value_upper_bound"] = bool(details.get("p_upper_bound", False))
     row["fallback_reason"] = details.get("fallback_reason", "")
+    row["smd"] = float(out.smd["smd"]) if out.smd else math.nan
+    row["smd_max"] = float(out.smd["smd_max"]) if out.smd else math.nan
     row["min_expected"] = float(choice.details.get("min_expected", math.nan))
     return row
 
@@ -432,8 +512,6 @@ def _stats_row(out: _VariableOutcome, q_value: float) -> dict:
 def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input, exclusions,
                alpha, posthoc_done, overall) -> tuple:
     """General notes, then one lettered note per test used (naming its variables)."""
-    from . import formatting as fmt
-
     kinds = {o.var.type == "continuous" and o.choice.summary for o in outcomes}
     shown = []
     if any(o.var.type != "continuous" for o in outcomes):
@@ -446,15 +524,18 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
                   "percentages are of patients with a recorded value. Missing: patients without a "
                   f"recorded value, n (% of {n_total}); they are left out of that variable's test.")]
     m = int(stats["p_value"].notna().sum())
-    notes.append(("", f"p: omnibus test across the {len(group_levels)} groups (the letter names the "
+    notes.append(("", f"p: {'omnibus test across the' if len(group_levels) > 2 else 'test comparing the'} "
+                      f"{len(group_levels)} groups (the letter names the "
                       f"test); q: Benjamini\u2013Hochberg false discovery rate adjusted p across the "
                       f"{m} variables tested."))
     names_used = {_effect_family(n) for n in stats["effect_size_name"]}
     used = [n for n in ("cramers_v", "epsilon_squared", "eta_squared") if n in names_used]
     if used:
         parts = {"cramers_v": "bias-corrected Cram\u00e9r's V (categorical variables)",
-                 "epsilon_squared": "\u03b5\u00b2 (Kruskal\u2013Wallis, ordinal and trend tests)",
-                 "eta_squared": "\u03b7\u00b2 (ANOVA)"}
+                 "epsilon_squared": ("\u03b5\u00b2 (Kruskal\u2013Wallis, ordinal and trend tests)"
+                                     if len(group_levels) > 2 else "\u03b5\u00b2 (Mann\u2013Whitney and "
+                                     "ordinal variables)"),
+                 "eta_squared": "\u03b7\u00b2 (ANOVA)" if len(group_levels) > 2 else "\u03b7\u00b2 (t-tests)"}
         notes.append(("", "Effect size with 95% CI: " + "; ".join(parts[n] for n in used) + "."))
     if posthoc_done:
         notes.append(("", f"Pairwise post hoc comparisons (Holm-adjusted) were made for the "
@@ -463,6 +544,9 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
         reasons = "; ".join(f"{n} \u00d7 {r}" for r, n in
                             exclusions["reason"].astype(str).value_counts(sort=False).items())
         notes.append(("", f"{len(exclusions)} of {n_input} rows were excluded ({reasons})."))
+    for o in outcomes:
+        if o.note:
+            notes.append(("", f"{o.var.label}: {o.note}."))
     markers, order = {}, []
     for o in outcomes:
         key = _test_key(o)
@@ -477,14 +561,49 @@ def _footnotes(outcomes, stats: pd.DataFrame, *, group_levels, n_total, n_input,
             text = "Not tested: " + "; ".join(f"{o.var.label} ({_reason_not_tested(o)})" for o in members)
         else:
             desc = TEST_DESCRIPTIONS.get(key, key)
-            text = f"{desc[:1].upper()}{desc[1:]}: {names}"
-            if key == "fisher_monte_carlo":
-                text += "; " + "; ".join(
-                    f"{o.var.label}: {o.result.details.get('mc_draws')} draws, seed "
-                    f"{o.result.details.get('mc_seed')}, Monte Carlo SE "
-                    f"{fmt.format_number(o.result.details.get('mc_se', math.nan), 5)}" for o in members)
+            if key == "fisher_exact" and len(group_levels) == 2:  # the name readers know for two groups
+                desc = "Fisher's exact test (an expected count < 5)"
+            if key == "fisher_monte_carlo":  # names, reason, draws, seed, SE (or the bound) per variable
+                text = (f"{desc[:1].upper()}{desc[1:]}: "
+                        + monte_carlo_text([(o.var.label, o.result.details) for o in members]))
+            else:
+                text = f"{desc[:1].upper()}{desc[1:]}: {names}"
         test_notes.append((markers[key], text + "."))
     return tuple(notes + test_notes), markers
+
+
+def monte_carlo_text(items) -> str:
+    """Why and how variables got a Monte Carlo Fisher p-value, each reason said once.
+
+    ``items``: ``(label, details)`` pairs (``details`` as in ``TestResult.details`` of
+    :func:`analysis.contingency.fisher_exact_rxc`).  The same words go into the footnote and
+    the methods; ``details['fallback_reason']`` is also the ``fallback_reason`` csv column.
+    E.g. "exact computation not completed because <reason> (A, B); A: 100000 simulated
+    tables, seed 0, Monte Carlo SE 0.00021; B: ..., none as extreme as the observed one, so
+    p < 1/(100000 + 1) = 1.0e-05".
+    """
+    from . import formatting as fmt
+
+    items = [(label, dict(details or {})) for label, details in items]
+    by_reason: dict = {}
+    for label, d in items:
+        by_reason.setdefault(str(d.get("fallback_reason") or "of its budget"), []).append(str(label))
+    why = "; ".join(f"exact computation not completed because {reason} ({', '.join(labels)})"
+                    for reason, labels in by_reason.items())
+    parts = []
+    for label, d in items:
+        try:
+            draws = int(d.get("mc_draws"))
+        except (TypeError, ValueError):  # not recorded (NaN / None)
+            draws = 0
+        text = f"{label}: {draws} simulated tables, seed {d.get('mc_seed')}"
+        if d.get("p_upper_bound"):
+            text += (f", none as extreme as the observed one, so p < 1/({draws} + 1) = "
+                     f"{fmt.format_sig(1.0 / (draws + 1), 2)}")
+        else:
+            text += f", Monte Carlo SE {fmt.format_number(d.get('mc_se', math.nan), 5)}"
+        parts.append(text)
+    return "; ".join([why] + parts)
 
 
 def _effect_family(name) -> str:
@@ -501,7 +620,8 @@ def _test_key(o) -> str:
     return o.result.test if not math.isnan(o.result.p_value) else "not_tested"
 
 
-def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, group_levels=None):
+def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, or_per="sd",
+                group_levels=None):
     """Tidy multinomial OR frame, a note, and the multivariable model's events per parameter.
 
     Every schema variable gets a univariable model; the multivariable model (complete cases)
@@ -523,8 +643,10 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, 
     levels = {v.name: list(v.levels) for v in schema.variables if v.levels is not None}
     chosen = ([v.name for v in schema.variables if v.multivariable] if multivariable is None
               else list(multivariable))
+    per = {v.name: (getattr(v, "or_per", None) or or_per) for v in schema.variables
+           if v.type == "continuous"}
     outcome_levels = [str(g) for g in (schema.group_levels if group_levels is None else group_levels)]
-    common = dict(levels=levels, outcome_levels=outcome_levels)
+    common = dict(levels=levels, outcome_levels=outcome_levels, or_per=per)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeparationWarning)
         if chosen == predictors:
@@ -553,6 +675,23 @@ def _regression(cohort, data: pd.DataFrame, reference: str, multivariable=None, 
     return frame.reset_index(drop=True), "; ".join(notes), epv
 
 
+def _per_text(var, sub: pd.DataFrame) -> str:
+    """'per SD (12.3 years)', 'per IQR (0.00071 mm)', 'per 10 years', 'per unit', 'per level'."""
+    from . import formatting as fmt
+
+    if var.type == "ordinal":
+        return "per level"
+    how = str(sub["per"].dropna().iloc[0]) if "per" in sub and sub["per"].notna().any() else "unit"
+    inc = float(sub["increment"].dropna().iloc[0]) if "increment" in sub and sub["increment"].notna().any() \
+        else 1.0
+    unit = f" {var.unit}" if getattr(var, "unit", None) else ""
+    if how in ("SD", "IQR"):
+        return f"per {how} ({fmt.format_sig(inc)}{unit})"
+    if how == "given":
+        return f"per {fmt.format_sig(inc, trim=True)}{unit or ' units'}"
+    return "per unit"
+
+
 def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
     """Human OR table: one row per variable (continuous / ordinal score) or per level
     (reference level marked), one 'OR (95% CI)' and one p column per model x group."""
@@ -568,16 +707,19 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
         columns += [f"{model.capitalize()} {grp} vs {reference}: OR (95% CI)",
                     f"{model.capitalize()} {grp} vs {reference}: p"]
     rows = []
+    by_var = {name: grp for name, grp in frame.groupby("variable", sort=False)}
     for var in variables:
-        sub = frame[frame["variable"] == var.name]
+        sub = by_var.get(var.name, frame.iloc[:0])
         if not len(sub):
             continue
+        # one lookup per (model, outcome, level) instead of filtering the frame for every cell
+        cell = {(str(r["model"]), str(r["outcome_level"]), r["level_key"]): r
+                for _, r in sub.drop_duplicates(["model", "outcome_level", "level_key"]).iterrows()}
         keys = list(dict.fromkeys(sub["level_key"]))
         unit = f" ({var.unit})" if getattr(var, "unit", None) else ""
         ref_level = None
         if keys == [""]:
-            per = "per level" if var.type == "ordinal" else "per unit"
-            entries = [(f"{var.label}{unit}, {per}", "")]
+            entries = [(f"{var.label}{unit}, {_per_text(var, sub)}", "")]
         else:
             rows.append({"Variable": f"{var.label}{unit}"})
             order = [str(lv) for lv in (var.levels or ())]
@@ -590,17 +732,18 @@ def _odds_display(frame: pd.DataFrame, variables, reference) -> pd.DataFrame:
         for label, key in entries:
             row = {"Variable": label}
             for model, grp in combos:
-                hit = sub[(sub["model"].astype(str) == model) & (sub["outcome_level"].astype(str) == grp)
-                          & (sub["level_key"] == key)]
+                hit = cell.get((model, grp, key))
                 c_or = f"{model.capitalize()} {grp} vs {reference}: OR (95% CI)"
                 c_p = f"{model.capitalize()} {grp} vs {reference}: p"
                 if key and key == ref_level:
                     row[c_or], row[c_p] = "1 (reference)", ""
-                elif len(hit):
-                    r = hit.iloc[0]
+                elif hit is not None:
+                    r = hit
                     row[c_or] = fmt.format_odds_ratio(r["odds_ratio"], r["ci_low"], r["ci_high"])
                     if str(r.get("fit", "")) == "l2_penalized" and row[c_or] != fmt.MISSING:
                         row[c_or] += " (ridge, no CI)"
+                    elif str(r.get("fit", "")) == "not_converged":
+                        row[c_or] = f"{fmt.MISSING} (not converged)"
                     row[c_p] = fmt.format_p(r["p_value"])
                 else:
                     row[c_or], row[c_p] = fmt.MISSING, ""
@@ -682,8 +825,9 @@ def _variables_account(cohort, stats: pd.DataFrame) -> pd.DataFrame:
 
 def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: bool = True,
                  regression: bool = True, reference: str | None = None, seed: int = 0,
-                 fisher_time_budget: float = 30.0, n_boot: int = 2000,
-                 predictors=None, progress=None,
+                 fisher_time_budget: float | None = None, n_boot: int = 2000,
+                 predictors=None, progress=None, or_per="sd", smd: bool = False,
+                 binary_one_row: bool = True,
                  group: str | None = None, schema=None) -> Table1Result:
     """Build Table 1 for a validated cohort: descriptives, tests, effect sizes, q-values,
     post hoc comparisons and multinomial odds ratios.
@@ -708,11 +852,14 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         the last group level).
     seed : int, default 0
         Seed of every random procedure (Monte Carlo Fisher fallback, bootstrap CIs).
-    fisher_time_budget : float, default 30.0
-        Safety net in seconds for each exact Fisher–Freeman–Halton test.  The exact-or-Monte-
-        Carlo decision is normally made by the deterministic work budget of
-        :func:`analysis.contingency.fisher_exact_rxc` (the same on every machine and run);
-        a fallback is reported in the footnote with draws, seed and SE.
+    fisher_time_budget : float or None, default None
+        Optional wall-clock limit in seconds for each exact Fisher–Freeman–Halton test; off
+        by default, because a clock makes the output depend on the machine and its load.
+        The exact-or-Monte-Carlo decision is made by the deterministic work budget and
+        memory cap of :func:`analysis.contingency.fisher_exact_rxc` (the same on every
+        machine and run); a fallback is reported, with the same reason, in the footnote,
+        the methods and ``stats['fallback_reason']``, with draws, seed and SE (or
+        ``p < 1/(B+1)`` when no simulated table was as extreme).
     n_boot : int, default 2000
         Bootstrap resamples for the ε² (and Welch η²) confidence intervals.
     predictors : sequence of str, optional
@@ -722,6 +869,19 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
         (clinical knowledge, events per variable), not from this table's p-values.
     progress : callable, optional
         Wraps the iterable of variables (e.g. ``tqdm``); the library itself never prints.
+    or_per : {'sd', 'iqr', 'unit'} or positive float, default 'sd'
+        What the odds ratio of a continuous variable is per (one SD, one IQR, one unit of
+        its own, or a given amount; :func:`analysis.regression.or_increment`), unless the
+        schema gives the variable its own ``or_per``.  Stated in the odds-ratio table
+        (e.g. "per SD (12.3 years)") and in the methods.
+    smd : bool, default False
+        Add an "SMD" column: the standardized mean difference (the mean of the pairwise
+        SMDs with more than two groups, as R ``tableone``;
+        :func:`analysis.describe.standardized_mean_difference`).  ``stats`` holds ``smd``
+        and ``smd_max`` either way.
+    binary_one_row : bool, default True
+        Show a binary variable on one row, ``'Calcification, present: n (%)'`` (its second
+        level), as gtsummary and tableone do; False: a header row and one row per level.
     group, schema : optional
         Only when ``cohort`` is a DataFrame or a file: the group column (types inferred) or
         the schema (a :class:`~analysis.schema.Schema` or its YAML file).
@@ -817,19 +977,31 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     from . import formatting as fmt
 
+    if smd:  # a general note, before the lettered test notes
+        general = [f for f in footnotes if not f[0]]
+        general.append(("", "SMD: standardized mean difference" + (
+            " between the two groups" if len(tested_levels) == 2 else
+            f", the mean of the {len(tested_levels) * (len(tested_levels) - 1) // 2} pairwise SMDs (as R tableone)")
+            + " (continuous: difference in means over the pooled SD; categorical: Yang and Dalton's "
+              "multivariate form); a description of balance, not a test."))
+        footnotes = tuple(general + [f for f in footnotes if f[0]])
     columns = (["Variable"] + ([_group_header("Overall", n_total)] if overall else [])
                + [_group_header(g, counts[g]) for g in group_levels]
-               + ["Missing", "p", "q", "Effect size (95% CI)", "Test"])
+               + ["Missing", "p", "q", "Effect size (95% CI)"] + (["SMD"] if smd else []) + ["Test"])
     rows, info = [], []
     for o, q in zip(outcomes, q_values):
         key = _test_key(o)
         eff = o.effect
         rws, inf = _display_rows(
             o, group_levels, overall, n_total,
-            p_text=fmt.format_p(o.result.p_value), q_text=fmt.format_p(q),
+            p_text=fmt.format_p(o.result.p_value,
+                                upper_bound=bool((o.result.details or {}).get("p_upper_bound"))),
+            q_text=fmt.format_p(q),
             effect_text=(fmt.format_effect_size(eff.estimate, eff.ci_low, eff.ci_high)
                          if eff is not None else fmt.MISSING),
-            test_text=TEST_LABELS.get(key, "Not tested"), marker=markers[key])
+            test_text=TEST_LABELS.get(key, "Not tested"), marker=markers[key],
+            smd_text=fmt.format_number(o.smd["smd"], 2) if smd else None,
+            binary_one_row=binary_one_row)
         rows += rws
         info += inf
     display = pd.DataFrame(rows, columns=columns)
@@ -837,22 +1009,27 @@ def build_table1(cohort, *, overall: bool = True, alpha: float = 0.05, posthoc: 
 
     reg_frame, reg_note, epv = pd.DataFrame(), "", None
     if not regression:
-        reg_note = "multinomial regression not requested (--no-regression)"
+        reg_note = "odds-ratio regression not requested (--no-regression)"
     else:
         try:
             reg_data = data.loc[data[gcol].astype(object).isin(list(tested_levels)).to_numpy()]
-            reg_frame, reg_note, epv = _regression(cohort, reg_data, reference, predictors,
+            reg_frame, reg_note, epv = _regression(cohort, reg_data, reference, predictors, or_per,
                                                    group_levels=tested_levels)
-        except (ValueError, np.linalg.LinAlgError) as exc:  # CohortError is a ValueError
-            reg_frame, reg_note = pd.DataFrame(), f"model could not be fitted ({exc})"
+        except Exception as exc:  # noqa: BLE001 - an optional table never costs the others
+            # (an OverflowError, a LinAlgError, a CohortError...): every other table is still
+            # written, and the note (Table 2, methods, the CLI) says what failed.
+            reg_frame = pd.DataFrame()
+            reg_note = f"the odds-ratio model could not be fitted ({type(exc).__name__}: {exc})"
     odds_display = _odds_display(reg_frame, variables, reference)
 
     settings = {"alpha": float(alpha), "seed": int(seed), "posthoc": bool(posthoc),
                 "regression": bool(regression), "overall": bool(overall),
-                "fisher_time_budget": float(fisher_time_budget), "n_boot": int(n_boot),
+                "fisher_time_budget": None if fisher_time_budget is None else float(fisher_time_budget),
+                "n_boot": int(n_boot),
                 "reference": reference,
                 "predictors": None if predictors is None else [str(v) for v in predictors],
-                "multivariable_epv": epv,
+                "multivariable_epv": epv, "or_per": or_per, "smd": bool(smd),
+                "binary_one_row": bool(binary_one_row),
                 "groups_not_tested": {g: counts[g] for g in group_levels if g not in tested_levels},
                 "min_group_size": MIN_TESTED_GROUP_SIZE}
     result = Table1Result(
@@ -1043,7 +1220,7 @@ def table1(data, group: str | None = None, schema=None, *, sheet=None, group_lab
         given when ``group_labels`` names it.
     **options
         Passed to :func:`build_table1` (``overall, alpha, posthoc, regression, seed,
-        n_boot, fisher_time_budget, predictors, progress``).
+        n_boot, fisher_time_budget, predictors, progress, or_per, smd, binary_one_row``).
 
     Returns
     -------
@@ -1135,10 +1312,10 @@ def build_parser(add_help: bool = True):
                      help="seed of Monte Carlo and bootstrap procedures (default: 0)")
     ana.add_argument("--n-boot", type=int, default=2000,
                      help="bootstrap resamples for effect-size CIs (default: 2000)")
-    ana.add_argument("--fisher-time-budget", type=float, default=30.0, metavar="SECONDS",
-                     help="safety net: seconds per exact Fisher test before the seeded Monte "
-                          "Carlo fallback; a deterministic work budget normally decides first "
-                          "(default: 30)")
+    ana.add_argument("--fisher-time-budget", type=float, default=None, metavar="SECONDS",
+                     help="optional wall-clock limit per exact Fisher test before the seeded Monte "
+                          "Carlo fallback; makes the result depend on the machine (default: none; a "
+                          "deterministic work budget decides)")
     ana.add_argument("--no-posthoc", action="store_true", help="skip pairwise post hoc tests")
     ana.add_argument("--no-regression", action="store_true",
                      help="skip the multinomial odds-ratio table")
@@ -1146,7 +1323,16 @@ def build_parser(add_help: bool = True):
                      help="variables of the multivariable model (default: every schema variable not marked "
                           "'multivariable: false'; "
                           "univariable models are fitted for every variable either way)")
+    ana.add_argument("--or-per", default="sd", metavar="{sd,iqr,unit,NUMBER}",
+                     help="odds ratios of continuous variables per SD, per IQR, per unit or per NUMBER "
+                          "units (a schema's 'or_per' wins for its variable; default: sd)")
     ana.add_argument("--no-overall", action="store_true", help="omit the Overall column")
+    ana.add_argument("--smd", action="store_true",
+                     help="add a standardized mean difference column (mean of pairwise SMDs with more "
+                          "than two groups, as R tableone)")
+    ana.add_argument("--binary-levels", action="store_true",
+                     help="show both levels of binary variables (default: one row, e.g. 'Calcification, "
+                          "present: n (%%)')")
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", default="reports",
                      help="output folder (default: reports)")
@@ -1191,6 +1377,11 @@ def _regression_summary(result) -> str:
         if model == "univariable" and firth:
             said.append(f"Firth's correction for separation in {len(firth)} univariable model(s) "
                         f"({', '.join(firth[:4])}{', ...' if len(firth) > 4 else ''})")
+        failed = sorted(set(sub.loc[sub["fit"].astype(str) == "not_converged", "variable"].astype(str))) \
+            if len(sub) else []
+        if failed:
+            said.append(f"no estimate in the {model} model{'s' if model == 'univariable' else ''} of "
+                        f"{', '.join(failed[:4])}{', ...' if len(failed) > 4 else ''} (no fit converged)")
         if model == "multivariable" and ridge:
             said.append("the multivariable model could only be fitted with a ridge penalty: point estimates "
                         "without CIs or p-values, not for inference")
@@ -1217,6 +1408,22 @@ def _write_problems(exc, out):
     return path
 
 
+def _or_per_arg(text: str):
+    """``--or-per``: 'sd' | 'iqr' | 'unit' | a positive number (one-line error otherwise)."""
+    from .errors import ConfigError
+
+    low = str(text).strip().lower()
+    if low in ("sd", "iqr", "unit"):
+        return low
+    try:
+        value = float(low)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--or-per must be sd, iqr, unit or a positive number, got {text!r}")
+    return value
+
+
 def _run(args) -> list:
     import sys
     from pathlib import Path
@@ -1240,7 +1447,7 @@ def _run(args) -> list:
             raise ConfigError(f"--write-schema: {target} already exists (an edited schema would be lost); "
                               "choose another file name or pass --overwrite")
         try:
-            schema = infer_schema(df, args.group)
+            schema = infer_schema(df, args.group, or_per=_or_per_arg(args.or_per))
             path = schema.to_yaml(target)
         except OSError as exc:
             raise ConfigError(f"--write-schema: cannot write '{target}': {exc.strerror or exc}") from None
@@ -1280,10 +1487,11 @@ def _run(args) -> list:
     except ImportError:  # pragma: no cover - tqdm is a dependency
         progress = None
     result = table1(cohort, group_labels=args.group_labels, overall=not args.no_overall, alpha=args.alpha,
-                          posthoc=not args.no_posthoc, regression=not args.no_regression,
-                          reference=args.reference, seed=args.seed, n_boot=args.n_boot,
-                          fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
-                          progress=progress)
+                    posthoc=not args.no_posthoc, regression=not args.no_regression,
+                    reference=args.reference, seed=args.seed, n_boot=args.n_boot,
+                    fisher_time_budget=args.fisher_time_budget, predictors=args.predictors,
+                    progress=progress, or_per=_or_per_arg(args.or_per), smd=args.smd,
+                    binary_one_row=not args.binary_levels)
     try:
         paths = write_all(result, Path(args.out))
     except OSError as exc:

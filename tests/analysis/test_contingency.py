@@ -289,3 +289,39 @@ def test_fisher_tiny_p_matches_full_enumeration(t):
     """Tiny p-values keep their relative accuracy (an earlier version lost 22 % of the first one
     to cancellation in a global cumulative sum)."""
     assert fisher_exact_rxc(t).p_value == pytest.approx(_enumerated_p(t), rel=1e-9)
+
+
+def test_monte_carlo_with_no_table_as_extreme_is_an_upper_bound():
+    """p = 1/(B+1) is only a bound when no simulated table is as extreme: flagged, shown as '<'."""
+    from analysis.formatting import format_p
+
+    t = np.array([[30, 0, 0], [0, 30, 0], [0, 0, 30]])
+    with pytest.warns(ExactTestFallbackWarning):
+        res = fisher_exact_rxc(t, time_budget=0, mc_draws=199, seed=1)
+    assert res.details["mc_hits"] == 0 and res.details["p_upper_bound"] is True
+    assert res.p_value == pytest.approx(1 / 200)
+    assert format_p(res.p_value, upper_bound=res.details["p_upper_bound"]) == "<0.0050"
+    with pytest.warns(ExactTestFallbackWarning):
+        some = fisher_exact_rxc([[8, 2, 5, 1], [7, 1, 9, 4], [2, 6, 3, 5]], time_budget=0, mc_draws=199)
+    assert some.details["mc_hits"] > 0 and some.details["p_upper_bound"] is False
+
+
+def test_fallback_decision_is_deterministic_and_its_reason_is_one_sentence(monkeypatch):
+    """No clock by default: the same table gives the same decision and the same reason."""
+    import inspect
+
+    import analysis._fexact as fx
+    from analysis.contingency import fallback_reason
+
+    assert inspect.signature(fisher_exact_rxc).parameters["time_budget"].default is None
+    t = np.array([[20, 15, 12, 9], [11, 14, 16, 8], [9, 12, 14, 19]])
+    monkeypatch.setattr(fx, "_MAX_ROWS", 50)
+    with pytest.warns(ExactTestFallbackWarning, match="memory cap"):
+        a = fisher_exact_rxc(t, mc_draws=500)
+    with pytest.warns(ExactTestFallbackWarning):
+        b = fisher_exact_rxc(t, mc_draws=500)
+    assert a.details["fallback_reason"] == b.details["fallback_reason"] == fallback_reason("memory", 50)
+    monkeypatch.setattr(fx, "_MAX_ROWS", 10 ** 9)
+    with pytest.warns(ExactTestFallbackWarning, match="work budget"):
+        c = fisher_exact_rxc(t, work_budget=10, mc_draws=500)
+    assert c.details["fallback_reason"] == fallback_reason("work", 10)

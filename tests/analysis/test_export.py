@@ -220,7 +220,7 @@ def test_docx_holds_every_row_title_and_footnotes(tmp_path):
     paragraphs = [p.text for p in doc.paragraphs]
     assert "Table 1. Characteristics of 10 patients by group (a_b, c&d)" in paragraphs
     assert "a Welch's ANOVA (unequal variances)." in paragraphs
-    assert any(p.startswith("Table 2. Multinomial logistic regression") for p in paragraphs)
+    assert any(p.startswith("Table 2. Logistic regression") for p in paragraphs)  # two groups: binary
     assert _docx_rows(doc.tables[1])[1] == ["margin", "a_b vs c&d", "Fisher exact", "0.01", "0.01"]
     assert ["Age (per year)", "1.05 (0.90\u20131.20)", "0.30"] in _docx_rows(doc.tables[2])
     # one table per page section, landscape

@@ -61,6 +61,18 @@ def test_forest_plot_rows_follow_the_table_with_reference_levels_in_headers():
     assert labels == ["Age", "Margin (vs smooth)", "irregular", "ill-defined", "necrosis: present vs absent"]
 
 
+def test_forest_plot_states_what_a_continuous_odds_ratio_is_per():
+    """Odds ratios of continuous variables are per SD by default (issue 9): the row says so."""
+    table = _or_table()
+    table["per"] = np.where(table["variable"] == "age", "SD", None)
+    table["increment"] = np.where(table["variable"] == "age", 15.4321, np.nan)
+    fig = forest_plot(table, labels={"age": "Age (years)"})
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()][0] == "Age (years), per SD (15.4)"
+    table["per"] = np.where(table["variable"] == "age", "given", None)
+    table["increment"] = np.where(table["variable"] == "age", 10.0, np.nan)
+    assert [t.get_text() for t in forest_plot(table).axes[0].get_yticklabels()][0] == "age, per 10"
+
+
 def test_forest_plot_markers_sit_at_the_odds_ratios():
     table = _or_table()
     fig = forest_plot(table)

@@ -98,3 +98,24 @@ def test_format_number_no_negative_zero():
 def test_format_number_rounds_half_up_on_the_decimal_value(x, digits, expected):
     """Half-up on what the reader sees: 14.25 and 6.45 round the same way (half-even did not)."""
     assert F.format_number(x, digits) == expected
+
+
+def test_choose_digits_uses_significant_figures_of_small_values():
+    """Issue 9: 0.007 mm/pixel printed as '0.01 [0.01, 0.01]'; now as R's summaries, by significant figures."""
+    from analysis.formatting import choose_digits, format_median_iqr
+
+    assert choose_digits([0.0071, 0.0066, 0.0075]) == 5
+    assert format_median_iqr(0.0071, 0.00665, 0.00752, choose_digits([0.0071, 0.00665, 0.00752])) == \
+        "0.00710 [0.00665, 0.00752]"
+    assert choose_digits([54.2, 12.8]) == 1 and choose_digits([2.31, 0.58]) == 2
+    assert choose_digits([120.0, 0.5]) == 2  # a tiny spread keeps two significant figures
+    assert choose_digits([0.0, float("nan")]) == 1
+
+
+def test_format_p_upper_bound_and_format_sig():
+    from analysis.formatting import format_p, format_sig
+
+    assert format_p(1 / 100_001, upper_bound=True) == "<0.001"
+    assert format_p(1 / 100, upper_bound=True) == "<0.010"
+    assert format_p(1 / 100) == "0.01"
+    assert [format_sig(x) for x in (0.000529, 12.67, 1.0)] == ["0.000529", "12.7", "1.00"]

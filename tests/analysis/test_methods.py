@@ -59,8 +59,10 @@ def test_monte_carlo_details_are_reported(result):
     stats["mc_draws"] = [100000.0] + [float("nan")] * (len(stats) - 1)
     stats["mc_seed"] = [0.0] + [float("nan")] * (len(stats) - 1)
     stats["mc_se"] = [0.00012] + [float("nan")] * (len(stats) - 1)
+    stats["fallback_reason"] = ["its memory cap"] + [""] * (len(stats) - 1)
     text = methods_text(replace(result, stats=stats))
-    assert "100000 draws, seed 0, Monte Carlo SE 0.00012" in text
+    assert "because its memory cap (" in text
+    assert "100000 simulated tables, seed 0, Monte Carlo SE 0.00012" in text
 
 
 def test_states_complete_cases_posthoc_tests_and_ridge_without_intervals(tmp_path):

@@ -221,3 +221,18 @@ def test_multivariable_flag_round_trips_and_is_checked(tmp_path):
     assert load_schema(schema.to_yaml(tmp_path / "again.yaml")) == schema
     with pytest.raises(SchemaError, match="'multivariable' must be true or false"):
         load_schema(_write(tmp_path, text.replace("multivariable: false", "multivariable: no way"), "b.yaml"))
+
+
+def test_or_per_of_a_continuous_variable(tmp_path):
+    """What a continuous variable's odds ratio is per (issue 9): read, checked, written back."""
+    text = MINIMAL.replace("    type: continuous\n", "    type: continuous\n    or_per: 10\n", 1)
+    schema = load_schema(_write(tmp_path, text))
+    assert schema.variable("x").or_per == 10.0 and schema.variable("margin").or_per is None
+    again = load_schema(schema.to_yaml(tmp_path / "again.yaml"))
+    assert again.variable("x").or_per == 10.0
+    assert load_schema(_write(tmp_path, text.replace("or_per: 10", "or_per: IQR"))).variable("x").or_per == "iqr"
+    with pytest.raises(SchemaError, match="'or_per' must be sd, iqr, unit or a positive number"):
+        load_schema(_write(tmp_path, text.replace("or_per: 10", "or_per: -1")))
+    bad = MINIMAL.replace("    levels: [smooth, rough]\n", "    levels: [smooth, rough]\n    or_per: sd\n")
+    with pytest.raises(SchemaError, match="'or_per' applies to continuous variables only"):
+        load_schema(_write(tmp_path, bad))

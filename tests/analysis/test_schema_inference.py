@@ -70,3 +70,20 @@ def test_infer_schema_notes_are_yaml_comments(tmp_path):
     text = schema.to_yaml(tmp_path / "s.yaml").read_text(encoding="utf-8")
     assert "# check: 'site' is analysed as a variable" in text
     assert load_schema(tmp_path / "s.yaml") == schema  # notes are comments, not compared
+
+
+def test_number_like_labels_are_categories_and_a_repeating_number_column_is_a_count():
+    """Real tables (HSAUR3 BtheB 'length' = '<6m' / '>6m'; HSAUR3 polyps 'number' = polyp count):
+    before, the first was left out as unparseable numbers and the second as an identifier."""
+    df = pd.DataFrame({"g": ["a", "b"] * 6, "length": ["<6m", ">6m", ">6m", "<6m"] * 3,
+                       "number": [3, 1, 3, 7, 12, 1, 0, 5, 5, 2, 9, 3],
+                       "crp": ["<5", "12.5", "30", "<5", "8", "41", "17", "<5", "9.5", "22", "60", "13"]})
+    schema = infer_schema(df, "g")
+    length = schema.variable("length")
+    assert length.type == "binary" and length.levels == ("<6m", ">6m")
+    assert schema.variable("number").type == "continuous"
+    assert any("'length'" in n and "categories" in n for n in schema.notes)
+    assert any("'number' is named like an identifier but its values repeat" in n for n in schema.notes)
+    assert dict(schema.excluded)["crp"].startswith("unparseable")  # numbers with a few '<5': still left out
+    unique = infer_schema(df.assign(number=range(12)), "g")
+    assert "number" not in [v.name for v in unique.variables]

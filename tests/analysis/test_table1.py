@@ -96,6 +96,8 @@ def test_display_layout(result, cohort):
         rows = result.row_info[result.row_info["variable"] == var.name]
         if var.type == "continuous":
             assert list(rows["kind"]) == ["variable"]
+        elif var.type == "binary":  # one row by default: the second level, as gtsummary / tableone
+            assert list(rows["kind"]) == ["variable"] and list(rows["level"]) == [str(var.levels[1])]
         else:
             assert list(rows["level"].iloc[1:]) == [str(lv) for lv in var.levels]
     # p and q use journal formatting; level rows carry no statistics
@@ -218,3 +220,71 @@ def test_unknown_multivariable_predictor_is_one_clear_error(cohort):
 
     with pytest.raises(CohortError, match="did you mean 'hilum'"):
         build_table1(cohort, n_boot=N_BOOT, predictors=["age", "hilun"])
+
+
+def _two_group_cohort(cohort):
+    """The demo cohort restricted to two groups (benign vs metastatic)."""
+    from dataclasses import replace
+
+    keep = cohort.data[cohort.schema.group_column].astype(str).isin(["benign", "metastatic"])
+    data = cohort.data.loc[keep].copy()
+    schema = replace(cohort.schema, group_levels=("benign", "metastatic"), reference_group="benign")
+    data[schema.group_column] = pd.Categorical(data[schema.group_column].astype(str),
+                                               categories=list(schema.group_levels))
+    return replace(cohort, data=data, schema=schema)
+
+
+def test_two_groups_name_the_two_sample_tests_with_the_same_p_values(cohort):
+    """With two groups: t-test / Welch t-test / Mann-Whitney and logistic regression, not ANOVA /
+    Kruskal-Wallis / multinomial; p equal to scipy's two-sample tests (= R t.test, wilcox.test
+    exact = FALSE, correct = FALSE; tests/analysis/test_real_tables.py checks R itself)."""
+    from scipy import stats as sps
+
+    from analysis.export import _odds_title
+
+    two = _two_group_cohort(cohort)
+    res = build_table1(two, n_boot=50)
+    tests = set(res.stats["test"])
+    assert tests & {"t_test", "welch_t_test", "mann_whitney"}
+    assert not tests & {"anova", "welch_anova", "kruskal_wallis"}
+    g = two.data[two.schema.group_column].astype(str)
+    for row in res.stats.itertuples(index=False):
+        if row.test in ("t_test", "welch_t_test", "mann_whitney") and row.type == "continuous":
+            x = two.data[row.variable].astype(float)
+            a, b = x[(g == "benign").to_numpy()].dropna(), x[(g == "metastatic").to_numpy()].dropna()
+            want = (sps.mannwhitneyu(a, b, use_continuity=False, method="asymptotic").pvalue
+                    if row.test == "mann_whitney" else
+                    sps.ttest_ind(a, b, equal_var=(row.test == "t_test")).pvalue)
+            assert row.p_value == pytest.approx(want, rel=1e-12)
+    shown = set(res.display["Test"])
+    assert "Mann\u2013Whitney U" in shown and not any("ANOVA" in t or "Kruskal" in t for t in shown)
+    assert "Kruskal" not in res.methods_text.split("Effect sizes")[0]
+    assert "binary logistic regression" in res.methods_text and "multinomial" not in res.methods_text
+    assert _odds_title(res).startswith("Table 2. Logistic regression")
+    assert len(res.posthoc) == 0  # the two-group test is the pairwise comparison
+
+
+def test_binary_variable_on_one_row_and_both_levels_on_request(cohort, result):
+    d = result.display
+    row = d[d["Variable"] == "Calcification, present: n (%)"]
+    assert len(row) == 1 and row["p"].iloc[0] != ""
+    counts = cohort.data["calcification"].astype(str)
+    assert row.iloc[0, 1].startswith(f"{int((counts == 'present').sum())} (")
+    both = build_table1(cohort, regression=False, posthoc=False, n_boot=20, binary_one_row=False)
+    assert "Calcification, present: n (%)" not in set(both.display["Variable"])
+    assert {"absent", "present"} <= set(both.row_info.loc[both.row_info["variable"] == "calcification", "level"])
+
+
+def test_smd_column_on_request(cohort, result):
+    from analysis.describe import standardized_mean_difference
+
+    assert "SMD" not in result.display.columns and result.stats["smd"].notna().all()
+    res = build_table1(cohort, regression=False, posthoc=False, n_boot=20, smd=True)
+    assert list(res.display.columns)[-2:] == ["SMD", "Test"]
+    age = res.display.loc[res.row_info["variable"].eq("age") & res.row_info["kind"].eq("variable"), "SMD"]
+    want = standardized_mean_difference(cohort.data["age"], cohort.data[cohort.schema.group_column],
+                                        "continuous")["smd"]
+    from analysis.formatting import format_number
+
+    assert age.iloc[0] == format_number(want, 2)
+    assert any("SMD: standardized mean difference" in text for _, text in res.footnotes)

@@ -390,10 +390,11 @@ class AnswerOut(BaseModel):
     research_use_only: str
 
 
-class _BodyLimit:
-    """ASGI middleware: ``413`` for a request body over its route's limit (declared or streamed).
+class _Guard:
+    """ASGI middleware: ``413`` for a body over its route's limit (declared or streamed); one log line.
 
-    ``limits`` maps a path to its byte limit; other paths get ``default``.
+    ``limits`` maps a path to its byte limit; other paths get ``default``.  The log line has the
+    method, route, status and time only: nothing that identifies a patient.
     """
 
     def __init__(self, app, limits: dict, default: int = 65536):
@@ -403,9 +404,18 @@ class _BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.limits.get(scope.get("path", ""), self.default)
+        t0, status = time.perf_counter(), [0]
+        try:
+            await self._guarded(scope, receive, send, limit, status)
+        finally:
+            log.info("%s %s -> %d in %.0f ms", scope.get("method"), scope.get("path"), status[0],
+                     1000 * (time.perf_counter() - t0))
+
+    async def _guarded(self, scope, receive, send, limit, status):
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            status[0] = 413
             return await _send_json(send, 413, {"detail": [f"request body larger than {limit} bytes"]})
         seen = 0
         started = False
@@ -423,12 +433,14 @@ class _BodyLimit:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                status[0] = message["status"]
             await send(message)
 
         try:
             await self.app(scope, counted, tracked_send)
         except _TooLarge:
             if not started:
+                status[0] = 413
                 await _send_json(send, 413, {"detail": [f"request body larger than {limit} bytes"]})
 
 
@@ -512,15 +524,6 @@ def create_app(bundle, *, limits: Optional[Limits] = None, tmp_root=None):
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         return JSONResponse({"detail": [str(exc.detail)]}, status_code=exc.status_code)
-
-    @app.middleware("http")
-    async def _log(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        # route, status and time only: nothing that identifies a patient
-        log.info("%s %s -> %d in %.0f ms", request.method, request.url.path, response.status_code,
-                 1000 * (time.perf_counter() - t0))
-        return response
 
     async def read_form(request: Request) -> tuple:
         ctype = request.headers.get("content-type", "")
@@ -614,7 +617,7 @@ def create_app(bundle, *, limits: Optional[Limits] = None, tmp_root=None):
                              "clinical": {key: ("" if v is None else str(v)) for key, v in p.clinical.items()}})
         return answer(await pred.run(patients, gradcam=batch.gradcam))
 
-    app.add_middleware(_BodyLimit, limits=body_limits)    # outermost: before anything reads the body
+    app.add_middleware(_Guard, limits=body_limits)    # outermost: before anything reads the body
     return app
 
 

@@ -18,8 +18,7 @@ from PIL import Image
 
 from tiny_training_cohort import write_tiny_cohort
 
-pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_BYTES = 256 * 1024
@@ -135,7 +134,8 @@ def test_three_images_and_clinical_values_match_the_bundles_own_prediction(clien
     for m in model.modalities:                      # a Grad-CAM overlay per uploaded modality, as a PNG
         src = p["gradcam"][m]
         assert src.startswith("data:image/png;base64,")
-        assert Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).format == "PNG"
+        cam = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert cam.format == "PNG" and cam.size == (256, 256)       # the 16 px input, enlarged
     # the same patient through the command-line route (files on disk, fusion.predict) gives the same numbers
     from fusion.predict import predict
 
@@ -301,6 +301,20 @@ def test_nothing_identifying_a_patient_is_logged(client, caplog):
     for secret in ("SMITH", "998877", "73.25", "MRN-4455", "812.5", "female"):     # ... nothing about the patient
         assert secret not in text
     assert name not in ok.text
+
+
+def test_gradcam_layer_can_be_chosen_and_an_unknown_one_is_refused(model):
+    from analysis.errors import ConfigError
+    from fusion.serve import Limits, Predictor
+
+    with pytest.raises(ConfigError, match="did you mean 'body.layer3'"):
+        Predictor(model, Limits(), gradcam_layer="body.layr3")
+    import torch
+
+    img = torch.from_numpy(np.asarray(Image.open(io.BytesIO(image_bytes("L", size=(16, 16))))))[None]
+    # at 16 px the last block's map is 1 x 1 (one value everywhere); layer3's is 2 x 2
+    fine = Predictor(model, Limits(), gradcam_layer="body.layer3").gradcam_png("2d", img, 0)
+    assert Image.open(io.BytesIO(fine)).size == (256, 256)
 
 
 def test_cli_without_a_bundle_says_how_to_make_one(tmp_path, monkeypatch, capsys):

@@ -167,6 +167,15 @@ class Predictor:
         self.schema = model.schema
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
+    def warm_up(self) -> None:
+        """One prediction of a blank patient, so that the first real request does not pay for the imports."""
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("L", (self.model.size, self.model.size), 128).save(buf, "PNG")
+        self.predict([{"patient_id": None, "clinical": {}, "images": {m: buf.getvalue() for m in self.model.modalities}}],
+                     gradcam=True)
+
     # ------------------------------------------------------------ validation
     def validate(self, patients: list) -> list:
         """Check every patient's clinical values and images; ``RequestError`` lists all problems."""
@@ -506,7 +515,7 @@ def _openapi_form(pred: Predictor) -> dict:
         "type": "object", "properties": props}}}}}
 
 
-def create_app(bundle, *, limits: Optional[Limits] = None, tmp_root=None, gradcam_layer=None):
+def create_app(bundle, *, limits: Optional[Limits] = None, tmp_root=None, gradcam_layer=None, warm_up: bool = True):
     """The FastAPI app serving ``bundle`` (a path or a :class:`fusion.bundle.FusionModel`).
 
     Parameters
@@ -519,12 +528,17 @@ def create_app(bundle, *, limits: Optional[Limits] = None, tmp_root=None, gradca
     gradcam_layer : str, optional
         Layer of the CNNs explained by Grad-CAM (default: the backbone's last spatial block;
         ``'body.layer3'`` gives finer maps for ResNets trained on small images).
+    warm_up : bool, default True
+        Predict a blank patient once now (loads the networks and the libraries), so the first
+        request is answered as fast as the others.
     """
     from fusion.bundle import FusionModel, load_bundle
 
     model = bundle if isinstance(bundle, FusionModel) else load_bundle(bundle)
     limits = limits or Limits()
     pred = Predictor(model, limits, tmp_root, gradcam_layer)
+    if warm_up:
+        pred.warm_up()
     n_mod = len(model.modalities)
     form_limit = n_mod * limits.max_image_bytes + 2**20            # the images and the clinical fields
     body_limits = {"/api/predict": form_limit, "/predict": form_limit,

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
             shot = Path(tmp) / "shot.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
-            img = Image.open(shot).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+            img = Image.open(shot).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             img.save(args.out, optimize=True)
     finally:

@@ -483,6 +483,12 @@ class _Guard:
             if not started:
                 status[0] = 413
                 await _send_json(send, 413, {"detail": [f"request body larger than {limit} bytes"]})
+        except Exception as exc:  # noqa: BLE001 - an unexpected error: its message may hold patient data
+            log.error("%s %s failed: %s (message not logged)", scope.get("method"), scope.get("path"),
+                      type(exc).__name__)
+            if not started:
+                status[0] = 500
+                await _send_json(send, 500, {"detail": ["internal error of the app (the server log names its type)"]})
 
 
 class _TooLarge(Exception):

@@ -317,6 +317,20 @@ def test_gradcam_layer_can_be_chosen_and_an_unknown_one_is_refused(model):
     assert Image.open(io.BytesIO(fine)).size == (256, 256)
 
 
+def test_an_unexpected_error_is_a_500_whose_message_is_not_logged(client, monkeypatch, caplog):
+    from fusion.serve import Predictor
+
+    def boom(self, patients, gradcam):
+        raise ValueError(f"age {patients[0]['clinical']['age']} broke something")
+
+    monkeypatch.setattr(Predictor, "predict", boom)
+    with caplog.at_level(logging.DEBUG):
+        r = client.post("/api/predict", data={"age": "61.75"})
+    assert r.status_code == 500 and "internal error" in r.json()["detail"][0]
+    text = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "ValueError" in text and "61.75" not in text
+
+
 def test_cli_without_a_bundle_says_how_to_make_one(tmp_path, monkeypatch, capsys):
     from fusion.serve import main
 

@@ -429,19 +429,28 @@ def _chromium() -> str | None:
     return None
 
 
-@pytest.mark.slow
-def test_end_to_end_in_headless_chromium(live_server, model, tmp_path):
-    """Upload three images in a real browser, submit, find the class and the heat maps, save a screenshot."""
-    chromium = _chromium()
+@pytest.fixture
+def chromium():
+    """Debian's chromium and playwright; missing: a failure under CI, a skip elsewhere (checked before training)."""
+    path = _chromium()
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
+        have_playwright = True
     except ImportError:
-        sync_playwright = None
-    if chromium is None or sync_playwright is None:
-        missing = "Debian's chromium (apt-get install chromium)" if chromium is None else "playwright (pip)"
+        have_playwright = False
+    if path is None or not have_playwright:
+        missing = "Debian's chromium (apt-get install chromium)" if path is None else "playwright (pip)"
         if os.environ.get("CI"):
             pytest.fail(f"CI: {missing} is missing; the browser test must run, not skip (.ci/run installs it)")
         pytest.skip(f"{missing} not installed")
+    return path
+
+
+@pytest.mark.slow
+def test_end_to_end_in_headless_chromium(chromium, live_server, model, tmp_path):
+    """Upload three images in a real browser, submit, find the class and the heat maps, save a screenshot."""
+    from playwright.sync_api import sync_playwright
+
     url, _, _ = live_server
     for key, (name, data, _) in three_images().items():
         (tmp_path / name).write_bytes(data)

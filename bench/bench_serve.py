@@ -173,7 +173,8 @@ def main(argv=None) -> int:
                 rss_rounds.append(round(_proc_kib(proc.pid, "VmRSS"), 1))
             dt, dc = time.perf_counter() - t0, _cpu_s(proc.pid) - c0
         result["app_under_load"] = {
-            "concurrent_clients": args.workers, "requests": len(statuses), "all_200": all(s == 200 for s in warm + statuses),
+            "concurrent_clients": args.workers, "requests": len(statuses),
+            "all_200": all(s == 200 for s in warm + statuses),
             "seconds": round(dt, 1), "requests_per_s": round(len(statuses) / dt, 2),
             "server_cpu_s_per_request": round(dc / len(statuses), 3),
             "rss_idle_mib": round(rss_idle, 1), "rss_after_warmup_mib": round(rss_warm, 1),

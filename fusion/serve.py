@@ -173,8 +173,8 @@ class Predictor:
 
         buf = io.BytesIO()
         Image.new("L", (self.model.size, self.model.size), 128).save(buf, "PNG")
-        self.predict([{"patient_id": None, "clinical": {}, "images": {m: buf.getvalue() for m in self.model.modalities}}],
-                     gradcam=True)
+        blank = {m: buf.getvalue() for m in self.model.modalities}
+        self.predict([{"patient_id": None, "clinical": {}, "images": blank}], gradcam=True)
 
     # ------------------------------------------------------------ validation
     def validate(self, patients: list) -> list:
@@ -504,7 +504,8 @@ async def _send_json(send, status: int, body: dict):
 
 def _openapi_form(pred: Predictor) -> dict:
     props = {f"image_{m}": {"type": "string", "format": "binary",
-                            "description": f"{m} image (PNG, JPEG, BMP or TIFF; optional)"} for m in pred.model.modalities}
+                            "description": f"{m} image (PNG, JPEG, BMP or TIFF; optional)"}
+             for m in pred.model.modalities}
     for f in pred.fields():
         desc = str(f["label"]) + (f" ({f['unit']})" if f["unit"] else "")
         if f["levels"] is not None:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -267,7 +266,8 @@ def test_request_body_over_the_limit_is_refused_before_it_is_read(client, model)
         for _ in range(limit // 65536 + 2):
             yield b"x" * 65536
 
-    streamed = client.post("/api/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xx"})
+    streamed = client.post("/api/predict", content=chunks(),
+                           headers={"content-type": "multipart/form-data; boundary=xx"})
     assert streamed.status_code == 413 and "larger than" in streamed.json()["detail"][0]
 
 

@@ -194,6 +194,9 @@ def test_the_form_answers_with_a_page(client, model):
     assert "not a diagnostic device" in r.text and "id='cv-performance'" in r.text
     bad = client.post("/predict", data={"age": "500"})
     assert bad.status_code == 422 and "id='errors'" in bad.text and "age" in bad.text
+    # what the user typed comes back escaped, never as markup
+    xss = client.post("/predict", data={"sex": "<script>alert(1)</script>"})
+    assert xss.status_code == 422 and "<script>" not in xss.text and "&lt;script&gt;alert(1)" in xss.text
 
 
 # ----------------------------------------------------------------------------- bad requests

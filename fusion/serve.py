@@ -37,7 +37,9 @@ Safety
   ``422`` with one line per problem, from the same parser the cohort tables use
   (:func:`analysis.cohort.parse_variables`).
 * Uploaded bytes are written only to a per-request temporary directory (files named by
-  modality, not by the uploaded name), removed when the request ends, whatever happens.
+  modality, not by the uploaded name), removed when the request ends, whatever happens.  (While
+  parsing a form, Starlette keeps a part over 1 MiB in an anonymous temporary file, unlinked
+  from the start and closed with the request.)
 * The app logs nothing about a patient: no file names, ids or values; the only log line per
   request is the route, the status and the time taken.
 

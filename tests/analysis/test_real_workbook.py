@@ -147,16 +147,14 @@ def test_optional_table_failure_is_a_note_and_every_table_is_written(cohort, tmp
 
 
 @pytest.mark.slow
-def test_workbook_cli_writes_everything_in_seconds_and_under_1_gb(tmp_path):
+def test_workbook_cli_writes_everything(tmp_path):
     """The whole workbook (free-text columns kept as categorical by the schema): exit 0, all
     outputs; before: OverflowError after ~70 s and ~3 GB (the exact Fisher network of the
-    16-level multi-select column ran to a 25-million-row memory cap)."""
-    import resource
+    16-level multi-select column ran to a 25-million-row memory cap).  Time and memory are
+    measured in BENCHMARKS.md (section 13), not asserted here."""
     import subprocess
     import sys
-    import time
 
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "analysis.table1", str(WORKBOOK), "--schema", str(SCHEMA),
                            "--out", str(tmp_path), "--n-boot", "200"], capture_output=True, text=True,
                           timeout=600, cwd=Path(__file__).resolve().parents[2])
@@ -166,8 +164,6 @@ def test_workbook_cli_writes_everything_in_seconds_and_under_1_gb(tmp_path):
     stats = pd.read_csv(tmp_path / "table1_stats.csv").set_index("variable")
     assert stats.loc["findings", "test"] == "fisher_monte_carlo"
     assert "memory cap" in stats.loc["findings", "fallback_reason"]
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1_500_000  # kB, largest child so far
-    assert time.perf_counter() - start < 120
 
 
 def test_monte_carlo_reason_is_the_same_in_footnote_methods_and_csv(cohort, tmp_path):

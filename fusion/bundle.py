@@ -193,13 +193,12 @@ class FusionModel:
                 block = np.hstack([feats, (~ok)[:, None].astype(float)])
                 width = k + 1
             else:
-                b = self.blocks[m]
-                mean, sd, comp, pmean = (b["mean"].numpy(), b["sd"].numpy(), b["components"].numpy(),
-                                         b["pca_mean"].numpy())
-                z = np.zeros((n, comp.shape[0]))
+                from fusion.embedding import apply_block
+
+                X = np.full((n, self.blocks[m]["components"].shape[1]), np.nan)
                 if ok.any():
-                    z[ok] = ((outputs[m][1] - mean) / sd - pmean) @ comp.T
-                block = np.hstack([z, (~ok)[:, None].astype(float)])
+                    X[ok] = outputs[m][1]
+                block = apply_block(X, {k: v.numpy() for k, v in self.blocks[m].items()})
                 width = block.shape[1]
             parts.append(block)
             blocks[m] = list(range(start, start + width))
@@ -437,25 +436,14 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
         val_p = pd.unique(ids[val_idx].astype(str))
         train_mask = np.isin(patients, val_p)
         parts = []
-        from sklearn.decomposition import PCA
-
-        from fusion.embedding import N_COMPONENTS, _patient_mean
+        from fusion.embedding import N_COMPONENTS, _patient_mean, apply_block, fit_block
 
         for m in dataset.modalities:
             pos, emb = embeddings[m]
             per = _patient_mean(pos, emb, ids.astype(str))
-            X = per.reindex(patients).to_numpy(dtype=float)
-            miss = np.isnan(X).any(axis=1)
-            tr = per.reindex(val_p).dropna().to_numpy(dtype=float)
-            mean, sd = tr.mean(axis=0), tr.std(axis=0)
-            sd[sd == 0] = 1.0
-            k = int(min(N_COMPONENTS, len(tr) - 1, tr.shape[1]))
-            pca = PCA(n_components=k, random_state=0).fit((tr - mean) / sd)
-            Z = pca.transform((np.where(miss[:, None], mean, X) - mean) / sd)
-            Z[miss] = 0.0
-            parts.append(np.hstack([Z, miss[:, None].astype(float)]))
-            blocks[m] = {"mean": torch.as_tensor(mean), "sd": torch.as_tensor(sd),
-                         "components": torch.as_tensor(pca.components_), "pca_mean": torch.as_tensor(pca.mean_)}
+            params = fit_block(per.reindex(val_p).dropna().to_numpy(dtype=float), N_COMPONENTS)
+            parts.append(apply_block(per.reindex(patients).to_numpy(dtype=float), params))
+            blocks[m] = {k: torch.as_tensor(v) for k, v in params.items()}
     encoder = ClinicalEncoder(types).fit(frame, train_mask) if types else None
     if encoder is not None:
         parts.append(encoder.transform(frame))

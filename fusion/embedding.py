@@ -110,22 +110,41 @@ def _patient_mean(positions, emb, ids) -> pd.DataFrame:
     return frame.groupby(level=0, sort=False).mean()
 
 
-def _block_features(frame: pd.DataFrame, patients, train_p, n_components: int):
-    """Standardise + PCA (fitted on ``train_p``); missing patients -> training mean + indicator."""
+def fit_block(train: np.ndarray, n_components: int) -> dict | None:
+    """Standardisation + PCA of one (backbone, modality) block, fitted on the head's training patients.
+
+    Returns ``{'mean', 'sd', 'components', 'pca_mean'}`` (numpy arrays), or None with fewer than
+    2 training patients.
+    """
     from sklearn.decomposition import PCA
 
-    X = frame.reindex(patients).to_numpy(dtype=float)
-    missing = np.isnan(X).any(axis=1)
-    tr = frame.reindex(train_p).dropna().to_numpy(dtype=float)
-    if len(tr) < 2:
-        return np.hstack([np.zeros((len(patients), 1)), missing[:, None].astype(float)])
-    mean, sd = tr.mean(axis=0), tr.std(axis=0)
+    train = np.asarray(train, dtype=float)
+    if len(train) < 2:
+        return None
+    mean, sd = train.mean(axis=0), train.std(axis=0)
     sd[sd == 0] = 1.0
-    k = int(min(n_components, len(tr) - 1, tr.shape[1]))
-    pca = PCA(n_components=k, random_state=0).fit((tr - mean) / sd)
-    Z = pca.transform((np.where(missing[:, None], mean, X) - mean) / sd)
-    Z[missing] = 0.0  # the training mean maps to the origin
+    k = int(min(n_components, len(train) - 1, train.shape[1]))
+    pca = PCA(n_components=k, random_state=0).fit((train - mean) / sd)
+    return {"mean": mean, "sd": sd, "components": pca.components_, "pca_mean": pca.mean_}
+
+
+def apply_block(X: np.ndarray, params: dict | None) -> np.ndarray:
+    """Block features of embeddings ``X`` (rows with NaN = modality missing): the PCA scores
+    (missing -> 0, the training mean) and a missing indicator."""
+    X = np.asarray(X, dtype=float)
+    missing = np.isnan(X).any(axis=1)
+    if params is None:
+        return np.hstack([np.zeros((len(X), 1)), missing[:, None].astype(float)])
+    Z = (((np.where(missing[:, None], params["mean"], X) - params["mean"]) / params["sd"]) - params["pca_mean"]) \
+        @ np.asarray(params["components"]).T
+    Z[missing] = 0.0
     return np.hstack([Z, missing[:, None].astype(float)])
+
+
+def _block_features(frame: pd.DataFrame, patients, train_p, n_components: int):
+    """Standardise + PCA (fitted on ``train_p``); missing patients -> training mean + indicator."""
+    params = fit_block(frame.reindex(train_p).dropna().to_numpy(dtype=float), n_components)
+    return apply_block(frame.reindex(patients).to_numpy(dtype=float), params)
 
 
 def embedding_fusion_predictions(embeddings: dict, classes, splits, patient_ids, labels, clinical=None, schema=None,

@@ -88,3 +88,21 @@ def test_predict_cli_one_patient_by_option_and_refusals(trained, tmp_path, capsy
     ckpt = next((out / "checkpoints").rglob("model.pt"))
     assert main([str(ckpt), str(cohort)]) == 2
     assert "not a model bundle" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_embedding_bundle_predicts_and_round_trips(tmp_path):
+    from fusion.bundle import load_bundle
+    from fusion.train import main
+
+    cohort = write_tiny_cohort(tmp_path / "tiny", n=36)
+    out = tmp_path / "emb"
+    assert main([str(cohort), *TINY_ARGS, "--modalities", "2d", "elastography", "--fusion", "embedding", "--final",
+                 "--out", str(out)]) == 0
+    model = load_bundle(out / "model_bundle.pt")
+    assert model.fusion == "embedding" and set(model.blocks) == {"2d", "elastography"}
+    a, problems = model.predict_table(cohort)
+    b, _ = load_bundle(model.save(tmp_path / "copy.pt")).predict_table(cohort)
+    pcols = [c for c in a.columns if c.startswith("p_")]
+    assert len(a) == 36 and problems.empty and np.array_equal(a[pcols].to_numpy(), b[pcols].to_numpy())
+    assert model.cv_performance["model"].eq("embedding_lr").all()

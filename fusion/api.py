@@ -532,6 +532,12 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
                                            calibration=validation,
                                            inner_calibration=_concat(inner_val) if cfg.nested_fusion else None)
             extra.append(late.predictions)
+            if holdout is not None:  # the held-out set: one second level fitted on every development patient
+                from fusion.late_fusion import late_fusion_heldout
+
+                held = oof[oof["split"].isin(["external", "holdout"]) & (oof["fold"] == -1)]
+                extra.append(late_fusion_heldout(oof, held, classes, folds, ids, labels, clinical=dataset.clinical,
+                                                 schema=dataset.schema, seed=cfg.seed, calibration=validation))
             models["late_fusion"] = late.models
             temperatures = late.temperatures
             if late.contributions is not None:

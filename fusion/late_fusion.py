@@ -92,7 +92,8 @@ from fusion._logistic import ALPHA_GRID, C_GRID, HeadFit, fit_head, fit_predict_
 from fusion.contributions import CONTRIBUTION_COLUMNS, feature_block_contributions
 
 __all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "ALPHA_GRID", "INNER_SPLIT", "LateFusionResult", "HeadFit",
-           "fit_head", "calibrate_first_level", "late_fusion_predictions", "source_blocks", "fusion_comparison"]
+           "fit_head", "calibrate_first_level", "late_fusion_predictions", "late_fusion_heldout", "source_blocks",
+           "fusion_comparison"]
 
 #: ``model`` value of every fusion row.
 FUSION_MODEL = "late_fusion"
@@ -558,3 +559,70 @@ def fusion_comparison(predictions: pd.DataFrame, classes, n_boot: int = 2000, se
 
     return compare_models_delong(predictions, classes, n_boot=n_boot, seed=seed, source=source,
                                  pairs=lambda a, b: FUSION_MODEL in (a[0], b[0]))
+
+
+def late_fusion_heldout(oof: pd.DataFrame, heldout: pd.DataFrame, classes, splits, patient_ids, labels,
+                        clinical=None, schema=None, seed: int = 0, variants=FUSION_VARIANTS,
+                        calibration: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Late fusion of a held-out test set (``--holdout-hospital`` / ``--test-fraction``).
+
+    The second level is fitted once on every development patient (the patients of the
+    folds): their features are their out-of-fold CNN probabilities (each fold CNN
+    temperature-scaled on its own inner validation patients when ``calibration`` is given)
+    and their clinical variables (statistics from the development patients).  It is then
+    applied to the held-out patients, whose CNN features are the mean over the fold models
+    (``heldout``: the ``'external'`` / ``'holdout'`` rows of :func:`fusion.train._heldout_ensemble`).
+    No held-out patient's label or features reach any fitted step.
+
+    Returns prediction rows (``fold = -1``, ``split`` of ``heldout``, ``model = 'late_fusion'``).
+    """
+    classes = [str(c) for c in classes]
+    cols = ["patient_id", "fold", "split", "y_true", "model", "modality", *[f"p_{c}" for c in classes]]
+    if heldout is None or heldout.empty:
+        return pd.DataFrame(columns=cols)
+    split_name = str(heldout["split"].iloc[0])
+    if calibration is not None and len(calibration):
+        oof, _ = calibrate_first_level(oof, calibration, classes)
+    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype(str).to_numpy()
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        index = {c: i for i, c in enumerate(classes)}
+        lab = np.array([index[str(v)] for v in lab])
+    patients, first = np.unique(ids, return_index=True)
+    order = np.argsort(first)
+    patients, first = patients[order], first[order]
+    pos = {p: i for i, p in enumerate(patients)}
+    y = lab[first].astype(int)
+    n_classes = len(classes)
+    dev_p = np.unique(ids[np.concatenate([np.asarray(s.test_idx, dtype=np.int64) for s in splits])])
+    held_p = np.unique(heldout["patient_id"].astype(str))
+    if set(dev_p) & set(held_p):
+        raise ConfigError(f"patient {sorted(set(dev_p) & set(held_p))[0]!r} is both a development and a held-out "
+                          "patient")
+    train_mask = np.zeros(len(patients), bool)
+    train_mask[[pos[p] for p in dev_p]] = True
+    test_pos = np.array([pos[p] for p in held_p], dtype=np.int64)
+    dev_blocks = _patient_probabilities(oof, classes, "test")
+    held_blocks = _patient_probabilities(heldout, classes, split_name)
+    blocks = {k: pd.concat([dev_blocks[k], held_blocks.get(k, dev_blocks[k].iloc[:0])]) for k in dev_blocks}
+    img = _image_features(blocks, patients, train_mask, y, n_classes) if blocks else None
+    cx = None
+    if clinical is not None:
+        frame = clinical.reset_index(drop=True).iloc[first].reset_index(drop=True)
+        types = _variable_types(frame, schema)
+        cx = _clinical_features(frame, types, train_mask) if types else None
+    rows = []
+    for v in variants:
+        parts = {"fusion_images": [img], "fusion_images_clinical": [img, cx], "clinical_only": [cx]}[v]
+        if any(p is None for p in parts):
+            continue
+        X = np.hstack(parts)
+        head = fit_head(X[train_mask], y[train_mask], n_classes, seed, "lr")
+        proba = head.predict_proba(X[test_pos])
+        out = pd.DataFrame({"patient_id": patients[test_pos], "fold": -1, "split": split_name,
+                            "y_true": np.asarray(classes, dtype=object)[y[test_pos]], "model": FUSION_MODEL,
+                            "modality": v})
+        for k, c in enumerate(classes):
+            out[f"p_{c}"] = proba[:, k]
+        rows.append(out)
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)

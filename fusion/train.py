@@ -222,9 +222,9 @@ def _check_config(cfg: TrainConfig) -> None:
     if sum(chosen) > 1:
         raise ConfigError("choose at most one of --holdout-hospital, --external-hospital, --test-fraction")
     modes = list(cfg.fusion or []) + (["late"] if cfg.late_fusion else [])
-    if modes and (cfg.holdout_hospital is not None or cfg.test_fraction is not None):
-        raise ConfigError("--late-fusion / --fusion with --holdout-hospital or --test-fraction is not supported yet "
-                          "(use k-fold cross-validation or --external-hospital)")
+    if set(modes) - {"late"} and (cfg.holdout_hospital is not None or cfg.test_fraction is not None):
+        raise ConfigError("--fusion embedding / joint with --holdout-hospital or --test-fraction is not supported yet "
+                          "(late fusion is; or use k-fold cross-validation or --external-hospital)")
     if cfg.nested_fusion and "late" not in modes:
         raise ConfigError("--nested-fusion needs --late-fusion (it changes how the fusion is trained)")
 

@@ -196,3 +196,51 @@ def test_busi_and_bus_bra_resolve_through_the_manifests(shared_data):
     table, schema, src = load_table("bus_bra", data_root=shared_data)
     assert (src.unit_of_analysis, src.n_rows, src.n_patients) == ("patient", 1875, 1064)
     assert "official_fold" in table.columns
+
+
+def test_late_fusion_with_a_held_out_hospital(tiny_cohort, tmp_path):
+    out = tmp_path / "ext_late"
+    args = [str(tiny_cohort), *TINY_ARGS, "--epochs", "1", "--modalities", "2d", "elastography",
+            "--holdout-hospital", "Hospital C", "--late-fusion", "--out", str(out)]
+    assert main(args) == 0
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
+    cohort = pd.read_csv(tiny_cohort, dtype={"patient_id": str}).set_index("patient_id")
+    late = oof[(oof["model"] == "late_fusion") & (oof["split"] == "external")]
+    held = set(cohort.index[cohort["hospital"] == "Hospital C"])
+    assert set(late["modality"]) == {"fusion_images", "fusion_images_clinical", "clinical_only"}
+    for _, g in late.groupby("modality"):
+        assert set(g["patient_id"]) == held and g["patient_id"].is_unique and (g["fold"] == -1).all()
+    assert (oof[(oof["model"] == "late_fusion") & (oof["split"] == "test")]["patient_id"].isin(held)).sum() == 0
+
+
+def test_late_fusion_heldout_never_uses_held_out_labels():
+    import numpy as np
+
+    from fusion.late_fusion import late_fusion_heldout
+    from fusion.splits import Split
+
+    rng = np.random.default_rng(0)
+    n, classes = 60, ["a", "b", "c"]
+    ids = np.array([f"P{i}" for i in range(n)], dtype=object)
+    y = rng.integers(0, 3, n)
+    p = rng.dirichlet(np.ones(3), n) * 0.5 + np.eye(3)[y] * 0.5
+    dev, held = np.arange(45), np.arange(45, 60)
+    folds = [Split(0, dev[15:], np.zeros(0, dtype=np.int64), dev[:15], "cv"),
+             Split(1, np.r_[dev[:15], dev[30:]], np.zeros(0, dtype=np.int64), dev[15:30], "cv"),
+             Split(2, dev[:30], np.zeros(0, dtype=np.int64), dev[30:], "cv")]
+
+    def frame(idx, split, fold, labels):
+        f = pd.DataFrame({"patient_id": ids[idx], "fold": fold, "split": split,
+                          "y_true": np.asarray(classes, dtype=object)[labels[idx]], "model": "cnn", "modality": "2d"})
+        for k, c in enumerate(classes):
+            f[f"p_{c}"] = p[idx, k]
+        return f
+
+    oof = pd.concat([frame(s.test_idx, "test", s.fold, y) for s in folds], ignore_index=True)
+    clinical = pd.DataFrame({"age": rng.normal(50, 10, n)})
+    base = late_fusion_heldout(oof, frame(held, "external", -1, y), classes, folds, ids, y, clinical=clinical)
+    y2 = y.copy()
+    y2[held] = (y[held] + 1) % 3
+    again = late_fusion_heldout(oof, frame(held, "external", -1, y2), classes, folds, ids, y2, clinical=clinical)
+    pcols = [f"p_{c}" for c in classes]
+    assert len(base) == 3 * 15 and np.array_equal(base[pcols].to_numpy(), again[pcols].to_numpy())

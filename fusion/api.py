@@ -506,6 +506,14 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
             parts.append(_heldout_ensemble(preds, classes, holdout))
         oof = pd.concat(parts, ignore_index=True)
         validation = _concat(val_frames)
+        if cfg.recalibrate and len(validation):
+            from fusion.late_fusion import calibrate_first_level
+
+            # every fold CNN temperature-scaled on its own inner validation patients (never a test patient);
+            # the validation rows too, so that late fusion's own scaling finds nothing left to do (T = 1)
+            oof, recal = calibrate_first_level(oof, validation, classes)
+            validation, _ = calibrate_first_level(validation, validation, classes)
+            manifest["recalibrated"] = json.loads(recal.to_json(orient="records"))
         ids = dataset.patient_ids
         models, contrib, extra = {}, [], []
         temperatures = nested = None

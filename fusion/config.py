@@ -57,6 +57,7 @@ class TrainConfig:
     keep_epochs: bool = False
     late_fusion: bool = False             # stacked fusion of the oof predictions (fusion.late_fusion)
     fusion: list = field(default_factory=list)  # fusion modes: late, embedding, joint (fusion.api)
+    recalibrate: bool = False             # temperature-scale each fold CNN on its inner validation patients
     final: bool = False                   # also fit the final model on all patients -> model_bundle.pt
     ablation: bool = False                # every modality subset x clinical x fusion mode (fusion.ablation)
     baseline: bool = True                 # texture-feature baseline per modality (fusion.texture)

@@ -172,6 +172,9 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "network trained end to end); --late-fusion = --fusion late (default: none)")
     _bool_flag(g, "--baseline", "texture-feature (first-order + GLCM) logistic-regression baseline per modality on "
                                 "the same folds (default: on)")
+    g.add_argument("--recalibrate", action="store_true",
+                   help="report each fold CNN's predictions temperature-scaled on that fold's inner validation "
+                        "patients (calibration; the ranking, hence the AUC of one fold, is unchanged; default: off)")
     g.add_argument("--final", action="store_true",
                    help="after the cross-validation, train the final model on all patients (late fusion, or "
                         "embedding with --fusion embedding) and save OUT/model_bundle.pt for python -m fusion.predict "
@@ -593,7 +596,7 @@ def _unit_complete(unit_dir: Path) -> bool:
 
 
 _RUNTIME_ONLY = {"resume", "device", "threads", "out", "n_boot", "cache", "compile", "late_fusion", "nested_fusion",
-                 "fusion", "baseline", "ablation", "final"}
+                 "fusion", "baseline", "ablation", "final", "recalibrate"}
 
 
 def _check_resume_compatible(cfg: TrainConfig, path: Path) -> None:

@@ -298,3 +298,23 @@ def test_cv_result_save_writes_the_beyond_auc_tables_and_figures(tmp_path):
     assert {"decision_curves.csv", "conformal_sets.csv", "conformal_coverage.csv", "patient_hospitals.csv",
             "metrics_by_hospital.csv", "hospital_auc.csv", "hospital_meta_analysis.csv",
             "decision_curves_resnet18_2d_test.png", "forest_hospitals_late_fusion_2d_test.png"} <= written
+
+
+@pytest.mark.slow
+def test_recalibrate_scales_each_fold_cnn_on_its_validation_patients_only(tmp_path):
+    from tiny_training_cohort import write_tiny_cohort
+
+    from analysis.calibration import apply_temperature
+    from fusion import cross_validate
+
+    cohort = write_tiny_cohort(tmp_path / "tiny", n=36)
+    kw = dict(modalities=["2d"], baseline=False, size=16, folds=2, epochs=2, patience=5, batch_size=8, n_boot=20,
+              device="cpu", threads=1, progress=False)
+    raw = cross_validate(cohort, out=tmp_path / "raw", **kw)
+    cal = cross_validate(cohort, out=tmp_path / "cal", recalibrate=True, **kw)
+    temps = {r["fold"]: r["temperature"] for r in cal.manifest["recalibrated"]}
+    pcols = [f"p_{c}" for c in raw.classes]
+    for fold, t in temps.items():
+        a = raw.predictions[raw.predictions["fold"] == fold].sort_values("patient_id")
+        b = cal.predictions[cal.predictions["fold"] == fold].sort_values("patient_id")
+        assert np.allclose(apply_temperature(a[pcols].to_numpy(), t), b[pcols].to_numpy())

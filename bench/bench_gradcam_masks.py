@@ -93,15 +93,17 @@ def main(argv=None) -> int:
                            augment="light")
     images = ds.tensors("2d")
     t1 = time.perf_counter()
-    res = fit(setup.model, setup.optimizer, setup.scheduler, images, y, split.train_idx, split.val_idx,
-              epochs=args.epochs, patience=args.patience, transform_train=setup.transform_train,
-              transform_eval=setup.transform_eval, batch_size=args.batch_size, device=device,
-              generator=setup.generator, amp=False, channels_last=True,
+    from fusion.engine import FitOptions, ImageData
+
+    data = ImageData(images, y, split.train_idx, split.val_idx)
+    res = fit(setup, data, FitOptions(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+                                      amp=False, channels_last=True),
               on_epoch_end=lambda e, s, h: say(f"epoch {e}: train {h[-1]['train_loss']:.3f} val "
                                                 f"{h[-1]['val_loss']:.3f} ({time.perf_counter() - t1:.0f} s)"))
     model = setup.model.eval()
     test = split.test_idx if args.limit is None else split.test_idx[: args.limit]
-    proba = predict_proba(model, images[torch.as_tensor(test)], setup.transform_eval, 64, device, False, True)
+    proba = predict_proba(model, images, test, transform=setup.transform_eval, batch_size=64, device=device,
+                          amp=False, channels_last=True)
     classes = list(ds.class_names)
     pos = classes.index("malignant")
     auc = roc_auc_score((y[test] == pos).astype(int), proba[:, pos])

@@ -201,7 +201,10 @@ def read_run(run, audit=None) -> RunFacts:
 
 # --------------------------------------------------------------------------- fillers
 def _n(x) -> str:
-    return f"{int(x):,}"
+    try:
+        return f"{int(x):,}"
+    except (TypeError, ValueError):
+        return "an unrecorded number of"
 
 
 def _ci(est, lo, hi, level=0.95) -> str:

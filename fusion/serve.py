@@ -150,6 +150,38 @@ def _check_image(data: bytes, modality: str, limits: Limits, model):
 
 
 # ----------------------------------------------------------------------------- prediction core
+def auto_gradcam_layer(net, size: int, channels: int, min_cells: int = 3) -> str:
+    """The deepest Grad-CAM layer whose feature map is at least ``min_cells`` a side at ``size`` px.
+
+    Candidates: the backbone's own Grad-CAM layer, then (ResNets) ``body.layer3`` and
+    ``body.layer2``; the last candidate when none is large enough.
+    """
+    import torch
+
+    from fusion.gradcam import _resolve_layer
+
+    candidates = [net.info.gradcam_layer]
+    if hasattr(net.body, "layer3"):
+        candidates += ["body.layer3", "body.layer2"]
+    shapes = {}
+    hooks = [_resolve_layer(net, name).register_forward_hook(
+        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape))) for name in candidates]
+    try:
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(1, channels, size, size))
+        net.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    for name in candidates:
+        shape = shapes.get(name, ())
+        if len(shape) == 4 and min(shape[-2:]) >= min_cells:
+            return name
+    return candidates[-1]
+
+
 class Predictor:
     """Runs the bundle on one request's patients, one request at a time (Grad-CAM uses hooks)."""
 
@@ -164,6 +196,11 @@ class Predictor:
                     _resolve_layer(model._cnn(m), gradcam_layer)
                 except ValueError as exc:
                     raise ConfigError(f"--gradcam-layer: {exc}") from None
+        # without --gradcam-layer: per modality the deepest block whose map is at least 3 x 3 at the
+        # bundle's image size (the demo's 64 px ResNet18 has a 2 x 2 last block: a blank map)
+        self.layers = {m: gradcam_layer or auto_gradcam_layer(model._cnn(m), int(model.size),
+                                                               int(model.channels[m]))
+                       for m in model.modalities}
         self.limits = limits
         self.tmp_root = None if tmp_root is None else str(tmp_root)
         self.schema = model.schema
@@ -274,7 +311,7 @@ class Predictor:
 
         net = self.model._cnn(modality)
         x = build_transform("none", train=False, channels=int(self.model.channels[modality]))(image[None])
-        cam = grad_cam(net, x, target_class=target, layer=self.gradcam_layer)[0].numpy()
+        cam = grad_cam(net, x, target_class=target, layer=self.layers[modality])[0].numpy()
         h, w = cam.shape
         scale = max(1, -(-OVERLAY_PX // max(h, w)))
         big = (w * scale, h * scale)
@@ -692,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest image file accepted (default: 10)")
     p.add_argument("--max-pixels", type=int, default=25_000_000, help="largest image accepted, in pixels")
     p.add_argument("--gradcam-layer", default=None,
-                   help="CNN layer Grad-CAM explains (default: the last block; e.g. body.layer3 for small images)")
+                   help="CNN layer Grad-CAM explains (default: the deepest block whose map is at least 3 x 3 "
+                        "at the bundle's image size, e.g. body.layer3 of a ResNet at 64 px)")
     return p
 
 

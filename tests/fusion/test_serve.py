@@ -486,3 +486,14 @@ def test_end_to_end_in_headless_chromium(chromium, live_server, model, tmp_path)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, Path(out) / "serve_e2e.png")
+
+
+def test_default_gradcam_layer_is_the_deepest_with_a_map_of_at_least_3_cells():
+    from fusion.backbones import create_backbone
+    from fusion.serve import auto_gradcam_layer
+
+    net = create_backbone("resnet18", "none", in_chans=1, num_classes=3)
+    # ResNet18: 224 px -> layer4 is 7 x 7; 64 px -> layer4 2 x 2, layer3 4 x 4; 16 px -> only layer2 (2 x 2) is left
+    assert auto_gradcam_layer(net, 224, 1) == "body.layer4"
+    assert auto_gradcam_layer(net, 64, 1) == "body.layer3"
+    assert auto_gradcam_layer(net, 16, 1) == "body.layer2"

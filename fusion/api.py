@@ -306,7 +306,7 @@ class CVResult:
     def save(self, out) -> list:
         """Write every table and figure to ``out``; returns the paths written."""
         from fusion.config import save_config
-        from fusion.reporting import write_model_modality_tables, write_results_table
+        from fusion.reporting import _markdown, write_model_modality_tables, write_results_table
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,8 @@ class CVResult:
                 (out / "ablation.md").write_text(
                     "Fusion of every modality subset, with and without the clinical variables, on the same folds: "
                     "pooled out-of-fold macro AUC (95% CI, patient bootstrap) and the paired comparison with the "
-                    "best single modality (p (Holm) over all rows of a split).\n\n" + _markdown(table) + "\n",
+                    "best single modality (p (Holm) over all rows of a split).\n\n"
+                    + _markdown(table, left=len(table.columns)) + "\n",
                     encoding="utf-8")
                 written.append(out / "ablation.md")
                 csv(table, "ablation.csv")
@@ -636,12 +637,6 @@ def _joint(cfg, dataset, folds, device, progress):
                                     device=device, seed=cfg.seed, progress=progress, on_model=on_model)
     contrib = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CONTRIBUTION_COLUMNS)
     return rows, contrib
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join([":---"] * len(cols)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)])
 
 
 def _concat(frames) -> pd.DataFrame:

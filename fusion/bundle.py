@@ -372,7 +372,7 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
     """
     from fusion import runtime
     from fusion.api import _cross_validate, make_config
-    from fusion.late_fusion import ClinicalEncoder, _variable_types, calibrate_first_level, fit_head
+    from fusion.late_fusion import ClinicalEncoder, _variable_types, calibrate_first_level, fit_head, patient_index
     from fusion.provenance import table_sha256, versions
     from fusion.splits import Split, inner_validation_split
     from fusion.train import load_dataset, train_unit
@@ -396,7 +396,7 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
                   "all patients")
     backbone = cfg.backbones[0]
     root = Path(cfg.out) / "final"
-    states, temps, val_preds, embeddings = {}, {}, {}, {}
+    states, temps, embeddings = {}, {}, {}
     from analysis.calibration import fit_temperature
 
     for m in dataset.modalities:
@@ -404,16 +404,12 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
         train_unit(cfg, dataset, m, backbone, final, None, device, unit, progress)
         states[m] = torch.load(unit / "model.pt", map_location="cpu", weights_only=True)["model"]
         v = pd.read_csv(unit / "validation_predictions.csv", dtype={"patient_id": str})
-        val_preds[m] = v
         y = v["y_true"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
         temps[m] = float(fit_temperature(v[[f"p_{c}" for c in classes]].to_numpy(dtype=float), y))
         blob = torch.load(unit / "embeddings.pt", map_location="cpu", weights_only=True)
         embeddings[m] = (blob["positions"].numpy(), blob["embeddings"].numpy())
 
-    patients, first = np.unique(ids.astype(str), return_index=True)
-    order = np.argsort(first)
-    patients, first = patients[order], first[order]
-    y = labels[first].astype(int)
+    _, patients, first, _, y = patient_index(ids, labels, classes)
     frame = dataset.clinical.reset_index(drop=True).iloc[first].reset_index(drop=True)
     types = _variable_types(frame, dataset.schema)
     blocks, prior_log = {}, []

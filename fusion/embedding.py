@@ -183,7 +183,7 @@ def embedding_fusion_predictions(embeddings: dict, classes, splits, patient_ids,
     -------
     EmbeddingFusionResult
     """
-    from fusion.late_fusion import _clinical_features, _variable_types, fit_head, source_blocks
+    from fusion.late_fusion import _clinical_features, _variable_types, fit_head, patient_index, source_blocks
 
     classes = [str(c) for c in classes]
     if fit_on not in ("validation", "training"):
@@ -191,16 +191,7 @@ def embedding_fusion_predictions(embeddings: dict, classes, splits, patient_ids,
     for h in heads:
         if h not in EMBEDDING_MODELS:
             raise ConfigError(f"unknown embedding head {h!r} (expected: {', '.join(EMBEDDING_MODELS)})")
-    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype(str).to_numpy()
-    lab = np.asarray(labels)
-    if lab.dtype.kind not in "iu":
-        index = {c: i for i, c in enumerate(classes)}
-        lab = np.array([index[str(v)] for v in lab])
-    patients, first = np.unique(ids, return_index=True)
-    order = np.argsort(first)
-    patients, first = patients[order], first[order]
-    pos = {p: i for i, p in enumerate(patients)}
-    y = lab[first].astype(int)
+    ids, patients, first, pos, y = patient_index(patient_ids, labels, classes)
     n_classes = len(classes)
     clin = None
     if clinical is not None and "fusion_images_clinical" in variants:

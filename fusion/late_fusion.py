@@ -92,7 +92,7 @@ from fusion._logistic import ALPHA_GRID, C_GRID, HeadFit, fit_head, fit_predict_
 from fusion.contributions import CONTRIBUTION_COLUMNS, feature_block_contributions
 
 __all__ = ["FUSION_MODEL", "FUSION_VARIANTS", "C_GRID", "ALPHA_GRID", "INNER_SPLIT", "LateFusionResult", "HeadFit",
-           "fit_head", "calibrate_first_level", "late_fusion_predictions", "late_fusion_heldout", "source_blocks",
+           "fit_head", "calibrate_first_level", "patient_index", "late_fusion_predictions", "late_fusion_heldout", "source_blocks",
            "fusion_comparison"]
 
 #: ``model`` value of every fusion row.
@@ -349,6 +349,31 @@ def calibrate_first_level(predictions: pd.DataFrame, validation: pd.DataFrame, c
     return out, pd.DataFrame(rows, columns=[*keys, "temperature", "n_validation"])
 
 
+def patient_index(patient_ids, labels, classes) -> tuple:
+    """One entry per patient (its first row), in first-appearance order.
+
+    Returns ``(ids, patients, first, pos, y)``: the patient id of every row as text, the
+    distinct patients, the row of each one's first appearance, ``patient -> position`` and
+    each patient's class code.  ``labels`` are class codes or names (an unknown name is a
+    :class:`~analysis.errors.CohortError`).
+    """
+    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype(str).to_numpy()
+    lab = np.asarray(labels)
+    if lab.dtype.kind in "iu":
+        codes_rows = lab.astype(int)
+    else:
+        index = {str(c): i for i, c in enumerate(classes)}
+        bad = [v for v in lab.astype(str) if v not in index]
+        if bad:
+            raise CohortError(f"label {bad[0]!r} is not one of the classes ({', '.join(map(str, classes))})")
+        codes_rows = np.array([index[v] for v in lab.astype(str)])
+    patients, first = np.unique(ids, return_index=True)
+    order = np.argsort(first)
+    patients, first = patients[order], first[order]
+    pos = {p: i for i, p in enumerate(patients)}
+    return ids, patients, first, pos, codes_rows[first]
+
+
 def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, labels, clinical=None,
                             schema=None, seed: int = 0, variants=FUSION_VARIANTS,
                             inner: pd.DataFrame | None = None, calibration: pd.DataFrame | None = None,
@@ -436,22 +461,7 @@ def late_fusion_predictions(oof: pd.DataFrame, classes, splits, patient_ids, lab
                           "(use k-fold cross-validation or --external-hospital)")
     split_name = "external" if kinds == {"hospital"} else "test"
 
-    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype(str).to_numpy()
-    lab = np.asarray(labels)
-    if lab.dtype.kind in "iu":
-        codes_rows = lab.astype(int)
-    else:
-        index = {c: i for i, c in enumerate(classes)}
-        bad = [v for v in lab.astype(str) if v not in index]
-        if bad:
-            raise CohortError(f"label {bad[0]!r} is not one of the classes ({', '.join(classes)})")
-        codes_rows = np.array([index[v] for v in lab.astype(str)])
-    # one entry per patient (first row), in first-appearance order
-    patients, first = np.unique(ids, return_index=True)
-    order = np.argsort(first)
-    patients, first = patients[order], first[order]
-    pos = {p: i for i, p in enumerate(patients)}
-    y = codes_rows[first]
+    ids, patients, first, pos, y = patient_index(patient_ids, labels, classes)
     n_classes = len(classes)
 
     temperatures = None
@@ -583,16 +593,7 @@ def late_fusion_heldout(oof: pd.DataFrame, heldout: pd.DataFrame, classes, split
     split_name = str(heldout["split"].iloc[0])
     if calibration is not None and len(calibration):
         oof, _ = calibrate_first_level(oof, calibration, classes)
-    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype(str).to_numpy()
-    lab = np.asarray(labels)
-    if lab.dtype.kind not in "iu":
-        index = {c: i for i, c in enumerate(classes)}
-        lab = np.array([index[str(v)] for v in lab])
-    patients, first = np.unique(ids, return_index=True)
-    order = np.argsort(first)
-    patients, first = patients[order], first[order]
-    pos = {p: i for i, p in enumerate(patients)}
-    y = lab[first].astype(int)
+    ids, patients, first, pos, y = patient_index(patient_ids, labels, classes)
     n_classes = len(classes)
     dev_p = np.unique(ids[np.concatenate([np.asarray(s.test_idx, dtype=np.int64) for s in splits])])
     held_p = np.unique(heldout["patient_id"].astype(str))

@@ -112,9 +112,11 @@ def model_modality_table(metrics: pd.DataFrame, columns=DEFAULT_METRICS, digits:
     return pd.DataFrame(rows)
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def _markdown(table: pd.DataFrame, left: int = 3) -> str:
+    """A Markdown table: the first ``left`` columns left-aligned, the others centred."""
     cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join([":---"] * 3 + [":---:"] * (len(cols) - 3)) + "|"]
+    lines = ["| " + " | ".join(cols) + " |",
+             "|" + "|".join([":---"] * min(left, len(cols)) + [":---:"] * max(len(cols) - left, 0)) + "|"]
     lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
     return "\n".join(lines)
 
@@ -310,11 +312,9 @@ def write_results_table(table: pd.DataFrame, out_dir, *, n_boot=None) -> list[Pa
                "an image of a modality has no prediction for it). The best single modality is the comparator, "
                "chosen after the fact; it is not a selected model.")
     md = out / "results.md"
-    cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join([":---"] * 4 + [":---:"] * (len(cols) - 4)) + "|"]
-    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
-    md.write_text(caption + "\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    md.write_text(caption + "\n\n" + _markdown(table, left=4) + "\n", encoding="utf-8")
     tex = out / "results.tex"
+    cols = list(table.columns)
     spec = "llll" + "c" * (len(cols) - 4)
     body = [" & ".join(latex_escape(v) for v in r) + r" \\" for r in table.itertuples(index=False)]
     tex.write_text("\n".join([r"\begin{table}[htbp]", r"\centering", r"\scriptsize",

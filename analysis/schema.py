@@ -750,6 +750,8 @@ _ORDERED_SCALES = (
     ("never", "former", "current"),
     ("never", "rarely", "sometimes", "often", "always"),
 )
+#: Values that name an image file (a column of them is image paths, not a variable).
+_IMAGE_FILE = re.compile(r"\.(png|jpe?g|bmp|tiff?|dcm|gif)$", re.IGNORECASE)
 #: A text column with more distinct values than this (or most values unique) is free text.
 _MAX_LEVELS = 15
 _DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
@@ -1071,6 +1073,11 @@ def infer_schema(df: pd.DataFrame, group: str, id_column: str | None = None, or_
                    "as the separator" if _DECIMAL_COMMA.match(str(bad[1])) else "not a number")
             excluded.append((name, f"unparseable: {n_bad} of {len(values)} values are not plain numbers, first on "
                                    f"row {bad[0]} ({_cell(bad[1])}: {why})"))
+            continue
+        n_images = sum(bool(_IMAGE_FILE.search(str(v).strip())) for v in values)
+        if n_images >= 0.9 * len(values):
+            excluded.append((name, f"image file paths ({n_images} of {len(values)} values): not tested; name it as "
+                                   "an image column (schema 'images:' or fusion.train --image-column)"))
             continue
         if len(levels) > _MAX_LEVELS or (len(levels) >= 6 and len(levels) > 0.5 * len(values)):
             split = [[p for p in _MULTI_SEPARATOR.split(str(v).strip().casefold()) if p] for v in values]

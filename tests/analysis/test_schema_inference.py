@@ -87,3 +87,17 @@ def test_number_like_labels_are_categories_and_a_repeating_number_column_is_a_co
     assert dict(schema.excluded)["crp"].startswith("unparseable")  # numbers with a few '<5': still left out
     unique = infer_schema(df.assign(number=range(12)), "g")
     assert "number" not in [v.name for v in unique.variables]
+
+
+def test_image_path_columns_are_left_out_as_image_paths_not_free_text():
+    import pandas as pd
+
+    from analysis.schema import infer_schema
+
+    n = 30
+    df = pd.DataFrame({"id": [f"P{i}" for i in range(n)], "dx": ["a", "b", "c"] * 10,
+                       "Bmode": [f"imgs/P{i}_b.PNG" for i in range(n)], "age": [40 + (7 * i) % 23 for i in range(n)]})
+    schema = infer_schema(df, "dx")
+    reasons = dict(schema.excluded)
+    assert reasons["Bmode"].startswith("image file paths (30 of 30 values)")
+    assert "age" in [v.name for v in schema.variables]

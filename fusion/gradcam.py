@@ -471,6 +471,9 @@ def load_gradcam_model(path):
 
     path = Path(path)
     ckpt = load_checkpoint(path)
+    if ckpt.get("model") is None:
+        hint = (f"; the fold's weights are in {path.with_name('model.pt')}" if ckpt.get("complete") else "")
+        raise ConfigError(f"checkpoint {path}: holds no model weights{hint}")
     state = ckpt["model"]
     missing = [k for k in ("backbone", "classes") if k not in ckpt]
     if missing:

@@ -57,7 +57,7 @@ from analysis.errors import ConfigError, did_you_mean
 from analysis.schema import image_column_map
 from fusion import runtime
 from fusion.backbones import list_backbones, resolve_backbone
-from fusion.checkpoint import atomic_save, load_checkpoint, make_checkpoint, save_checkpoint
+from fusion.checkpoint import atomic_save, completion_marker, load_checkpoint, make_checkpoint, save_checkpoint
 from fusion.config import TrainConfig, resolve_config
 from fusion.engine import FitOptions, ImageData, balanced_class_weights, fit, predict_proba, setup_training
 from fusion.provenance import run_manifest  # noqa: F401 - re-exported
@@ -544,10 +544,9 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
         hist.insert(0, "model", backbone)
         hist["best_epoch"] = result.best_epoch
         hist.to_csv(unit_dir / "history.csv", index=False)
-        # mark complete last: a kill before this line retrains from latest.pt
-        ckpt = load_checkpoint(latest)
-        ckpt["complete"] = True
-        atomic_save(ckpt, latest)
+        # mark complete last: a kill before this line retrains from latest.pt; the finished unit's weights
+        # live in model.pt, so latest.pt keeps only the record (--keep-epochs keeps the per-epoch files)
+        atomic_save(completion_marker(load_checkpoint(latest)), latest)
     runtime.barrier()
     return preds
 

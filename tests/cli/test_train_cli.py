@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fusion"))
 from tiny_training_cohort import TINY_ARGS, write_tiny_cohort  # noqa: E402
 
 from fusion.train import config_from_args, main  # noqa: E402
+from analysis.errors import ConfigError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,14 @@ def test_train_writes_oof_predictions_metrics_checkpoints_and_manifest(tiny_coho
         from fusion.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(unit / "latest.pt")
-        assert ckpt["complete"] and ckpt["config"]["size"] == 16
+        assert ckpt["complete"] and ckpt["config"]["size"] == 16 and len(ckpt["history"]) >= 1
+        # a finished fold's latest.pt is only its record: the weights are in model.pt, no optimizer state
+        assert "model" not in ckpt and "optimizer" not in ckpt and "best_state" not in ckpt["early_stopping"]
+        assert (unit / "latest.pt").stat().st_size < (unit / "model.pt").stat().st_size / 10
+        from fusion.gradcam import load_gradcam_model
+
+        with pytest.raises(ConfigError, match="holds no model weights; the fold's weights are in .*model.pt"):
+            load_gradcam_model(unit / "latest.pt")
     metrics = pd.read_csv(out / "metrics.csv")
     assert {"model", "modality", "split", "metric", "estimate", "ci_low", "ci_high"} <= set(metrics.columns)
     assert "auc" in set(metrics["metric"])

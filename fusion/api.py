@@ -462,7 +462,8 @@ def _cross_validate(cfg, progress: bool = True) -> CVResult | None:
         dataset, source = load_dataset(cfg, progress=progress and main_proc)
         classes = list(dataset.class_names)
         labels = dataset.labels.cpu().numpy()
-        folds, holdout = make_splits(cfg, dataset.patient_ids, labels, dataset.hospital)
+        folds, holdout = make_splits(cfg, dataset.patient_ids, labels, dataset.hospital,
+                                     getattr(dataset, "fold_labels", None))
         manifest = None
         if main_proc:
             from fusion.config import save_config

@@ -35,6 +35,7 @@ class TrainConfig:
     holdout_hospital: str | None = None
     external_hospital: bool = False         # leave-one-hospital-out instead of k-fold
     test_fraction: float | None = None
+    fold_column: str | None = None          # predefined folds (e.g. BUS-BRA's official_fold) instead of k-fold
     epochs: int = 15
     patience: int = 5
     min_epochs: int = 5                     # early stopping never before this many epochs

@@ -344,11 +344,13 @@ def predefined_folds(fold_column, patient_ids=None, column: str = "fold", file=N
     return out
 
 
-def make_splits(cfg, patient_ids, labels, hospital):
+def make_splits(cfg, patient_ids, labels, hospital, fold_labels=None):
     """Cross-validation splits (with inner validation) and an optional held-out test split.
 
     ``cfg`` needs ``folds, inner_val, seed, external_hospital, holdout_hospital, test_fraction``
-    (a :class:`fusion.config.TrainConfig`).
+    (a :class:`fusion.config.TrainConfig`). With ``fold_labels`` (one per row, ``--fold-column``)
+    the test folds are those labels (:func:`predefined_folds`, e.g. BUS-BRA's official folds) and
+    ``cfg.folds`` is not used.
 
     Returns
     -------
@@ -360,7 +362,9 @@ def make_splits(cfg, patient_ids, labels, hospital):
     ids = np.asarray(patient_ids, dtype=object)
     y = np.asarray(labels)
     holdout = None
-    if cfg.external_hospital:
+    if fold_labels is not None:
+        folds = sp.predefined_folds(fold_labels, ids, column=getattr(cfg, "fold_column", None) or "fold")
+    elif cfg.external_hospital:
         if hospital is None:
             raise ConfigError("--external-hospital needs a hospital column in the schema")
         folds = sp.hospital_splits(hospital, ids)

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.errors import ConfigError, did_you_mean
+from analysis.errors import CohortError, ConfigError, did_you_mean
 from analysis.schema import image_column_map
 from fusion import runtime
 from fusion.backbones import list_backbones, resolve_backbone
@@ -139,6 +139,10 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     x.add_argument("--external-hospital", action="store_true",
                    help="leave-one-hospital-out: each hospital in turn is the test fold")
     x.add_argument("--test-fraction", type=float, help="hold out this share of patients as a test set")
+    x.add_argument("--fold-column", metavar="COLUMN",
+                   help="take the test folds from this column of the table (one fold label per row, every row "
+                        "of a patient in one fold; e.g. BUS-BRA's official_fold) instead of --folds random "
+                        "patient-stratified folds")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")
     g.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default: {d.patience})")
@@ -221,9 +225,11 @@ def _check_config(cfg: TrainConfig) -> None:
     for flag, value in (("--out", cfg.out), ("--cache", cfg.cache)):
         if value and Path(value).exists() and not Path(value).is_dir():
             raise ConfigError(f"{flag} {value}: is a file, not a folder")
-    chosen = [cfg.holdout_hospital is not None, bool(cfg.external_hospital), cfg.test_fraction is not None]
+    chosen = [cfg.holdout_hospital is not None, bool(cfg.external_hospital), cfg.test_fraction is not None,
+              cfg.fold_column is not None]
     if sum(chosen) > 1:
-        raise ConfigError("choose at most one of --holdout-hospital, --external-hospital, --test-fraction")
+        raise ConfigError("choose at most one of --holdout-hospital, --external-hospital, --test-fraction, "
+                          "--fold-column")
     modes = list(cfg.fusion or []) + (["late"] if cfg.late_fusion else [])
     if set(modes) - {"late"} and (cfg.holdout_hospital is not None or cfg.test_fraction is not None):
         raise ConfigError("--fusion embedding / joint with --holdout-hospital or --test-fraction is not supported yet "
@@ -392,9 +398,28 @@ def load_dataset(cfg: TrainConfig, progress: bool = True, data_root=None):
 
     table, schema, source = load_table(cfg.cohort, cfg.schema, data_root, group=cfg.group, id_column=cfg.id_column,
                                        hospital_column=cfg.hospital_column, image_columns=cfg.image_columns)
+    folds = fold_labels(table, cfg.fold_column, source) if cfg.fold_column else None  # before decoding images
     dataset = MultimodalDataset(table, schema, modalities=cfg.modalities, size=cfg.size, cache=cfg.cache,
                                 progress=progress)
+    dataset.fold_labels = folds
     return dataset, source
+
+
+def fold_labels(table, column: str, source=None) -> np.ndarray:
+    """The ``--fold-column`` values, one per row; a missing column or an empty cell is a one-line error."""
+    frame = table.data if hasattr(table, "data") else table
+    file = str(source) if source else None
+    if column not in frame.columns:
+        raise CohortError(f"fold column not found (columns: {', '.join(map(str, frame.columns))})"
+                          f"{did_you_mean(column, frame.columns)}", file=file, column=column)
+    values = frame[column]
+    empty = values.isna() | (values.astype(str).str.strip() == "")
+    if empty.any():
+        at = int(np.flatnonzero(empty.to_numpy())[0])
+        row = frame.index[at] if frame.index.name == "row" else at + 2
+        raise CohortError(f"empty fold label ({int(empty.sum())} row(s) without a fold)", file=file, row=int(row),
+                          column=column)
+    return values.to_numpy(dtype=object)
 
 
 # ----------------------------------------------------------------------------- training

@@ -252,3 +252,33 @@ def test_late_fusion_heldout_never_uses_held_out_labels():
     again = late_fusion_heldout(oof, frame(held, "external", -1, y2), classes, folds, ids, y2, clinical=clinical)
     pcols = [f"p_{c}" for c in classes]
     assert len(base) == 3 * 15 and np.array_equal(base[pcols].to_numpy(), again[pcols].to_numpy())
+
+
+def test_fold_column_gives_the_test_folds_and_bad_fold_columns_are_one_line(tiny_cohort, tmp_path, capsys):
+    cohort = pd.read_csv(tiny_cohort, dtype={"patient_id": str})
+    # a site-based fold label, as a published split would give it (not the stratified folds make_splits draws)
+    cohort["published_fold"] = ["A" if i % 3 else "B" for i in range(len(cohort))]
+    path = tiny_cohort.parent / "with_folds.csv"
+    cohort.to_csv(path, index=False)
+    schema = str(tiny_cohort.parent / "cohort_schema.yaml")
+    out = tmp_path / "run"
+    assert main([str(path), "--schema", schema, *TINY_ARGS, "--modalities", "2d", "--fold-column",
+                 "published_fold", "--out", str(out)]) == 0
+    fa = pd.read_csv(out / "fold_assignments.csv", dtype={"patient_id": str})
+    tested = fa[fa["role"] == "test"].set_index("patient_id")["fold"]
+    expected = cohort.set_index("patient_id")["published_fold"].map({"A": 0, "B": 1})
+    assert tested.sort_index().to_dict() == expected.sort_index().to_dict()
+    capsys.readouterr()
+    assert main([str(path), "--schema", schema, *TINY_ARGS, "--fold-column", "publishd_fold",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "publishd_fold" in err[0] and "did you mean 'published_fold'" in err[0]
+    cohort.loc[4, "published_fold"] = None
+    cohort.to_csv(path, index=False)
+    assert main([str(path), "--schema", schema, *TINY_ARGS, "--fold-column", "published_fold",
+                 "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "row 6" in err[0] and "published_fold" in err[0] and "empty fold label" in err[0]
+    with pytest.raises(SystemExit):  # argparse: not allowed with --external-hospital
+        main([str(path), "--schema", schema, *TINY_ARGS, "--fold-column", "published_fold", "--external-hospital"])
+    assert "not allowed with argument --fold-column" in capsys.readouterr().err

@@ -609,10 +609,7 @@ def _joint(cfg, dataset, folds, device, progress):
     from fusion.contributions import CONTRIBUTION_COLUMNS, shapley_values
     from fusion.joint import JointOptions, joint_fusion_predictions
 
-    opts = JointOptions(backbone=cfg.backbones[0], weights=cfg.weights, epochs=cfg.epochs, patience=cfg.patience,
-                        min_epochs=cfg.min_epochs,
-                        batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, augment=cfg.augment,
-                        amp=cfg.amp, channels_last=cfg.channels_last, class_weights=cfg.class_weights)
+    opts = JointOptions.from_config(cfg)
     ids = pd.Series(np.asarray(dataset.patient_ids, dtype=object)).astype(str).to_numpy()
     classes = list(dataset.class_names)
     frames = []

@@ -153,10 +153,35 @@ class FusionModel:
                 f"{self.size} px), classes {', '.join(self.classes)}{line}")
 
     # ---------------------------------------------------------------- prediction
+    def _joint_net(self):
+        """The joint network (``fusion='joint'``), built once and cached."""
+        from fusion.backbones import create_backbone
+        from fusion.joint import JointFusionNet
+
+        cache = self.__dict__.setdefault("_nets", {})
+        if "joint" not in cache:
+            h = self.head
+            branches = {m: create_backbone(self.backbone, "none", in_chans=int(self.channels[m]),
+                                           num_classes=len(self.classes)) for m in self.modalities}
+            net = JointFusionNet(branches, int(h["n_clinical"]), len(self.classes), fusion=str(h["fusion"]),
+                                 embed_dim=int(h["embed_dim"]), hidden=int(h["hidden"]),
+                                 clinical_hidden=int(h["clinical_hidden"]), dropout=float(h["dropout"]),
+                                 modality_dropout=float(h["modality_dropout"]))
+            net.load_state_dict(self.cnn_states["joint"])
+            cache["joint"] = net.eval()
+        return cache["joint"]
+
     def _cnn(self, modality: str):
+        """The network that scores one image of ``modality`` alone: the final CNN (late, embedding)
+        or, for a joint bundle, the joint network with every other source switched off
+        (:class:`_JointBranchView`); what Grad-CAM explains."""
         from fusion.backbones import create_backbone
 
         cache = self.__dict__.setdefault("_nets", {})
+        if self.fusion == "joint":
+            if modality not in cache:
+                cache[modality] = _JointBranchView(self._joint_net(), modality).eval()
+            return cache[modality]
         if modality not in cache:
             net = create_backbone(self.backbone, "none", in_chans=int(self.channels[modality]),
                                   num_classes=len(self.classes))
@@ -279,19 +304,28 @@ class FusionModel:
                 ok[j] = True
                 imgs.append(img)
             present[m] = ok
-            outputs[m] = self._image_outputs(m, torch.stack(imgs)) if imgs else (None, None)
+            if self.fusion == "joint":
+                outputs[m] = imgs
+            else:
+                outputs[m] = self._image_outputs(m, torch.stack(imgs)) if imgs else (None, None)
         cols = ["patient_id", *[f"p_{c}" for c in self.classes], "predicted"]
         if not keep:
             return pd.DataFrame(columns=cols), pd.DataFrame(problems, columns=["row", "patient_id", "column",
                                                                                "problem"])
-        X, blocks = self._features(outputs, present, clinical.iloc[keep])
-        proba = _head_predict(self.head, X)
         out = pd.DataFrame({"patient_id": [str(ids[i]) for i in keep]})
+        if self.fusion == "joint":
+            proba, phi = self._predict_joint(outputs, present, clinical.iloc[keep], contributions)
+        else:
+            X, blocks = self._features(outputs, present, clinical.iloc[keep])
+            proba = _head_predict(self.head, X)
         for k, c in enumerate(self.classes):
             out[f"p_{c}"] = proba[:, k]
         pred = proba.argmax(axis=1)
         out["predicted"] = [self.classes[k] for k in pred]
-        if contributions:
+        if contributions and self.fusion == "joint":
+            for b, v in phi.items():
+                out[f"contribution_{b}"] = v
+        elif contributions:
             from fusion.contributions import shapley_values
 
             ref = np.asarray(self.meta["reference_input"], dtype=float)
@@ -307,6 +341,65 @@ class FusionModel:
                 out[f"contribution_{b}"] = phi[b]
         out["missing"] = ["; ".join(m for m in self.modalities if not present[m][j]) for j in range(len(keep))]
         return out, pd.DataFrame(problems, columns=["row", "patient_id", "column", "problem"])
+
+
+    @torch.no_grad()
+    def _predict_joint(self, images: dict, present: dict, clinical: pd.DataFrame, contributions: bool) -> tuple:
+        """Probabilities of the joint network and, with ``contributions``, exact Shapley values of
+        each source (modalities, clinical) for the predicted class: the network with sources
+        switched off, as in training's modality dropout (never a zero image)."""
+        from fusion.contributions import shapley_values
+        from fusion.joint import JointData, predict_proba
+        from fusion.late_fusion import ClinicalEncoder
+        from fusion.transforms import build_transform
+
+        net = self._joint_net()
+        n = len(clinical)
+        tensors = {}
+        for m in self.modalities:
+            t = torch.zeros((n, int(self.channels[m]), int(self.size), int(self.size)), dtype=torch.uint8)
+            if present[m].any():
+                t[torch.as_tensor(present[m])] = torch.stack(images[m])
+            tensors[m] = t
+        mask = np.stack([present[m] for m in self.modalities], axis=1)
+        x = (None if self.encoder is None
+             else ClinicalEncoder.from_dict(self.encoder).transform(clinical.reset_index(drop=True)))
+        data = JointData(tensors, mask, x, np.zeros(n, dtype=np.int64))
+        transform = {m: build_transform("none", train=False, channels=int(self.channels[m])) for m in self.modalities}
+
+        def run(source_mask=None):
+            return predict_proba(net, data, transform=transform, source_mask=source_mask, device="cpu", amp=False,
+                                 channels_last=False)
+
+        proba = run()
+        if not contributions:
+            return proba, {}
+        pred = proba.argmax(axis=1)
+        sources = list(net.sources)
+        phi = shapley_values(lambda c: run(np.array([s in c for s in sources]))[np.arange(n), pred], sources)
+        return proba, phi
+
+
+class _JointBranchView(torch.nn.Module):
+    """One image branch of a joint network as a classifier of that image alone (every other source
+    switched off), with the backbone's ``info`` and ``body`` so that Grad-CAM layers resolve as
+    for a single-modality CNN (``body.layer4`` ...)."""
+
+    def __init__(self, net, modality: str):
+        super().__init__()
+        self.net = net
+        self.modality = modality
+        branch = net.branches[modality]
+        self.info, self.body = branch.info, branch.body
+        self._slot = list(net.sources).index(modality)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        h = torch.zeros(x.shape[0], len(net.sources), net.embed_dim, device=x.device)
+        h[:, self._slot] = net.projections[self.modality](net.branches[self.modality].forward_features(x)).float()
+        mask = torch.zeros(x.shape[0], len(net.sources), dtype=torch.bool, device=x.device)
+        mask[:, self._slot] = True
+        return net.head(h, mask)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -351,14 +444,17 @@ def _schema_text(schema) -> str:
 
 
 def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, progress: bool = True,
-        **settings) -> FusionModel:
+        joint_head: str = "concat", **settings) -> FusionModel:
     """Train the final model of ``fusion`` mode on all patients (see the module docs).
 
     Parameters
     ----------
     cohort : str or Path
         As for :func:`fusion.api.cross_validate`.
-    fusion : {'late', 'embedding'}
+    fusion : {'late', 'embedding', 'joint'}
+    joint_head : {'concat', 'gated'}, default 'concat'
+        The fusion head of a joint bundle (fixed in advance rather than picked by its
+        cross-validated AUC, so that the stored performance is not the best of two).
     cv : fusion.api.CVResult, optional
         The cross-validation of the same recipe (its out-of-fold predictions train the late
         head, its metrics are stored as the bundle's estimated performance); run here when
@@ -373,12 +469,15 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
     from fusion import runtime
     from fusion.api import _cross_validate, make_config
     from fusion.late_fusion import ClinicalEncoder, _variable_types, calibrate_first_level, fit_head, patient_index
-    from fusion.provenance import table_sha256, versions
     from fusion.splits import Split, inner_validation_split
     from fusion.train import load_dataset, train_unit
 
-    if fusion not in ("late", "embedding"):
-        raise ConfigError(f"--final: fusion mode {fusion!r} cannot be bundled yet (late or embedding)")
+    from fusion.heads import FUSION_HEADS
+
+    if fusion not in ("late", "embedding", "joint"):
+        raise ConfigError(f"--final: unknown fusion mode {fusion!r} (late, embedding or joint)")
+    if fusion == "joint" and joint_head not in FUSION_HEADS:
+        raise ConfigError(f"joint_head {joint_head!r} is not one of {', '.join(FUSION_HEADS)}")
     if out is not None:
         settings["out"] = out
     cfg = make_config(cohort, config, **settings)
@@ -395,6 +494,8 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
     final = Split(_FINAL_FOLD, np.asarray(train_idx), np.asarray(val_idx), np.zeros(0, dtype=np.int64), "final",
                   "all patients")
     backbone = cfg.backbones[0]
+    if fusion == "joint":
+        return _fit_joint_bundle(cfg, cv, dataset, final, joint_head, device, progress)
     root = Path(cfg.out) / "final"
     states, temps, embeddings = {}, {}, {}
     from analysis.calibration import fit_temperature
@@ -445,22 +546,10 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
         parts.append(encoder.transform(frame))
     X = np.hstack(parts)
     head = fit_head(X[train_mask], y[train_mask], len(classes), cfg.seed, "lr")
-    perf = cv.metrics()
     model_name = "late_fusion" if fusion == "late" else "embedding_lr"
-    chosen = perf[(perf["model"] == model_name) & (perf["modality"] == "fusion_images_clinical" if encoder else
-                                                   perf["modality"] == "fusion_images")]
-    chosen = chosen[chosen["class"].fillna("").astype(str) == ""]
-    import importlib.metadata as md
-
-    meta = {
-        "toolkit_version": md.version("lymphnode-toolkit"), "versions": versions(),
-        "training_data_sha256": table_sha256(dataset), "n_patients": int(len(patients)),
-        "n_head_training_patients": int(train_mask.sum()), "config": dataclasses.asdict(cfg),
-        "reference_input": [float(v) for v in X[train_mask].mean(axis=0)],
-        "cv_performance": json.loads(chosen.to_json(orient="records")),
-        "cv_model": [model_name, "fusion_images_clinical" if encoder else "fusion_images"],
-        "research_use_only": "A research tool, not a diagnostic device.",
-    }
+    meta = _meta(cfg, dataset, cv, model_name, "fusion_images_clinical" if encoder else "fusion_images",
+                 n_patients=int(len(patients)), n_head_training_patients=int(train_mask.sum()),
+                 reference_input=[float(v) for v in X[train_mask].mean(axis=0)])
     return FusionModel(fusion=fusion, classes=classes, modalities=list(dataset.modalities), backbone=backbone,
                        size=int(cfg.size), channels={m: int(dataset.channels[m]) for m in dataset.modalities},
                        resize=str(dataset.resize), schema_yaml=_schema_text(dataset.schema), cnn_states=states,
@@ -468,3 +557,59 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
                        encoder=None if encoder is None else encoder.to_dict(), blocks=blocks, prior_log=prior_log,
                        meta=meta)
 
+
+
+def _meta(cfg, dataset, cv, model_name: str, variant: str, **extra) -> dict:
+    """The bundle's provenance and the cross-validated performance of ``model_name`` / ``variant``."""
+    import importlib.metadata as md
+
+    from fusion.provenance import table_sha256, versions
+
+    perf = cv.metrics()
+    chosen = perf[(perf["model"] == model_name) & (perf["modality"] == variant)]
+    chosen = chosen[chosen["class"].fillna("").astype(str) == ""]
+    return {
+        "toolkit_version": md.version("lymphnode-toolkit"), "versions": versions(),
+        "training_data_sha256": table_sha256(dataset), "config": dataclasses.asdict(cfg), **extra,
+        "cv_performance": json.loads(chosen.to_json(orient="records")),
+        "cv_model": [model_name, variant],
+        "research_use_only": "A research tool, not a diagnostic device.",
+    }
+
+
+def _fit_joint_bundle(cfg, cv, dataset, final, head_name: str, device, progress: bool) -> FusionModel:
+    """The joint network trained on all patients (early stopping on the final inner validation
+    patients), its clinical encoding stored as a :class:`~fusion.late_fusion.ClinicalEncoder`."""
+    from fusion.joint import JointOptions, _unit_seed, fit_joint
+    from fusion.late_fusion import ClinicalEncoder, _variable_types
+
+    options = JointOptions.from_config(cfg)
+    model = fit_joint(dataset, final, fusion=head_name, clinical=True, options=options, device=device,
+                      seed=_unit_seed(cfg.seed, head_name, _FINAL_FOLD), progress=progress)
+    net = model.network.cpu()
+    frame = dataset.clinical.reset_index(drop=True)
+    types = _variable_types(frame, dataset.schema) if frame.shape[1] else {}
+    encoder = None
+    if types:  # the encoding fit_joint used (encode_clinical), kept so a new patient is encoded alike
+        rows = np.zeros(len(frame), dtype=bool)
+        rows[np.asarray(final.train_idx, dtype=np.int64)] = True
+        encoder = ClinicalEncoder(types).fit(frame, rows)
+        if model.data.clinical is None or not np.allclose(encoder.transform(frame), model.data.clinical.numpy(),
+                                                          atol=1e-5):
+            raise RuntimeError("joint bundle: the stored clinical encoding differs from the one trained on")
+    n_clinical = 0 if model.data.clinical is None else int(model.data.clinical.shape[1])
+    ids = np.asarray(dataset.patient_ids, dtype=object)
+    variant = "fusion_images_clinical" if n_clinical else "fusion_images"
+    meta = _meta(cfg, dataset, cv, f"joint_{head_name}", variant, n_patients=int(len(pd.unique(ids))),
+                 n_head_training_patients=int(len(pd.unique(ids[final.train_idx]))),
+                 best_epoch=int(model.fit_result.best_epoch), reference_input=[])
+    head = {"kind": "joint", "fusion": head_name, "n_clinical": n_clinical, "embed_dim": options.embed_dim,
+            "hidden": options.hidden, "clinical_hidden": options.clinical_hidden, "dropout": options.dropout,
+            "modality_dropout": options.modality_dropout, "n_classes": len(dataset.class_names)}
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    return FusionModel(fusion="joint", classes=list(dataset.class_names), modalities=list(dataset.modalities),
+                       backbone=str(options.backbone), size=int(cfg.size),
+                       channels={m: int(dataset.channels[m]) for m in dataset.modalities},
+                       resize=str(dataset.resize), schema_yaml=_schema_text(dataset.schema),
+                       cnn_states={"joint": state}, temperatures={}, head=head,
+                       encoder=None if encoder is None else encoder.to_dict(), blocks={}, prior_log=[], meta=meta)

@@ -112,6 +112,17 @@ class JointOptions:
     channels_last: bool = True
     class_weights: bool = False
 
+    @classmethod
+    def from_config(cls, cfg, **changes) -> "JointOptions":
+        """The options a :class:`fusion.config.TrainConfig` gives (its first backbone, weights and
+        optimisation settings), with ``changes``."""
+        kwargs = dict(backbone=cfg.backbones[0], weights=cfg.weights, epochs=cfg.epochs, patience=cfg.patience,
+                      min_epochs=cfg.min_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                      weight_decay=cfg.weight_decay, augment=cfg.augment, amp=cfg.amp,
+                      channels_last=cfg.channels_last, class_weights=cfg.class_weights)
+        kwargs.update(changes)
+        return cls(**kwargs)
+
     def for_modality(self, name: str, modality: str):
         value = getattr(self, name)
         if isinstance(value, Mapping):

@@ -201,10 +201,27 @@ class ClinicalEncoder:
         return self
 
     @staticmethod
-    def _numeric(s: pd.Series, kind: str, levels) -> np.ndarray:
+    def _key(value) -> str:
+        """A level as text, the same before and after :meth:`to_dict` (``2``, ``2.0`` and ``'2'`` -> ``'2'``)."""
+        if isinstance(value, (bool, np.bool_)):
+            return str(bool(value))
+        if isinstance(value, (int, np.integer)):
+            return str(int(value))
+        if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    @classmethod
+    def _keys(cls, s: pd.Series) -> np.ndarray:
+        """Every value's :meth:`_key`, None where missing."""
+        miss = s.isna().to_numpy()
+        return np.array([None if m else cls._key(v) for v, m in zip(s.astype(object).to_numpy(), miss)], dtype=object)
+
+    @classmethod
+    def _numeric(cls, s: pd.Series, kind: str, levels) -> np.ndarray:
         if kind == "ordinal":
-            order = {lv: i for i, lv in enumerate(levels)}
-            return s.astype(object).map(lambda v: order.get(v, np.nan)).to_numpy(dtype=float)
+            order = {cls._key(lv): i for i, lv in enumerate(levels)}
+            return np.array([np.nan if k is None else order.get(k, np.nan) for k in cls._keys(s)], dtype=float)
         return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
 
     def transform(self, clinical: pd.DataFrame) -> np.ndarray:
@@ -218,17 +235,18 @@ class ClinicalEncoder:
                 x = np.where(miss, st["mean"], x)
                 cols.append(((x - st["mean"]) / (st["sd"] if st["sd"] > 0 else 1.0))[:, None])
             else:
-                miss = s.isna().to_numpy()
-                values = np.where(miss, st["mode"], s.astype(object).to_numpy())
+                keys = self._keys(s)
+                miss = np.array([k is None for k in keys], dtype=bool)
+                values = np.where(miss, self._key(st["mode"]), keys)
                 for lv in levels[1:]:
-                    cols.append((values == lv).astype(float)[:, None])
+                    cols.append((values == self._key(lv)).astype(float)[:, None])
             if st["indicator"]:
                 cols.append(miss.astype(float)[:, None])
         return np.hstack(cols) if cols else np.zeros((len(clinical), 0))
 
     def to_dict(self) -> dict:
         return {"types": {k: [v[0], None if v[1] is None else [str(x) for x in v[1]]] for k, v in self.types.items()},
-                "stats": {k: {kk: (str(vv) if kk == "mode" else vv) for kk, vv in v.items()}
+                "stats": {k: {kk: (self._key(vv) if kk == "mode" else vv) for kk, vv in v.items()}
                           for k, v in self.stats.items()}}
 
     @classmethod

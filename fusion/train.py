@@ -180,9 +180,10 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="report each fold CNN's predictions temperature-scaled on that fold's inner validation "
                         "patients (calibration; the ranking, hence the AUC of one fold, is unchanged; default: off)")
     g.add_argument("--final", action="store_true",
-                   help="after the cross-validation, train the final model on all patients (late fusion, or "
-                        "embedding with --fusion embedding) and save OUT/model_bundle.pt for python -m fusion.predict "
-                        "and python -m fusion.serve (default: off)")
+                   help="after the cross-validation, train the final model on all patients (late fusion; "
+                        "embedding with --fusion embedding; the joint network, concatenation head, with --fusion "
+                        "joint) and save OUT/model_bundle.pt for python -m fusion.predict and python -m "
+                        "fusion.serve (default: off)")
     g.add_argument("--ablation", action="store_true",
                    help="also fuse every modality subset, with and without the clinical variables (late and "
                         "embedding fusion; same folds, no CNN retrained): ablation.md (default: off)")
@@ -597,7 +598,7 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
     from fusion.api import _cross_validate, make_config
 
     cfg = make_config(config=cfg)
-    if cfg.final and not {"late", "embedding"} & set(cfg.fusion):  # the bundle's estimated performance
+    if cfg.final and not {"late", "embedding", "joint"} & set(cfg.fusion):  # the bundle's estimated performance
         cfg = make_config(config=cfg, fusion=[*cfg.fusion, "late"])
     result = _cross_validate(cfg, progress)
     if result is None:
@@ -606,7 +607,7 @@ def run_training(cfg: TrainConfig, progress: bool = True) -> list[Path]:
     if cfg.final:
         from fusion.bundle import fit
 
-        mode = "embedding" if cfg.fusion == ["embedding"] else "late"
+        mode = {("embedding",): "embedding", ("joint",): "joint"}.get(tuple(cfg.fusion), "late")
         bundle = fit(config=cfg, fusion=mode, cv=result, progress=progress)
         written.append(bundle.save(Path(cfg.out) / "model_bundle.pt"))
     return written

@@ -39,6 +39,7 @@ test patient, i.e. a model that never saw it.
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -49,7 +50,7 @@ from torch import nn
 
 from analysis.errors import AnalysisWarning, CohortError, ConfigError, did_you_mean
 
-__all__ = ["grad_cam", "cam_inside_mask", "overlay", "overlay_panel", "load_gradcam_model",
+__all__ = ["grad_cam", "cam_inside_mask", "overlay", "overlay_png", "auto_gradcam_layer", "overlay_panel", "load_gradcam_model",
            "explain_test_patients", "fold_role", "image_patients", "degenerate_reasons", "DegenerateHeatmapWarning",
            "MIN_FEATURE_SIDE", "UNIFORM_RANGE", "build_parser", "main"]
 
@@ -918,6 +919,65 @@ def _run(args) -> list:
         raise ConfigError("give CHECKPOINT and at least one IMAGE, or --run RUN --modality MOD")
     return run_gradcam(args.checkpoint, args.images, out=args.out, target=args.target, masks=args.mask,
                        layer=args.layer, device=args.device, cohort=args.cohort)
+
+
+def auto_gradcam_layer(net, size: int, channels: int, min_cells: int = 3) -> str:
+    """The deepest Grad-CAM layer whose feature map is at least ``min_cells`` a side at ``size`` px.
+
+    Candidates: the backbone's own Grad-CAM layer, then (ResNets) ``body.layer3`` and
+    ``body.layer2``; the last candidate when none is large enough.
+    """
+    candidates = [net.info.gradcam_layer]
+    if hasattr(net.body, "layer3"):
+        candidates += ["body.layer3", "body.layer2"]
+    shapes = {}
+    hooks = [_resolve_layer(net, name).register_forward_hook(
+        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape))) for name in candidates]
+    try:
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(1, channels, size, size))
+        net.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    for name in candidates:
+        shape = shapes.get(name, ())
+        if len(shape) == 4 and min(shape[-2:]) >= min_cells:
+            return name
+    return candidates[-1]
+
+
+def overlay_png(image, cam, *, min_px: int = 256, alpha: float = 0.45) -> bytes:
+    """PNG bytes of a Grad-CAM map over the image as the network saw it.
+
+    Drawn as :func:`overlay` draws it (jet colour map, ``alpha`` opaque, bilinear map), enlarged
+    (nearest neighbour) so that the longer side is at least ``min_px`` pixels; composed with PIL
+    rather than a matplotlib figure (about 100 times faster; no colour bar: the page or report
+    shows the scale, low = blue, high = red).
+
+    Parameters
+    ----------
+    image : uint8 tensor or array ``(C, H, W)``, C = 1 or 3
+    cam : array ``(H, W)`` in [0, 1]
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    cam = np.asarray(cam, dtype=np.float32)
+    h, w = cam.shape
+    scale = max(1, -(-int(min_px) // max(h, w)))
+    big = (w * scale, h * scale)
+    arr = image.numpy() if hasattr(image, "numpy") else np.asarray(image)
+    base = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).convert("RGB")
+    base = np.asarray(base.resize(big, Image.Resampling.NEAREST), dtype=float)
+    heat = np.asarray(Image.fromarray(cam, mode="F").resize(big, Image.Resampling.BILINEAR))
+    colour = colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
+    out = np.clip((1 - alpha) * base + alpha * colour, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(out).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

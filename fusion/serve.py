@@ -69,6 +69,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analysis.errors import CohortError, ConfigError
+from fusion.gradcam import auto_gradcam_layer  # noqa: F401 (part of this module's API before)
 
 __all__ = ["DEFAULT_BUNDLE", "Limits", "create_app", "build_parser", "main", "sniff_image_type"]
 
@@ -150,38 +151,6 @@ def _check_image(data: bytes, modality: str, limits: Limits, model):
 
 
 # ----------------------------------------------------------------------------- prediction core
-def auto_gradcam_layer(net, size: int, channels: int, min_cells: int = 3) -> str:
-    """The deepest Grad-CAM layer whose feature map is at least ``min_cells`` a side at ``size`` px.
-
-    Candidates: the backbone's own Grad-CAM layer, then (ResNets) ``body.layer3`` and
-    ``body.layer2``; the last candidate when none is large enough.
-    """
-    import torch
-
-    from fusion.gradcam import _resolve_layer
-
-    candidates = [net.info.gradcam_layer]
-    if hasattr(net.body, "layer3"):
-        candidates += ["body.layer3", "body.layer2"]
-    shapes = {}
-    hooks = [_resolve_layer(net, name).register_forward_hook(
-        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape))) for name in candidates]
-    try:
-        was = net.training
-        net.eval()
-        with torch.no_grad():
-            net(torch.zeros(1, channels, size, size))
-        net.train(was)
-    finally:
-        for h in hooks:
-            h.remove()
-    for name in candidates:
-        shape = shapes.get(name, ())
-        if len(shape) == 4 and min(shape[-2:]) >= min_cells:
-            return name
-    return candidates[-1]
-
-
 class Predictor:
     """Runs the bundle on one request's patients, one request at a time (Grad-CAM uses hooks)."""
 
@@ -303,27 +272,13 @@ class Predictor:
         to at least :data:`OVERLAY_PX` pixels; composed with PIL rather than a matplotlib figure
         (about 100 times faster), the colour scale is shown by the page.
         """
-        from matplotlib import colormaps
-        from PIL import Image
-
-        from fusion.gradcam import grad_cam
+        from fusion.gradcam import grad_cam, overlay_png
         from fusion.transforms import build_transform
 
         net = self.model._cnn(modality)
         x = build_transform("none", train=False, channels=int(self.model.channels[modality]))(image[None])
         cam = grad_cam(net, x, target_class=target, layer=self.layers[modality])[0].numpy()
-        h, w = cam.shape
-        scale = max(1, -(-OVERLAY_PX // max(h, w)))
-        big = (w * scale, h * scale)
-        arr = image.numpy()
-        base = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).convert("RGB")
-        base = np.asarray(base.resize(big, Image.Resampling.NEAREST), dtype=float)
-        heat = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F").resize(big, Image.Resampling.BILINEAR))
-        colour = colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
-        out = np.clip((1 - OVERLAY_ALPHA) * base + OVERLAY_ALPHA * colour, 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(out).save(buf, format="PNG")
-        return buf.getvalue()
+        return overlay_png(image, cam, min_px=OVERLAY_PX, alpha=OVERLAY_ALPHA)
 
     # ------------------------------------------------------------ description
     def fields(self) -> list:

@@ -82,6 +82,15 @@ def test_predict_cli_one_patient_by_option_and_refusals(trained, tmp_path, capsy
     assert rc == 0
     pred = pd.read_csv(tmp_path / "one" / "predictions.csv")
     assert len(pred) == 1 and pred["missing"].iloc[0] == "elastography"
+    # Grad-CAM on request: one overlay per patient and image present, for the predicted class
+    assert main([str(out / "model_bundle.pt"), str(cohort), "--gradcam", "--out", str(tmp_path / "cam")]) == 0
+    cams = sorted(p.name for p in (tmp_path / "cam" / "gradcam").glob("*.png"))
+    n_images = int(table["image_2d"].notna().sum() + table["image_elastography"].notna().sum())
+    assert len(cams) == n_images and f"{table.loc[0, 'patient_id']}_2d.png" in cams
+    from PIL import Image
+
+    with Image.open(tmp_path / "cam" / "gradcam" / cams[0]) as im:
+        assert im.mode == "RGB" and min(im.size) >= 256
     assert main([str(out / "model_bundle.pt"), "--image", "elasto=x.png"]) == 2
     assert "did you mean 'elastography'" in capsys.readouterr().err
     # a training checkpoint is not a bundle

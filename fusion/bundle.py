@@ -468,7 +468,8 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
     """
     from fusion import runtime
     from fusion.api import _cross_validate, make_config
-    from fusion.late_fusion import ClinicalEncoder, _variable_types, calibrate_first_level, fit_head, patient_index
+    from fusion.late_fusion import (ClinicalEncoder, _image_features, _variable_types, calibrate_first_level,
+                                    class_prior_log, fit_head, patient_index)
     from fusion.splits import Split, inner_validation_split
     from fusion.train import load_dataset, train_unit
 
@@ -519,16 +520,11 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
         oof = cv.predictions[cv.predictions["model"] == backbone]
         oof, _ = calibrate_first_level(oof, cv.validation_predictions, classes)
         train_mask = np.ones(len(patients), bool)
-        counts = np.bincount(y, minlength=len(classes)).astype(float)
-        prior_log = [float(v) for v in np.log(np.maximum((counts + 1.0) / (counts.sum() + len(classes)), 1e-6))]
-        parts = []
-        for m in dataset.modalities:
-            p = (oof[oof["modality"] == m].groupby("patient_id")[[f"p_{c}" for c in classes]].mean()
-                 .reindex(patients).to_numpy(dtype=float))
-            miss = np.isnan(p).any(axis=1)
-            logp = np.log(np.clip(np.where(np.isnan(p), 1.0, p), 1e-6, None))
-            logp[miss] = prior_log
-            parts.append(np.hstack([logp, miss[:, None].astype(float)]))
+        prior_log = [float(v) for v in class_prior_log(y, len(classes))]
+        per_patient = {m: oof[oof["modality"] == m].groupby("patient_id")[[f"p_{c}" for c in classes]].mean()
+                       for m in dataset.modalities}
+        # in the bundle's modality order, the order FusionModel._features builds a new patient's row in
+        parts = [_image_features(per_patient, patients, train_mask, y, len(classes), order=dataset.modalities)]
     else:
         val_p = pd.unique(ids[val_idx].astype(str))
         train_mask = np.isin(patients, val_p)

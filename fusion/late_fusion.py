@@ -152,13 +152,22 @@ def _patient_probabilities(oof: pd.DataFrame, classes, split_name: str | None) -
     return blocks
 
 
+def class_prior_log(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Log of the add-one-smoothed class frequencies of ``y``: a missing modality's features."""
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    return np.log(np.maximum((counts + 1.0) / (counts.sum() + n_classes), _EPS))
+
+
 def _image_features(blocks: dict, patients: np.ndarray, train_mask: np.ndarray, y: np.ndarray,
-                    n_classes: int) -> np.ndarray:
-    """Log-probabilities (missing: training class prior) + a missing indicator per block."""
-    counts = np.bincount(y[train_mask], minlength=n_classes).astype(float)
-    prior = np.log(np.maximum((counts + 1.0) / (counts.sum() + n_classes), _EPS))
+                    n_classes: int, order=None) -> np.ndarray:
+    """Log-probabilities (missing: training class prior) + a missing indicator per block.
+
+    ``blocks``: key -> per-patient probabilities (DataFrame indexed by patient id); the blocks
+    are stacked in ``order`` (default: sorted keys).
+    """
+    prior = class_prior_log(y[train_mask], n_classes)
     cols = []
-    for key in sorted(blocks):
+    for key in (sorted(blocks) if order is None else order):
         p = blocks[key].reindex(patients).to_numpy(dtype=float)
         missing = np.isnan(p).any(axis=1)
         logp = np.log(np.clip(np.where(np.isnan(p), 1.0, p), _EPS, None))

@@ -423,6 +423,16 @@ def load_bundle(path, schema=None) -> FusionModel:
         raise ConfigError(f"bundle layout {data['format']} is not the layout {BUNDLE_FORMAT} this toolkit version "
                           f"reads (toolkit {data.get('meta', {}).get('toolkit_version')}); re-train it with this "
                           "version", file=path)
+    made_with = str((data.get("meta") or {}).get("toolkit_version", ""))
+    here = _toolkit_version()
+    if made_with.split(".")[:2] != here.split(".")[:2]:
+        raise ConfigError(f"the bundle was written by toolkit version {made_with or 'unknown'} and this is {here}; "
+                          "a bundle is read by the same major.minor version (its preprocessing and layers may "
+                          f"differ otherwise): install lymphnode-toolkit {made_with or 'of the bundle'} or re-train "
+                          "the bundle with this version", file=path)
+    missing = [f.name for f in dataclasses.fields(FusionModel) if f.name not in data]
+    if missing:
+        raise ConfigError(f"damaged model bundle: no '{missing[0]}' entry", file=path)
     model = FusionModel(**{f.name: data[f.name] for f in dataclasses.fields(FusionModel)})
     if schema is not None:
         from analysis.schema import Schema, load_schema
@@ -433,6 +443,12 @@ def load_bundle(path, schema=None) -> FusionModel:
             raise ConfigError("the bundle was trained with another schema (variables, levels or columns differ); "
                               "use the schema stored in the bundle", file=path)
     return model
+
+
+def _toolkit_version() -> str:
+    import importlib.metadata as md
+
+    return md.version("lymphnode-toolkit")
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -557,15 +573,13 @@ def fit(cohort=None, *, fusion: str = "late", cv=None, config=None, out=None, pr
 
 def _meta(cfg, dataset, cv, model_name: str, variant: str, **extra) -> dict:
     """The bundle's provenance and the cross-validated performance of ``model_name`` / ``variant``."""
-    import importlib.metadata as md
-
     from fusion.provenance import table_sha256, versions
 
     perf = cv.metrics()
     chosen = perf[(perf["model"] == model_name) & (perf["modality"] == variant)]
     chosen = chosen[chosen["class"].fillna("").astype(str) == ""]
     return {
-        "toolkit_version": md.version("lymphnode-toolkit"), "versions": versions(),
+        "toolkit_version": _toolkit_version(), "versions": versions(),
         "training_data_sha256": table_sha256(dataset), "config": dataclasses.asdict(cfg), **extra,
         "cv_performance": json.loads(chosen.to_json(orient="records")),
         "cv_model": [model_name, variant],

@@ -51,6 +51,44 @@ def test_bundle_loads_with_weights_only_and_reproduces_its_probabilities(trained
     assert np.isfinite(contrib).all()
 
 
+def test_bundles_of_another_layout_version_or_schema_are_refused_with_one_line(trained, tmp_path):
+    from analysis.errors import ConfigError
+    from analysis.schema import load_schema
+    from fusion.bundle import BUNDLE_FORMAT, load_bundle
+
+    cohort, out = trained
+    raw = torch.load(out / "model_bundle.pt", map_location="cpu", weights_only=True)
+
+    def saved(name, **changes):
+        data = {**raw, **changes}
+        torch.save(data, tmp_path / name)
+        return tmp_path / name
+
+    with pytest.raises(ConfigError, match=f"bundle layout 99 is not the layout {BUNDLE_FORMAT}"):
+        load_bundle(saved("layout.pt", format=99))
+    with pytest.raises(ConfigError, match="written by toolkit version 9.4.0 and this is .*same major.minor"):
+        load_bundle(saved("version.pt", meta={**raw["meta"], "toolkit_version": "9.4.0"}))
+    damaged = {k: v for k, v in raw.items() if k != "cnn_states"}
+    torch.save(damaged, tmp_path / "damaged.pt")
+    with pytest.raises(ConfigError, match="damaged model bundle: no 'cnn_states' entry"):
+        load_bundle(tmp_path / "damaged.pt")
+    (tmp_path / "truncated.pt").write_bytes((out / "model_bundle.pt").read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="not a model bundle of this toolkit"):
+        load_bundle(tmp_path / "truncated.pt")
+    # another schema: a level added to one variable
+    other = tmp_path / "other_schema.yaml"
+    text = (cohort.parent / "cohort_schema.yaml").read_text()
+    assert "irregular" in text
+    other.write_text(text.replace("irregular", "irregular, spiculated", 1))
+    assert load_bundle(out / "model_bundle.pt", schema=cohort.parent / "cohort_schema.yaml")
+    with pytest.raises(ConfigError, match="trained with another schema"):
+        load_bundle(out / "model_bundle.pt", schema=load_schema(other))
+    # each refusal is one line on the command line
+    from fusion.predict import main
+
+    assert main([str(tmp_path / "version.pt"), str(cohort), "--out", str(tmp_path / "p")]) == 2
+
+
 def test_bad_rows_and_images_are_reported_and_the_others_predicted(trained, tmp_path):
     from fusion.bundle import load_bundle
 

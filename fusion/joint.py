@@ -467,7 +467,7 @@ def fit_joint(dataset, split, *, fusion: str = "concat", clinical: bool = True, 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=options.epochs, desc=f"joint_{fusion}/fold{split.fold}", unit="epoch", file=sys.stderr,
+        bar = tqdm(total=options.epochs, desc=f"joint_{fusion}/" + ("final" if split.kind == "final" else f"fold{split.fold}"), unit="epoch", file=sys.stderr,
                    leave=False)
 
     def on_epoch_end(epoch, stopper, history):

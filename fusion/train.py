@@ -499,7 +499,7 @@ def train_unit(cfg: TrainConfig, dataset, modality: str, backbone: str, split, h
     if show_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.epochs, desc=f"{modality}/{backbone}/fold{tag}", unit="epoch",
+        bar = tqdm(total=cfg.epochs, desc=f"{modality}/{backbone}/" + ("final" if split.kind == "final" else f"fold{tag}"), unit="epoch",
                    file=sys.stderr, leave=False, initial=0 if resume is None else int(resume["epoch"]) + 1)
 
     def on_epoch_end(epoch, stopper, history):

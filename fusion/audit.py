@@ -398,7 +398,9 @@ def preprocessing_report(config: dict, manifest: dict | None = None) -> pd.DataF
             ("the weights were pre-trained on the data set that is cross-validated here: every test image was "
              "seen by the pre-training") if same else
             "pre-trained weights: check that the pre-training data hold none of this run's test patients")
-    add("early stopping (epoch choice)", f"patience {config.get('patience')}, inner validation share "
+    stopping = (f"patience {config.get('patience')}" if config.get("patience") else
+                "no early stop, lowest-loss epoch kept")
+    add("early stopping (epoch choice)", f"{stopping}, inner validation share "
         f"{config.get('inner_val')}", "each fold's inner validation patients (carved from its training patients)",
         "no", "the test patients of a fold are used for nothing but its predictions; the fold-assignment check "
         "confirms that validation and test patients do not overlap")

@@ -362,7 +362,9 @@ def _fill(key: str, f: RunFacts) -> tuple[str, str, str]:
     if key in ("model_and_tuning",):
         n_models = len(mods) * len(backbones) * len(man.get("splits") or [])
         return ("filled", f"{', '.join(backbones)} (weights: {cfg.get('weights')}); up to {cfg.get('epochs')} epochs, "
-                f"early stopping (patience {cfg.get('patience')}) on the inner validation loss; AdamW lr {cfg.get('lr')}, "
+                + (f"early stopping (patience {cfg.get('patience')}) on the inner validation loss; " if cfg.get("patience")
+                 else "every epoch trained, the epoch with the lowest inner validation loss kept; ") +
+                f"AdamW lr {cfg.get('lr')}, "
                 f"weight decay {cfg.get('weight_decay')}, batch {cfg.get('batch_size')}, cosine schedule; augmentation "
                 f"'{cfg.get('augment')}'; class weights {'on' if cfg.get('class_weights') else 'off'}; {n_models} CNNs "
                 f"(modalities x backbones x folds)" + (f"; fusion: {', '.join(modes)} (L2 strength by inner CV on "

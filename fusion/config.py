@@ -37,8 +37,8 @@ class TrainConfig:
     test_fraction: float | None = None
     fold_column: str | None = None          # predefined folds (e.g. BUS-BRA's official_fold) instead of k-fold
     epochs: int = 15
-    patience: int = 5
-    min_epochs: int = 5                     # early stopping never before this many epochs
+    patience: int | None = None             # None: no early stop (full cosine schedule, best epoch kept)
+    min_epochs: int = 5                     # with a patience: early stopping never before this many epochs
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4

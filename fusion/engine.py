@@ -127,8 +127,9 @@ class FitOptions:
     ----------
     epochs : int
         Maximum number of epochs.
-    patience : int
-        Early-stopping patience in epochs (:class:`EarlyStopping`).
+    patience : int or None
+        Early-stopping patience in epochs (:class:`EarlyStopping`); None or 0: no early stop,
+        every epoch is trained and the epoch with the lowest validation loss is kept.
     batch_size : int
         Images (or patients) per step **per process**; under DDP the global batch is
         ``batch_size * world_size``.
@@ -144,7 +145,7 @@ class FitOptions:
     """
 
     epochs: int
-    patience: int
+    patience: int | None
     batch_size: int
     amp: bool | None = None
     channels_last: bool = True
@@ -431,7 +432,8 @@ def fit(setup: TrainingSetup, data, options: FitOptions, criterion: Callable | N
     device = setup.device if setup.device is not None else next(unwrap(model).parameters()).device
     if criterion is None:
         criterion = default_criterion(options.class_weights, device)
-    stopper = EarlyStopping(options.patience, min_epochs=options.min_epochs)
+    # no patience: a patience longer than the run, so training never stops early but the best epoch is kept
+    stopper = EarlyStopping(options.patience or options.epochs + 1, min_epochs=options.min_epochs)
     history: list = []
     start = 0
     resume = options.resume

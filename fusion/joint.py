@@ -102,7 +102,7 @@ class JointOptions:
     dropout: float = 0.2
     modality_dropout: float = 0.25
     epochs: int = 8
-    patience: int = 3
+    patience: int | None = 3
     min_epochs: int = 0
     batch_size: int = 32
     lr: float = 1e-3

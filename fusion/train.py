@@ -145,9 +145,12 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "patient-stratified folds")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"maximum epochs (default: {d.epochs})")
-    g.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default: {d.patience})")
-    g.add_argument("--min-epochs", type=int, help=f"early stopping never ends training before this many epochs "
-                                                  f"(default: {d.min_epochs})")
+    g.add_argument("--patience", type=int,
+                   help="stop a fold's training after this many epochs without a lower inner-validation loss "
+                        "(default: no early stop: every epoch of the cosine schedule is trained and the epoch with "
+                        "the lowest inner-validation loss is kept; 0 = the default)")
+    g.add_argument("--min-epochs", type=int, help=f"with --patience: early stopping never ends training before "
+                                                  f"this many epochs (default: {d.min_epochs})")
     g.add_argument("--batch-size", type=int, help=f"batch size per process; under DDP (torchrun) the global batch is "
                                                  f"this x the number of processes (default: {d.batch_size})")
     g.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {d.lr})")
@@ -212,7 +215,9 @@ def _check_config(cfg: TrainConfig) -> None:
         cfg.backbones = [resolve_backbone(name) for name in cfg.backbones]
     except ConfigError as exc:
         raise ConfigError(f"--backbones: {exc}") from None
-    for key in ("folds", "epochs", "patience", "batch_size", "size"):
+    if cfg.patience is not None and int(cfg.patience) < 0:
+        raise ConfigError(f"--patience must be 0 (no early stop) or a positive integer, got {cfg.patience}")
+    for key in ("folds", "epochs", "batch_size", "size"):
         if int(getattr(cfg, key)) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {getattr(cfg, key)}")
     if not float(cfg.lr) > 0:

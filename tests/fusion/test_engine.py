@@ -209,3 +209,24 @@ def test_early_stopping_never_ends_training_before_min_epochs():
     old = {k: v for k, v in plain.state_dict().items() if k not in ("min_epochs", "epochs_seen")}
     again.load_state_dict(old)
     assert again.min_epochs == 0 and again.epochs_seen == 4 and again.should_stop
+
+
+def test_without_patience_every_epoch_is_trained_and_the_lowest_loss_epoch_kept():
+    """The training default (TrainConfig.patience None): no early stop; the returned model is the epoch
+    with the lowest validation loss, not the last one."""
+    images, y = separable_images()
+    epochs = 6
+    setup = _setup(epochs)
+    seen = {}
+
+    def remember(epoch, stopper, history):
+        seen[epoch] = {k: v.clone() for k, v in setup.model.state_dict().items()}
+
+    res = fit(setup, ImageData(images, y, np.arange(30), np.arange(30, 40)),
+              FitOptions(epochs=epochs, patience=None, batch_size=8), on_epoch_end=remember)
+    losses = [h["val_loss"] for h in res.history]
+    assert len(losses) == epochs and res.best_epoch == int(np.argmin(losses))
+    torch.testing.assert_close(setup.model.state_dict()["head.bias"], seen[res.best_epoch]["head.bias"])
+    from fusion.config import TrainConfig
+
+    assert TrainConfig().patience is None

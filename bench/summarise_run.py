@@ -24,6 +24,7 @@ def compact(run) -> str:
     for _, r in table.iterrows():
         point = [float(str(r[c]).split()[0]) for c in folds if str(r[c]) not in ("", "nan")]
         rows.append({"kind": r["Kind"], "model": r["Model"], "modality": r["Modality"], "patients": r["Patients"],
+                     **({"images": r["Images"]} if "Images" in table.columns else {}),
                      "pooled macro AUC (95% CI)": r["Pooled macro AUC (95% CI)"],
                      "per fold": f"{min(point):.3f}–{max(point):.3f}" if point else "",
                      "vs best single": r["Difference vs best single"],

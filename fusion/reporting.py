@@ -252,10 +252,15 @@ def results_table(metrics: pd.DataFrame, by_fold: pd.DataFrame | None, compariso
     pandas.DataFrame
         ``Kind, Model, Modality, Split, Patients, Pooled <metric> (CI)``, one ``Fold k`` column
         per fold (estimate and CI within that fold), ``Difference vs best single``, ``p``,
-        ``p (Holm)``; ordered by kind, then pooled estimate (descending).
+        ``p (Holm)``; ordered by kind, then pooled estimate (descending). Where some model has
+        several predictions per patient (several images), an ``Images`` column after
+        ``Patients`` gives each row's predictions: such a row's pooled and per-fold AUCs are
+        over images (resampled by patient), while its difference and p compare per-patient mean
+        probabilities, the unit of the fusion rows (:func:`fusion.evaluate.compare_models_delong`).
     """
     single_set = set() if single is None else set(map(tuple, single[["model", "modality"]].to_numpy()))
     m = metrics[(metrics["metric"] == metric) & (metrics["class"].fillna("").astype(str) == "")]
+    several = bool((m["n"] > m["n_patients"]).any()) if "n" in m.columns else False
     f = pd.DataFrame() if by_fold is None or not len(by_fold) else by_fold[
         (by_fold["metric"] == metric) & (by_fold["class"].fillna("").astype(str) == "")]
     comp = pd.DataFrame() if comparison is None or not len(comparison) else comparison[
@@ -267,6 +272,7 @@ def results_table(metrics: pd.DataFrame, by_fold: pd.DataFrame | None, compariso
         key = (r.model, r.modality)
         row = {"Kind": _kind(r.model, r.modality, single_set), "Model": r.model, "Modality": r.modality,
                "Split": _SPLIT_NAMES.get(r.split, r.split), "Patients": int(r.n_patients),
+               **({"Images": int(r.n)} if several else {}),
                f"Pooled {title} (95% CI)": fmt.format_effect_size(r.estimate, r.ci_low, r.ci_high, digits=digits),
                "_estimate": float(r.estimate)}
         for k in folds:
@@ -311,6 +317,10 @@ def write_results_table(table: pd.DataFrame, out_dir, *, n_boot=None) -> list[Pa
                "adjusted over all comparisons of the split. Rows can cover different patients (a patient without "
                "an image of a modality has no prediction for it). The best single modality is the comparator, "
                "chosen after the fact; it is not a selected model.")
+    if "Images" in table.columns:
+        caption += (" Rows with more images than patients have their pooled and per-fold AUCs over images (resampled "
+                    "by patient); their difference and p compare per-patient mean probabilities, the unit of the "
+                    "fusion rows, so they can differ from the difference of the pooled AUCs shown.")
     md = out / "results.md"
     md.write_text(caption + "\n\n" + _markdown(table, left=4) + "\n", encoding="utf-8")
     tex = out / "results.tex"

@@ -119,3 +119,29 @@ def test_external_rows_pooled_over_hospitals_are_labelled_and_per_hospital_sheet
     single = evaluate_by_fold(preds.assign(fold=-1), CLASSES, n_boot=0)
     assert model_modality_table(m, by_fold=single)["Split"].tolist() == ["external (held-out hospital)"]
     assert "metrics_by_fold.csv" not in table_caption(m, by_fold=single)
+
+
+def test_results_table_shows_images_where_a_model_has_several_per_patient(tmp_path):
+    """A CNN with two images per patient next to a one-row-per-patient fusion: the AUCs of the CNN row are
+    over images, its comparison is on patient means; the table says both."""
+    from fusion.evaluate import compare_models_delong
+    from fusion.reporting import results_table, write_results_table
+
+    one = _predictions()
+    cnn = pd.concat([one, one.assign(**{f"p_{c}": one[f"p_{c}"][::-1].to_numpy() for c in CLASSES})],
+                    ignore_index=True)                                   # two different images per patient
+    fused = one.assign(model="late_fusion", modality="fusion_images")
+    preds = pd.concat([cnn, fused], ignore_index=True)
+    m = evaluate_predictions(preds, CLASSES, n_boot=0)
+    comp = compare_models_delong(preds, CLASSES, n_boot=20)
+    table = results_table(m, None, comp, ("resnet18", "2d"), single=pd.DataFrame({"model": ["resnet18"],
+                                                                                   "modality": ["2d"]}))
+    assert list(table.columns[4:6]) == ["Patients", "Images"]
+    row = table.set_index("Model").loc["resnet18"]
+    assert (row["Patients"], row["Images"]) == (60, 120)
+    assert table.set_index("Model").loc["late_fusion", "Images"] == 60
+    write_results_table(table, tmp_path)
+    assert "per-patient mean probabilities" in (tmp_path / "results.md").read_text()
+    # one image per patient everywhere: no Images column
+    plain = results_table(evaluate_predictions(pd.concat([one, fused]), CLASSES, n_boot=0), None, None, None)
+    assert "Images" not in plain.columns

@@ -78,3 +78,20 @@ def test_joint_fusion_throughput_bench_runs_on_the_cpu(tmp_path):
     res = json.loads(out.read_text())
     assert [r["fusion"] for r in res["throughput"]["rows"]] == ["concat", "gated"]
     assert all(r["patients_per_s"] > 0 and r["images_per_s"] > r["patients_per_s"] for r in res["throughput"]["rows"])
+
+
+def test_run_summary_and_cnn_vs_texture_read_a_finished_run(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "fusion"))
+    from tiny_training_cohort import TINY_ARGS, write_tiny_cohort
+
+    from fusion.train import main
+
+    cohort = write_tiny_cohort(tmp_path / "tiny", n=30)
+    run = tmp_path / "run"
+    args = [a for a in TINY_ARGS if a != "--no-baseline"]
+    assert main([str(cohort), *args, "--modalities", "2d", "--fusion", "late", "--out", str(run)]) == 0
+    text = _load("summarise_run").compact(run)
+    assert "| CNN, one modality | resnet18" in text and "texture_lr" in text and "Stage times" in text
+    paired = _load("bench_cnn_vs_texture").compare(run, n_boot=20)
+    assert list(paired["modality"]) == ["2d"] and paired["patients"].iloc[0] == 30
+    assert abs(paired["CNN - texture"].iloc[0] - (paired["CNN"].iloc[0] - paired["texture"].iloc[0])) < 2e-3

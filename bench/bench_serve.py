@@ -29,8 +29,6 @@ import concurrent.futures
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -137,25 +135,9 @@ def main(argv=None) -> int:
     # ---------------------------------------------------------------- the app under load
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "fusion.serve", str(args.bundle), "--port", str(port),
-                             "--threads", str(args.threads)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.3)
+    from fusion.serve import serve_in_background
+
+    with serve_in_background(args.bundle, threads=args.threads) as (url, proc):
         rss_idle = _proc_kib(proc.pid, "VmRSS")
 
         def one(_):
@@ -179,9 +161,6 @@ def main(argv=None) -> int:
             "server_cpu_s_per_request": round(dc / len(statuses), 3),
             "rss_idle_mib": round(rss_idle, 1), "rss_after_warmup_mib": round(rss_warm, 1),
             "rss_after_each_round_mib": rss_rounds, "rss_peak_mib": round(_proc_kib(proc.pid, "VmHWM"), 1)}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     result["machine"]["load_average_end"] = os.getloadavg()[0]
     text = json.dumps(result, indent=2)
     print(text)

@@ -9,13 +9,9 @@ fills in its clinical values, submits, and saves the answer page (palette-quanti
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +28,6 @@ def main(argv=None) -> int:
     p.add_argument("--gradcam-layer", default=None)
     args = p.parse_args(argv)
 
-    import httpx
     import pandas as pd
     from PIL import Image
     from playwright.sync_api import sync_playwright
@@ -44,26 +39,10 @@ def main(argv=None) -> int:
     schema = model.schema
     cohort = Path(args.cohort)
     row = read_table(cohort).iloc[args.row]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "fusion.serve", args.bundle, "--port", str(port), "--threads", "1"]
-    if args.gradcam_layer:
-        cmd += ["--gradcam-layer", args.gradcam_layer]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.3)
+    from fusion.serve import serve_in_background
+
+    extra = ("--gradcam-layer", args.gradcam_layer) if args.gradcam_layer else ()
+    with serve_in_background(args.bundle, args=extra) as (url, _):
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
             browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": args.width, "height": 800})
@@ -90,9 +69,6 @@ def main(argv=None) -> int:
             img = Image.open(shot).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             img.save(args.out, optimize=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     print(f"wrote: {args.out}")
     return 0
 

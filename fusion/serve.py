@@ -49,6 +49,7 @@ import argparse
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import html
 import io
 import json
@@ -57,7 +58,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from typing import Optional, Union
@@ -71,7 +71,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from analysis.errors import CohortError, ConfigError
 from fusion.gradcam import auto_gradcam_layer  # noqa: F401 (part of this module's API before)
 
-__all__ = ["DEFAULT_BUNDLE", "Limits", "create_app", "build_parser", "main", "sniff_image_type"]
+__all__ = ["DEFAULT_BUNDLE", "Limits", "create_app", "serve_in_background", "build_parser", "main",
+           "sniff_image_type"]
 
 DEFAULT_BUNDLE = Path("reports/demo/cv/model_bundle.pt")
 log = logging.getLogger("fusion.serve")
@@ -672,6 +673,59 @@ def create_app(bundle, *, limits: Optional[Limits] = None, tmp_root=None, gradca
 
 
 # ----------------------------------------------------------------------------- CLI
+@contextlib.contextmanager
+def serve_in_background(bundle, *, threads: int = 1, args=(), log=None, timeout: float = 180.0):
+    """``python -m fusion.serve BUNDLE`` in a subprocess on 127.0.0.1 and a free port.
+
+    Yields ``(url, process)`` once ``/health`` answers; the server is stopped on exit. ``args``
+    are further command-line options (e.g. ``('--gradcam-layer', 'body.layer3')``); ``log``, a
+    file for the server's output (default: discarded). Raises ``RuntimeError`` (with the end
+    of the log) when the server exits or does not answer within ``timeout`` seconds. Used by
+    the browser and load tests, ``bench/bench_serve.py`` and ``docs/app_screenshot.py``.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    cmd = [sys.executable, "-m", "fusion.serve", str(bundle), "--host", "127.0.0.1", "--port", str(port),
+           "--threads", str(threads), *args]
+    out = open(log, "w") if log is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = Path(log).read_text(errors="replace")[-2000:] if log is not None else ""
+                raise RuntimeError(f"fusion.serve did not start{': ' + tail if tail else ''}")
+            time.sleep(0.3)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fusion.serve",
                                 description="Serve a model bundle as a local web app and JSON API.",

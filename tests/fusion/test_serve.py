@@ -5,9 +5,6 @@ import io
 import logging
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -345,12 +342,6 @@ def test_cli_without_a_bundle_says_how_to_make_one(tmp_path, monkeypatch, capsys
 
 
 # ----------------------------------------------------------------------------- a real server on the loopback
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -361,34 +352,11 @@ def _rss_mib(pid: int) -> float:
 @pytest.fixture(scope="module")
 def live_server(bundle, tmp_path_factory):
     """``python -m fusion.serve BUNDLE`` on 127.0.0.1 (a free port), stopped after the module."""
-    import httpx
+    from fusion.serve import serve_in_background
 
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "fusion.serve", str(bundle), "--host", "127.0.0.1",
-                                 "--port", str(port), "--threads", "1"], cwd=REPO, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
+    with serve_in_background(bundle, log=log, timeout=120) as (url, proc):
         yield url, proc, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.mark.slow

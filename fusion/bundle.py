@@ -394,12 +394,13 @@ class _JointBranchView(torch.nn.Module):
         self._slot = list(net.sources).index(modality)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        h = torch.zeros(x.shape[0], len(net.sources), net.embed_dim, device=x.device)
-        h[:, self._slot] = net.projections[self.modality](net.branches[self.modality].forward_features(x)).float()
-        mask = torch.zeros(x.shape[0], len(net.sources), dtype=torch.bool, device=x.device)
+        # the joint network's own forward with every other source masked off (their branches do not run)
+        net, n = self.net, x.shape[0]
+        images = {m: x for m in net.modalities}  # a masked-off branch never reads its entry
+        mask = torch.zeros(n, len(net.sources), dtype=torch.bool, device=x.device)
         mask[:, self._slot] = True
-        return net.head(h, mask)
+        clinical = None if net.clinical is None else x.new_zeros((n, net.clinical[0].in_features))
+        return net({"images": images, "mask": mask, "clinical": clinical})
 
 
 # ----------------------------------------------------------------------------- loading

@@ -36,19 +36,14 @@ def main(argv=None) -> int:
     p.add_argument("--n-boot", type=int, default=2000)
     args = p.parse_args(argv)
 
-    import dataclasses
-
-    import yaml
-
+    from fusion.config import resolve_config
     from fusion.evaluate import evaluate_predictions
     from fusion.late_fusion import late_fusion_predictions
     from fusion.manifests import bus_bra_manifest
     from fusion.splits import make_splits
 
     run = Path(args.run)
-    raw = yaml.safe_load((run / "config.yaml").read_text())
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in raw.items() if k in known})
+    cfg = resolve_config(TrainConfig, run / "config.yaml")
     table, schema = bus_bra_manifest()
     classes = list(schema.group_levels)
     ids = table["patient_id"].astype(str).to_numpy(dtype=object)

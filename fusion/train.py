@@ -404,7 +404,15 @@ def load_dataset(cfg: TrainConfig, progress: bool = True, data_root=None):
 
     table, schema, source = load_table(cfg.cohort, cfg.schema, data_root, group=cfg.group, id_column=cfg.id_column,
                                        hospital_column=cfg.hospital_column, image_columns=cfg.image_columns)
-    folds = fold_labels(table, cfg.fold_column, source) if cfg.fold_column else None  # before decoding images
+    folds = None
+    if cfg.fold_column:  # checked before images are decoded; fold labels are never a predictor
+        folds = fold_labels(table, cfg.fold_column, getattr(source, "path", source))
+        if cfg.fold_column in schema.variable_names:
+            from dataclasses import replace
+
+            schema = replace(schema, variables=tuple(v for v in schema.variables if v.name != cfg.fold_column),
+                             excluded=(*schema.excluded, (cfg.fold_column, "the --fold-column: fold labels, not a "
+                                                                           "predictor")))
     dataset = MultimodalDataset(table, schema, modalities=cfg.modalities, size=cfg.size, cache=cfg.cache,
                                 progress=progress)
     dataset.fold_labels = folds

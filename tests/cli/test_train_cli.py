@@ -268,6 +268,12 @@ def test_fold_column_gives_the_test_folds_and_bad_fold_columns_are_one_line(tiny
     tested = fa[fa["role"] == "test"].set_index("patient_id")["fold"]
     expected = cohort.set_index("patient_id")["published_fold"].map({"A": 0, "B": 1})
     assert tested.sort_index().to_dict() == expected.sort_index().to_dict()
+    # the fold labels are not a clinical predictor (an inferred schema would otherwise take them as one)
+    from fusion.train import config_from_args, load_dataset
+
+    cfg = config_from_args([str(path), "--group", "group", "--fold-column", "published_fold", "--size", "16"])
+    dataset, _ = load_dataset(cfg, progress=False)
+    assert "published_fold" not in dataset.clinical.columns and "age" in dataset.clinical.columns
     capsys.readouterr()
     assert main([str(path), "--schema", schema, *TINY_ARGS, "--fold-column", "publishd_fold",
                  "--out", str(tmp_path / "x")]) == 2
